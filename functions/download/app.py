@@ -1,0 +1,18 @@
+"""Download task: fetch the run's dataset into the artifact store, only when it is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipe import Run, Settings, download
+
+SETTINGS = Settings.from_env()
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Return ``{"state": "ran" | "present", "target": dataset_uri, ...}``."""
+    fields = Run.from_event(event, required=("source_url", "dataset_uri"), optional=("max_source_bytes",),
+                            settings=SETTINGS)
+    return download(fields["source_url"], fields["dataset_uri"],
+                    max_source_bytes=fields.get("max_source_bytes", SETTINGS.max_source_bytes),
+                    settings=SETTINGS).as_dict()

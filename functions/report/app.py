@@ -1,0 +1,12 @@
+"""Report step: the run's summary (which task was present, ran, failed or was not run) for the execution's end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipe import build_report
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Return ``{"summary": {...}, "cause": "<summary as JSON>"}``."""
+    return build_report(event)

@@ -1,0 +1,15 @@
+"""Upload task: publish the run's model after checking its sha256, only when it is not published yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipe import Run, Settings, upload
+
+SETTINGS = Settings.from_env()
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Return ``{"state": "ran" | "present", "target": published_uri, ...}``."""
+    fields = Run.from_event(event, required=("model_uri", "published_uri"), settings=SETTINGS)
+    return upload(fields["model_uri"], fields["published_uri"], settings=SETTINGS).as_dict()

@@ -1,0 +1,29 @@
+"""mlpipe: the domain package of the serverless training pipeline (download -> train -> publish).
+
+It knows nothing about Lambda events: the handlers in ``functions/`` parse the event and call
+the functions below with explicit arguments. pandas and scikit-learn are imported only by
+``mlpipe.train``, lazily, so the other functions start fast.
+"""
+
+from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.exceptions import PipelineError
+from mlpipe.report import build_report
+from mlpipe.targets import LocalTarget, S3Target, Target, target_for
+from mlpipe.tasks import TaskOutcome, download, plan, train, upload
+
+__all__ = [
+    "LocalTarget",
+    "PipelineError",
+    "Run",
+    "S3Target",
+    "Settings",
+    "Target",
+    "TaskOutcome",
+    "build_report",
+    "download",
+    "plan",
+    "resolve_run",
+    "target_for",
+    "train",
+    "upload",
+]

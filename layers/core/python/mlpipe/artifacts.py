@@ -1,0 +1,90 @@
+"""The model and its metrics.json: how they are written together and how the recorded sha256 is read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlpipe.config import sibling_uri
+from mlpipe.exceptions import IntegrityError, TargetExistsError
+from mlpipe.targets import Target, target_for
+
+
+def metrics_target(model: Target, *, allow_local: bool = True) -> Target:
+    """metrics.json, beside ``model``."""
+    return target_for(sibling_uri(model.uri, "metrics.json"), allow_local=allow_local)
+
+
+def write_model(
+    model: Target, payload: bytes, metrics: dict[str, Any], *, allow_local: bool = True,
+    metadata: dict[str, str] | None = None,
+) -> bool:
+    """Write model.pkl (only if absent), then make sure metrics.json describes it; True if this call wrote the model.
+
+    The model is written first and conditionally, so exactly one of several concurrent writers
+    wins it. Training is deterministic, so a writer that loses normally finds the same bytes
+    stored; a stored model that differs and that no metrics.json describes is an IntegrityError,
+    never a silent overwrite.
+    """
+    sidecar = metrics_target(model, allow_local=allow_local)
+    sha = metrics["model_sha256"]
+    try:
+        model.write_bytes(payload, metadata=metadata)
+        wrote = True
+    except TargetExistsError:
+        wrote = False
+        stored = model.sha256()
+        if stored != sha:
+            if records(sidecar, stored):
+                return False  # another training's model, described by its own metrics.json
+            raise IntegrityError(
+                f"{model.uri} exists with sha256 {stored}, but this training produced {sha} and "
+                f"{sidecar.uri} does not record the stored one; delete {model.uri} and rerun") from None
+    _ensure_metrics(sidecar, metrics)
+    return wrote
+
+
+def _ensure_metrics(sidecar: Target, metrics: dict[str, Any]) -> None:
+    """Write metrics.json unless it already records this model; replace it only when it is stale."""
+    sha = metrics["model_sha256"]
+    if records(sidecar, sha):
+        return
+    document = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        sidecar.write_bytes(document)
+    except TargetExistsError:
+        if records(sidecar, sha):
+            return  # a concurrent writer of the same model got there first
+        # Stale: it describes a model that was deleted (the user removed only model.pkl).
+        sidecar.write_bytes(document, overwrite=True)
+
+
+def records(sidecar: Target, sha256: str) -> bool:
+    """True when metrics.json exists and records ``sha256`` as the model's checksum."""
+    if not sidecar.exists():
+        return False
+    try:
+        return bool(json.loads(sidecar.read_bytes()).get("model_sha256") == sha256)
+    except (ValueError, AttributeError):
+        return False
+
+
+def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
+    """metrics.json beside ``model``, parsed; IntegrityError when it is missing or unreadable."""
+    sidecar = metrics_target(model, allow_local=allow_local)
+    if not sidecar.exists():
+        raise IntegrityError(f"{sidecar.uri} is missing, so {model.uri} has no recorded sha256; delete the model "
+                             "and rerun to retrain")
+    try:
+        metrics = json.loads(sidecar.read_bytes())
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("model_sha256"), str):
+            raise ValueError("it has no model_sha256")
+    except ValueError as exc:
+        raise IntegrityError(f"{sidecar.uri} is not a valid metrics file ({exc}); delete the model and rerun to "
+                             "retrain") from exc
+    return metrics
+
+
+def model_complete(model: Target, *, allow_local: bool = True) -> bool:
+    """The train task's completeness: model.pkl and metrics.json both exist."""
+    return model.exists() and metrics_target(model, allow_local=allow_local).exists()

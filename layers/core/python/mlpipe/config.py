@@ -1,0 +1,315 @@
+"""Settings (from the environment, read once) and the run: what one execution works on.
+
+An execution's input may override the deploy-time defaults; ``resolve_run`` turns it into a
+``Run`` with every URI spelled out, which the planning step hands to each task. Tasks accept the
+same object (``Run.from_event``), so a task's event is just the run, and only the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mlpipe.download import check_source_url
+from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.targets import join_uri, split_uri
+
+UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
+DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
+DEFAULT_CV_FOLDS = 5
+
+# Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
+INPUT_FIELDS = frozenset({"run_date", "scheduled_time", "trigger", "source_url", "artifact_root", "publish_uri",
+                          "hyperparameters", "cv_folds", "max_source_bytes"})
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in {"", "0", "false", "no"}:
+        return False
+    if value in {"1", "true", "yes"}:
+        return True
+    raise InvalidRequestError(f"environment variable {name}={value!r} must be true or false")
+
+
+def _positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        upper = f" and at most {maximum}" if maximum else ""
+        raise InvalidRequestError(f"{name} must be an integer of at least {minimum}{upper}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deploy-time configuration, from the function's environment (set by template.yaml's Parameters)."""
+
+    source_url: str = UCI_IRIS_URL
+    artifact_root: str | None = None
+    publish_uri: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    cv_folds: int = DEFAULT_CV_FOLDS
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+    timezone: str = "UTC"
+    # Only the local runner turns these on: in AWS a function's disk is private and temporary, and
+    # a loopback source would reach the Lambda runtime API.
+    allow_local_storage: bool = False
+    allow_loopback_sources: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default ``os.environ``); raise InvalidRequestError naming a bad one."""
+        env = os.environ if env is None else env
+        try:
+            hyper = json.loads(env.get("SVC_HYPERPARAMETERS", "") or "{}")
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"SVC_HYPERPARAMETERS is not valid JSON: {exc}") from exc
+        try:
+            cv_folds = int(env.get("CV_FOLDS", DEFAULT_CV_FOLDS))
+            max_bytes = int(env.get("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES))
+        except ValueError as exc:
+            raise InvalidRequestError(f"CV_FOLDS and MAX_SOURCE_BYTES must be integers: {exc}") from exc
+        settings = cls(
+            source_url=env.get("SOURCE_URL") or UCI_IRIS_URL,
+            artifact_root=env.get("ARTIFACT_ROOT") or None,
+            publish_uri=env.get("PUBLISH_URI") or None,
+            hyperparameters=validate_hyperparameters(hyper, where="SVC_HYPERPARAMETERS"),
+            cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
+            max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES"),
+            timezone=env.get("TIMEZONE") or "UTC",
+            allow_local_storage=_flag(env, "MLPIPE_ALLOW_LOCAL_STORAGE"),
+            allow_loopback_sources=_flag(env, "MLPIPE_ALLOW_LOOPBACK_SOURCES"),
+        )
+        settings.tz()  # fail fast on an unknown timezone
+        return settings
+
+    def tz(self) -> ZoneInfo:
+        """The schedule's timezone, which decides the run date of a scheduled run."""
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidRequestError(f"TIMEZONE={self.timezone!r} is not an IANA timezone name") from exc
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution's work, with every location spelled out. Its dict form is each task's event."""
+
+    run_date: str
+    source_url: str
+    dataset_uri: str
+    model_uri: str
+    published_uri: str
+    hyperparameters: dict[str, Any]
+    cv_folds: int = DEFAULT_CV_FOLDS
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+
+    @property
+    def metrics_uri(self) -> str:
+        """metrics.json, beside the model."""
+        return sibling_uri(self.model_uri, "metrics.json")
+
+    @property
+    def published_metrics_uri(self) -> str:
+        """metrics.json, beside the published model."""
+        return sibling_uri(self.published_uri, "metrics.json")
+
+    def to_event(self) -> dict[str, Any]:
+        """The JSON object the state machine passes to every task."""
+        return asdict(self)
+
+    @classmethod
+    def from_event(cls, event: Any, *, required: tuple[str, ...], optional: tuple[str, ...] = (),
+                   settings: Settings) -> dict[str, Any]:
+        """Check a task's event; return the ``required`` fields and those ``optional`` ones it has, validated.
+
+        Fields of the run that a task does not need are allowed (the state machine sends the whole
+        run to each task); anything else is an error.
+        """
+        if not isinstance(event, dict):
+            raise InvalidRequestError(f"the event must be a JSON object, got {type(event).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(event) - known)
+        if unknown:
+            raise InvalidRequestError(f"unknown field(s) in the event: {', '.join(unknown)}; "
+                                      f"a task takes the run's fields: {', '.join(sorted(known))}")
+        missing = [name for name in required if event.get(name) is None]
+        if missing:
+            raise InvalidRequestError(f"the event lacks {', '.join(missing)}")
+        fields = {name: event[name] for name in (*required, *optional) if event.get(name) is not None}
+        if "source_url" in fields:
+            if not isinstance(fields["source_url"], str):
+                raise InvalidRequestError(f"source_url must be a string, got {fields['source_url']!r}")
+            check_source_url(fields["source_url"], allow_loopback=settings.allow_loopback_sources)
+        if "run_date" in fields:
+            parse_run_date(fields["run_date"])
+        for name in ("dataset_uri", "model_uri", "published_uri"):
+            if name in fields:
+                split_uri(fields[name], allow_local=settings.allow_local_storage)
+        if "hyperparameters" in fields:
+            fields["hyperparameters"] = validate_hyperparameters(fields["hyperparameters"])
+        if "cv_folds" in fields:
+            _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
+        if "max_source_bytes" in fields:
+            _positive_int(fields["max_source_bytes"], "max_source_bytes")
+        return fields
+
+
+def sibling_uri(uri: str, name: str) -> str:
+    """The URI of ``name`` in the same folder or prefix as ``uri``."""
+    return uri.rsplit("/", 1)[0] + "/" + name
+
+
+def parse_run_date(value: Any) -> dt.date:
+    """``YYYY-MM-DD`` to a date, or InvalidRequestError saying what is wrong."""
+    if not isinstance(value, str) or len(value) != 10:
+        raise InvalidRequestError(f"run_date must be a string YYYY-MM-DD, got {value!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"run_date {value!r} is not a valid date YYYY-MM-DD: {exc}") from exc
+
+
+def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt.datetime | None = None) -> str:
+    """The run date: ``run_date``, else the schedule's ``scheduled_time`` in the schedule's timezone, else today (UTC)."""
+    if execution_input.get("run_date") is not None:
+        return parse_run_date(execution_input["run_date"]).isoformat()
+    scheduled = execution_input.get("scheduled_time")
+    if scheduled is not None:
+        if not isinstance(scheduled, str):
+            raise InvalidRequestError(f"scheduled_time must be an ISO-8601 string, got {scheduled!r}")
+        try:
+            when = dt.datetime.fromisoformat(scheduled.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidRequestError(f"scheduled_time {scheduled!r} is not an ISO-8601 timestamp") from exc
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(settings.tz()).date().isoformat()
+    return (now or dt.datetime.now(dt.UTC)).date().isoformat()
+
+
+def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | None = None) -> Run:
+    """Merge an execution's input over the settings and derive every target URI of the run."""
+    if execution_input is None:
+        execution_input = {}
+    if not isinstance(execution_input, dict):
+        raise InvalidRequestError(f"the execution input must be a JSON object, got {type(execution_input).__name__}")
+    unknown = sorted(set(execution_input) - INPUT_FIELDS)
+    if unknown:
+        raise InvalidRequestError(f"unknown field(s) in the execution input: {', '.join(unknown)}; "
+                                  f"allowed: {', '.join(sorted(INPUT_FIELDS))}")
+    run_date = run_date_for(execution_input, settings, now)
+    source_url = execution_input.get("source_url") or settings.source_url
+    if not isinstance(source_url, str):
+        raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
+    check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
+    roots: dict[str, str] = {}
+    for name in ("artifact_root", "publish_uri"):
+        value = execution_input.get(name) or getattr(settings, name)
+        if value is None:
+            raise InvalidRequestError(f"{name} is not set: pass it in the execution input or deploy with the "
+                                      f"{name.replace('_', ' ')} parameter")
+        split_uri(value, allow_local=settings.allow_local_storage)
+        roots[name] = value
+    hyper = dict(settings.hyperparameters)
+    hyper.update(validate_hyperparameters(execution_input.get("hyperparameters", {})))
+    cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
+    max_bytes = _positive_int(execution_input.get("max_source_bytes", settings.max_source_bytes), "max_source_bytes")
+    local = settings.allow_local_storage
+    return Run(
+        run_date=run_date,
+        source_url=source_url,
+        dataset_uri=join_uri(roots["artifact_root"], run_date, "dataset.csv", allow_local=local),
+        model_uri=join_uri(roots["artifact_root"], run_date, "model.pkl", allow_local=local),
+        published_uri=join_uri(roots["publish_uri"], run_date, "model.pkl", allow_local=local),
+        hyperparameters=hyper,
+        cv_folds=cv_folds,
+        max_source_bytes=max_bytes,
+    )
+
+
+# --- SVC hyperparameters --------------------------------------------------------------------------
+# Checked here, without importing scikit-learn, so a typo fails the run before anything is
+# downloaded. scikit-learn checks again when it fits (combinations such as break_ties with 'ovo').
+def _number(low: float, *, strict: bool) -> Any:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return "a finite number"
+        if value < low or (strict and value == low):
+            return f"a number {'>' if strict else '>='} {low:g}"
+        return None
+    return check
+
+
+def _integer(low: int) -> Any:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            return f"an integer >= {low}"
+        return None
+    return check
+
+
+def _choice(*options: Any) -> Any:
+    def check(value: Any) -> str | None:
+        return None if value in options and not isinstance(value, bool) else f"one of {', '.join(map(repr, options))}"
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _gamma(value: Any) -> str | None:
+    return None if value in ("scale", "auto") else (_number(0, strict=False)(value) and "'scale', 'auto' or a number >= 0")
+
+
+def _class_weight(value: Any) -> str | None:
+    if value is None or value == "balanced":
+        return None
+    if isinstance(value, dict) and all(_number(0, strict=True)(v) is None for v in value.values()):
+        return None
+    return "null, 'balanced' or an object mapping labels to positive numbers"
+
+
+def _random_state(value: Any) -> str | None:
+    return None if value is None else _integer(0)(value) and "null or an integer >= 0"
+
+
+HYPERPARAMETER_CHECKS: dict[str, Any] = {
+    "C": _number(0, strict=True),
+    "kernel": _choice("linear", "poly", "rbf", "sigmoid"),
+    "degree": _integer(0),
+    "gamma": _gamma,
+    "coef0": _number(-math.inf, strict=False),
+    "shrinking": _boolean,
+    "probability": _boolean,
+    "tol": _number(0, strict=True),
+    "cache_size": _number(0, strict=True),
+    "class_weight": _class_weight,
+    "max_iter": _integer(-1),
+    "decision_function_shape": _choice("ovo", "ovr"),
+    "break_ties": _boolean,
+    "random_state": _random_state,
+}
+
+
+def validate_hyperparameters(value: Any, *, where: str = "hyperparameters") -> dict[str, Any]:
+    """Check names, types and ranges of SVC hyperparameters; raise InvalidHyperparametersError."""
+    if not isinstance(value, dict):
+        raise InvalidHyperparametersError(f"{where} must be a JSON object of SVC parameters, got {value!r}")
+    problems = []
+    for name, item in value.items():
+        check = HYPERPARAMETER_CHECKS.get(name)
+        if check is None:
+            problems.append(f"{name!r} is not an SVC hyperparameter this pipeline accepts "
+                            f"({', '.join(HYPERPARAMETER_CHECKS)})")
+        elif (expected := check(item)) is not None:
+            problems.append(f"{name} must be {expected}, got {item!r}")
+    if problems:
+        raise InvalidHyperparametersError(f"invalid {where}: " + "; ".join(problems))
+    return dict(value)

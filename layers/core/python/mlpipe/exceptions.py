@@ -1,0 +1,70 @@
+"""Every error the pipeline raises on purpose.
+
+Step Functions matches a Lambda error by the exception's class name (the ``errorType`` of the
+payload), so the names below are part of the state machine's contract: ``Retry`` lists the
+retryable ones by name. Do not rename a class without changing ``statemachine/pipeline.asl.json``.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of every error raised on purpose by the pipeline."""
+
+    retryable = False
+
+
+# --- the request: event, parameters, URIs -------------------------------------------------------
+class InvalidRequestError(PipelineError):
+    """The event or its parameters are malformed: fix the input and start a new execution."""
+
+
+class InvalidHyperparametersError(InvalidRequestError):
+    """The SVC hyperparameters have the wrong type, name or range."""
+
+
+# --- the source ---------------------------------------------------------------------------------
+class SourceUnavailableError(PipelineError):
+    """The source failed in a way that may pass: HTTP 5xx or 429, a timeout or a dropped connection."""
+
+    retryable = True
+
+
+class SourceRejectedError(PipelineError):
+    """The source answered, but not with a dataset: HTTP 4xx, a redirect loop or a forbidden redirect."""
+
+
+class SourceTooLargeError(PipelineError):
+    """The source sent more bytes than the configured maximum; the transfer was stopped."""
+
+
+# --- the data -----------------------------------------------------------------------------------
+class InvalidDatasetError(PipelineError):
+    """The dataset is not the expected CSV (the message names the line and column)."""
+
+
+class MissingInputError(PipelineError):
+    """A task's input target does not exist: run the task that produces it first."""
+
+
+class TrainingError(PipelineError):
+    """scikit-learn could not fit a model on a valid dataset."""
+
+
+class IntegrityError(PipelineError):
+    """A stored artifact does not match its recorded sha256 (corrupted or replaced)."""
+
+
+# --- storage ------------------------------------------------------------------------------------
+class StorageError(PipelineError):
+    """Storage refused a request (missing bucket, access denied, invalid key) or failed after retries."""
+
+
+class StorageUnavailableError(StorageError):
+    """Storage kept failing with throttling or 5xx after the SDK's own retries."""
+
+    retryable = True
+
+
+class TargetExistsError(PipelineError):
+    """A conditional write found the target already written by someone else (internal: means "present")."""

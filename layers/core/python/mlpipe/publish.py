@@ -1,0 +1,38 @@
+"""Publish the trained model to its final location, refusing one that does not match its recorded sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.artifacts import read_metrics, write_model
+from mlpipe.exceptions import IntegrityError
+from mlpipe.targets import Target
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """Whether this call wrote the published model, and the sha256 it carries."""
+
+    wrote: bool
+    sha256: str
+    metrics: dict[str, Any]
+
+
+def publish_model(model: Target, published: Target, *, allow_local: bool = True) -> PublishResult:
+    """Copy ``model`` (and its metrics.json) to ``published`` after checking the model's sha256.
+
+    Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
+    bytes have (the model was corrupted or replaced after training): nothing is published then.
+    """
+    metrics = read_metrics(model, allow_local=allow_local)
+    payload = model.read_bytes()
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != metrics["model_sha256"]:
+        raise IntegrityError(
+            f"{model.uri} has sha256 {actual}, but its metrics.json records {metrics['model_sha256']}: the model "
+            "was corrupted or replaced after training and is not published; delete it and rerun to retrain")
+    wrote = write_model(published, payload, metrics, allow_local=allow_local,
+                        metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))})
+    return PublishResult(wrote=wrote, sha256=actual, metrics=metrics)

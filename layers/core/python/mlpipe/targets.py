@@ -1,0 +1,305 @@
+"""Luigi-style targets: an output that either exists, complete and validated, or does not exist at all.
+
+Two stores share one contract (``tests/unit/test_targets.py`` runs the same suite on both):
+
+- ``LocalTarget`` for a path on this machine (``/abs/path`` or ``file:///abs/path``);
+- ``S3Target`` for ``s3://bucket/key``.
+
+A write goes to a temporary place first (a hidden file beside the target, or a local spool file
+for S3) and becomes visible at the target only when the ``with`` block ends without an exception.
+By default the commit is conditional: if the target appeared in the meantime (another execution
+for the same run date), nothing is overwritten and ``TargetExistsError`` is raised, which the tasks
+report as "present". S3 gets that from ``If-None-Match: *`` on ``PutObject`` and
+``CompleteMultipartUpload``; a local directory from ``link(2)``, which never replaces a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CHUNK_SIZE = 1024 * 1024
+# Bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_BUCKET_RE = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_MISSING = {"404", "NoSuchKey", "NotFound"}
+_S3_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
+_S3_TRANSIENT = {"500", "502", "503", "504", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
+                 "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+
+
+class Target(ABC):
+    """An output location: ``exists()``, streamed reads, and an atomic, by default conditional, write."""
+
+    uri: str
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """True when the object is there; a missing object is False, any other failure raises StorageError."""
+
+    @abstractmethod
+    def open_read(self) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Open the object for streamed binary reading; MissingInput is raised by callers, not here."""
+
+    @abstractmethod
+    def atomic_write(
+        self, *, overwrite: bool = False, metadata: dict[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Yield a temporary binary file; publish it at the target only if the block ends without error.
+
+        The file is opened ``w+b``, so the block may seek back and validate what it wrote before the
+        commit. Without ``overwrite`` an existing target is never replaced: ``TargetExistsError``.
+        """
+
+    @abstractmethod
+    def delete(self) -> None:
+        """Remove the object if it exists (used by tests and by operators resetting a run)."""
+
+    def read_bytes(self) -> bytes:
+        """The whole object; only for small objects such as metrics.json."""
+        with self.open_read() as handle:
+            return handle.read()
+
+    def write_bytes(self, data: bytes, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> None:
+        """Atomically write ``data`` (conditionally unless ``overwrite``)."""
+        with self.atomic_write(overwrite=overwrite, metadata=metadata) as handle:
+            handle.write(data)
+
+    def sha256(self) -> str:
+        """Hex sha256 of the stored object, streamed."""
+        with self.open_read() as handle:
+            return sha256_of(handle)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+def sha256_of(handle: IO[bytes]) -> str:
+    """Hex sha256 of a binary file read from its current position to the end, in chunks."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- local directory ----------------------------------------------------------------------------
+class LocalTarget(Target):
+    """A file on this machine; writes go to a hidden ``.partial`` file beside it, then ``link``/``replace``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+        self.uri = self.path.as_uri()
+
+    def exists(self) -> bool:
+        try:
+            return self.path.is_file()
+        except OSError as exc:  # e.g. a permission error on a parent directory
+            raise StorageError(f"cannot check {self.uri}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def open_read(self) -> Iterator[IO[bytes]]:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError as exc:
+            raise StorageError(f"{self.uri} does not exist") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.uri}: {exc}") from exc
+        with handle:
+            yield handle
+
+    @contextlib.contextmanager
+    def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial", delete=False
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot write under {self.path.parent.as_uri()}: {exc}; check the artifact "
+                               "root or publish URI and the directory's permissions") from exc
+        tmp = Path(handle.name)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make published models unreadable to others
+        try:
+            with handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._commit(tmp, overwrite=overwrite)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _commit(self, tmp: Path, *, overwrite: bool) -> None:
+        try:
+            if overwrite:
+                os.replace(tmp, self.path)
+            else:
+                os.link(tmp, self.path)  # fails with EEXIST instead of replacing: the local If-None-Match
+        except FileExistsError as exc:
+            raise TargetExistsError(f"{self.uri} was written by someone else meanwhile") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.uri}: {exc}") from exc
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+# --- S3 -----------------------------------------------------------------------------------------
+class S3Target(Target):
+    """An S3 object; writes spool to a local temporary file and go up with boto3's managed transfer."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.uri = f"s3://{bucket}/{key}"
+
+    @property
+    def client(self) -> S3Client:
+        return s3_client()
+
+    def exists(self) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            if _error_code(exc) in _S3_MISSING:
+                return False
+            raise storage_error(exc, f"cannot check {self.uri}") from exc
+        return True
+
+    @contextlib.contextmanager
+    def open_read(self) -> Iterator[IO[bytes]]:
+        with tempfile.TemporaryFile() as spool:
+            try:
+                self.client.download_fileobj(self.bucket, self.key, spool)
+            except Exception as exc:
+                raise storage_error(exc, f"cannot read {self.uri}") from exc
+            spool.seek(0)
+            yield spool
+
+    @contextlib.contextmanager
+    def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
+        with tempfile.TemporaryFile() as spool:
+            yield spool
+            spool.seek(0)
+            client = s3_client(conditional=not overwrite)
+            extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
+            try:
+                client.upload_fileobj(spool, self.bucket, self.key, ExtraArgs=extra)
+            except Exception as exc:
+                if _error_code(exc) in _S3_CONFLICT:
+                    raise TargetExistsError(f"{self.uri} was written by someone else meanwhile") from exc
+                raise storage_error(exc, f"cannot write {self.uri}") from exc
+
+    def delete(self) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            raise storage_error(exc, f"cannot delete {self.uri}") from exc
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code if code and not code.isdigit() else (code or status)
+
+
+def storage_error(exc: BaseException, what: str) -> StorageError:
+    """Translate a botocore failure into StorageError (or StorageUnavailableError) with advice."""
+    code = _error_code(exc)
+    if code == "NoSuchBucket":
+        return StorageError(f"{what}: the bucket does not exist; create it (sam deploy does) or fix the URI")
+    if code in {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+        return StorageError(f"{what}: access denied; the function's role may not use this bucket or prefix")
+    if code in _S3_MISSING:
+        return StorageError(f"{what}: the object does not exist")
+    if code in _S3_TRANSIENT or not code:  # no code: connection errors and timeouts, after the SDK's retries
+        return StorageUnavailableError(f"{what}: storage is unavailable after retries ({code or type(exc).__name__}: "
+                                       f"{exc})")
+    return StorageError(f"{what}: {code}: {exc}")
+
+
+@cache
+def s3_client(conditional: bool = False) -> S3Client:
+    """The process-wide S3 client, in the SDK's standard retry mode (throttling and 5xx are retried).
+
+    With ``conditional``, a second client whose PutObject and CompleteMultipartUpload only create,
+    never replace: s3transfer does not accept ``IfNoneMatch`` in ``ExtraArgs``, so the header is
+    added to the two operations that make an object visible, on every call through that client.
+    """
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    if conditional:
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
+    return client
+
+
+def _if_none_match(params: dict[str, Any], **_: Any) -> None:
+    params["IfNoneMatch"] = "*"
+
+
+# --- URIs ---------------------------------------------------------------------------------------
+def target_for(uri: str, *, allow_local: bool = True) -> Target:
+    """The target for ``s3://bucket/key``, ``file:///path`` or a plain local path.
+
+    Raises InvalidRequestError for anything else, or for a local path when ``allow_local`` is False
+    (in AWS a function's disk is private and temporary, so only S3 makes sense there).
+    """
+    scheme, location = split_uri(uri, allow_local=allow_local)
+    if scheme == "s3":
+        bucket, _, key = location.partition("/")
+        return S3Target(bucket, key)
+    return LocalTarget(location)
+
+
+def split_uri(uri: str, *, allow_local: bool = True) -> tuple[str, str]:
+    """Validate a storage URI and return ``("s3", "bucket/key")`` or ``("file", "/abs/path")``."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidRequestError(f"storage URI {uri!r} is empty or not a string; use s3://bucket/prefix")
+    if any(ch in uri for ch in "\r\n\t\x00"):
+        raise InvalidRequestError(f"storage URI {uri!r} contains control characters")
+    parts = urlsplit(uri)
+    if parts.scheme == "s3":
+        bucket, key = parts.netloc, parts.path.lstrip("/")
+        if not _BUCKET_RE.match(bucket):
+            raise InvalidRequestError(f"storage URI {uri!r}: {bucket!r} is not a valid S3 bucket name")
+        if parts.query or parts.fragment:
+            raise InvalidRequestError(f"storage URI {uri!r}: query strings and fragments are not allowed")
+        if "//" in key or any(seg in {".", ".."} for seg in key.split("/")):
+            raise InvalidRequestError(f"storage URI {uri!r}: the key has an empty, '.' or '..' segment")
+        return "s3", f"{bucket}/{key}"
+    if parts.scheme in {"", "file"} and not (parts.scheme == "" and ":" in uri.split("/")[0]):
+        if not allow_local:
+            raise InvalidRequestError(f"storage URI {uri!r} is a local path; in AWS use s3://bucket/prefix")
+        path = parts.path if parts.scheme == "file" else uri
+        if parts.scheme == "file" and parts.netloc not in {"", "localhost"}:
+            raise InvalidRequestError(f"storage URI {uri!r}: file URIs must not name a host")
+        return "file", str(Path(path).expanduser().absolute())
+    raise InvalidRequestError(f"storage URI {uri!r} has the unsupported scheme {parts.scheme!r}; "
+                              "use s3://bucket/prefix or a local directory")
+
+
+def join_uri(base: str, *parts: str, allow_local: bool = True) -> str:
+    """``base`` (a prefix URI) with ``parts`` appended as path segments, normalised."""
+    scheme, location = split_uri(base, allow_local=allow_local)
+    tail = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    if scheme == "s3":
+        return f"s3://{location.rstrip('/')}/{tail}"
+    return Path(location, tail).as_uri()

@@ -1,0 +1,90 @@
+"""The pipeline's tasks, each idempotent: check the output first, do the work only when it is missing.
+
+Handlers call these with explicit arguments and return ``TaskOutcome.as_dict()``, which is what
+the state machine records for the summary: ``{"state": "ran" | "present", "target": uri, ...}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlpipe.artifacts import model_complete
+from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.download import FetchPolicy, fetch_dataset
+from mlpipe.exceptions import MissingInputError, TargetExistsError
+from mlpipe.plan import plan_run
+from mlpipe.targets import target_for
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a task did ("ran" or "present"), to which target, with a few numbers for logs and metrics."""
+
+    state: Literal["ran", "present"]
+    target: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The handler's return value."""
+        return {"state": self.state, "target": self.target, **self.details}
+
+
+def plan(execution_input: Any, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Resolve the execution's input into a run and decide, top-down, which tasks must run."""
+    run: Run = resolve_run(execution_input, settings, now)
+    return plan_run(run, allow_local=settings.allow_local_storage)
+
+
+def download(source_url: str, dataset_uri: str, *, max_source_bytes: int, settings: Settings,
+             policy: FetchPolicy | None = None) -> TaskOutcome:
+    """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there."""
+    target = target_for(dataset_uri, allow_local=settings.allow_local_storage)
+    if target.exists():
+        return TaskOutcome("present", target.uri)
+    policy = policy or FetchPolicy(max_bytes=max_source_bytes, allow_loopback=settings.allow_loopback_sources)
+    try:
+        stats = fetch_dataset(source_url, target, policy)
+    except TargetExistsError:
+        LOG.info("another execution wrote %s first", target.uri)
+        return TaskOutcome("present", target.uri)
+    return TaskOutcome("ran", target.uri, {"rows": stats.rows, "bytes": stats.bytes, "sha256": stats.sha256})
+
+
+def train(dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], cv_folds: int,
+          settings: Settings) -> TaskOutcome:
+    """Train on ``dataset_uri`` and write the model (with metrics.json) unless both are already there."""
+    from mlpipe.train import train_model  # pandas and scikit-learn load only when training really happens
+
+    local = settings.allow_local_storage
+    model = target_for(model_uri, allow_local=local)
+    if model_complete(model, allow_local=local):
+        return TaskOutcome("present", model.uri)
+    dataset = target_for(dataset_uri, allow_local=local)
+    if not dataset.exists():
+        raise MissingInputError(f"the dataset {dataset.uri} does not exist; run the download task first (a new "
+                                "execution for this run date does)")
+    result = train_model(dataset, model, hyperparameters=hyperparameters, cv_folds=cv_folds, allow_local=local)
+    details = {"training_seconds": round(result.seconds, 4), "rows": result.metrics["rows"],
+               "cv_accuracy": result.metrics["cv_accuracy"]["mean"], "sha256": result.metrics["model_sha256"]}
+    return TaskOutcome("ran" if result.wrote else "present", model.uri, details)
+
+
+def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOutcome:
+    """Publish ``model_uri`` to ``published_uri`` unless it is already published."""
+    from mlpipe.publish import publish_model
+
+    local = settings.allow_local_storage
+    published = target_for(published_uri, allow_local=local)
+    if published.exists():
+        return TaskOutcome("present", published.uri)
+    model = target_for(model_uri, allow_local=local)
+    if not model.exists():
+        raise MissingInputError(f"the model {model.uri} does not exist; run the train task first (a new execution "
+                                "for this run date does)")
+    result = publish_model(model, published, allow_local=local)
+    return TaskOutcome("ran" if result.wrote else "present", published.uri, {"sha256": result.sha256})

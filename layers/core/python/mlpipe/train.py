@@ -1,0 +1,117 @@
+"""Train the SVM: the only module that imports pandas and scikit-learn (import it lazily elsewhere).
+
+Outputs, beside each other: ``model.pkl`` (the pickled ``sklearn.svm.SVC``) and ``metrics.json``
+(rows, classes, accuracies, scikit-learn version and the model's sha256, which ``publish``
+checks). Both are deterministic for the same data, parameters and library versions, which is what
+lets two concurrent executions agree on one model without overwriting each other (see
+``write_model``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.artifacts import write_model
+from mlpipe.dataset import IRIS_LABELS, N_FEATURES, validate_dataset
+from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
+from mlpipe.targets import CHUNK_SIZE, Target
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training produced: whether this call wrote the model, its metrics and how long fitting took."""
+
+    wrote: bool
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def train_model(
+    dataset: Target,
+    model: Target,
+    *,
+    hyperparameters: dict[str, Any],
+    cv_folds: int,
+    labels: Sequence[str] = IRIS_LABELS,
+    allow_local: bool = True,
+) -> TrainResult:
+    """Fit an SVC on ``dataset``, write ``model`` and metrics.json beside it; return the metrics.
+
+    Raises InvalidDatasetError (the stored dataset is not valid, or has too few rows per class
+    for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the parameters) or
+    TrainingError; nothing is written in those cases.
+    """
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with dataset.open_read() as handle:
+        stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels)
+        handle.seek(0)
+        frame = pd.read_csv(handle, header=None, encoding="utf-8-sig", skip_blank_lines=True,
+                            names=[*(f"x{i}" for i in range(N_FEATURES)), "label"],
+                            dtype={**{f"x{i}": "float64" for i in range(N_FEATURES)}, "label": "str"})
+    # Explicit label -> class id mapping, in the configured label order (pandas 3's replace() no
+    # longer casts strings to integers, and an implicit mapping would depend on row order).
+    class_ids = {label: index for index, label in enumerate(labels)}
+    frame["label"] = frame["label"].str.strip()
+    y = frame["label"].map(class_ids)
+    if y.isna().any():  # the validator already refused unknown labels; this guards the two parsers agreeing
+        raise InvalidDatasetError(f"invalid dataset at {dataset.uri}: unknown labels {sorted(set(frame['label']) - set(labels))}")
+    features = frame[[f"x{i}" for i in range(N_FEATURES)]].to_numpy(dtype=np.float64)
+    targets = y.to_numpy(dtype=np.int64)
+
+    present = {label: count for label, count in stats.class_counts.items() if count}
+    smallest = min(present, key=present.__getitem__)
+    if present[smallest] < cv_folds:
+        raise InvalidDatasetError(
+            f"invalid dataset at {dataset.uri}: class {smallest!r} has {present[smallest]} rows, fewer than the "
+            f"{cv_folds} folds of cross-validation; supply more rows or lower cv_folds")
+
+    estimator = SVC(**hyperparameters)
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported through max_iter in the metrics instead
+            estimator.fit(features, targets)
+            folds = StratifiedKFold(n_splits=cv_folds)  # no shuffling: deterministic, see the module docstring
+            scores = cross_val_score(SVC(**hyperparameters), features, targets, cv=folds, error_score="raise")
+    except InvalidParameterError as exc:
+        raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters {hyperparameters}: {exc}") from exc
+    except ValueError as exc:
+        raise InvalidHyperparametersError(f"scikit-learn cannot fit SVC({hyperparameters}) on {dataset.uri}: {exc}") from exc
+    except Exception as exc:
+        raise TrainingError(f"fitting SVC({hyperparameters}) on {dataset.uri} failed: {exc}") from exc
+    seconds = time.perf_counter() - started
+
+    payload = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+
+    metrics = {
+        "rows": stats.rows,
+        "classes": [label for label in labels if present.get(label)],
+        "class_counts": present,
+        "class_ids": class_ids,
+        "training_accuracy": float(estimator.score(features, targets)),
+        "cv_accuracy": {"mean": float(scores.mean()), "std": float(scores.std()), "folds": cv_folds,
+                        "scores": [float(s) for s in scores]},
+        "hyperparameters": hyperparameters,
+        "scikit_learn_version": sklearn.__version__,
+        "dataset_sha256": stats.sha256,
+        "model_bytes": len(payload),
+        "model_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    wrote = write_model(model, payload, metrics, allow_local=allow_local)
+    return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)

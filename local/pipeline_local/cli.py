@@ -1,0 +1,154 @@
+"""The ``pipeline`` command: run the whole state machine locally, or invoke one function with an event file.
+
+    pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
+                 [--hyperparameters JSON] [--json]
+    pipeline invoke FUNCTION EVENT_FILE [--offline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = Path(".pipeline")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipeline`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the state machine on this machine (moto + in-process handlers)")
+    run.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
+    run.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"),
+                     help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)")
+    run.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"),
+                     help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)")
+    run.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
+    run.add_argument("--hyperparameters", type=_json_object, help='SVC hyperparameters as JSON, e.g. \'{"C": 2}\'')
+    run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
+    run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
+
+    invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
+    invoke.add_argument("function", choices=["plan", "download", "train", "upload", "report"])
+    invoke.add_argument("event", type=Path, help="an event file, e.g. events/download.json")
+    invoke.add_argument("--offline", action="store_true",
+                        help="S3 in memory (moto), the bundled sample as the source, and missing inputs made first")
+
+    args = parser.parse_args(argv)
+    # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        return _run(args)
+    return _invoke(args)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline_local.runner import LocalPipeline, describe_event, local_aws, serve_sample
+
+    real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
+    execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
+    for key in ("run_date", "hyperparameters", "cv_folds"):
+        if getattr(args, key) is not None:
+            execution_input[key] = getattr(args, key)
+
+    def show(event: dict[str, Any]) -> None:
+        line = describe_event(event)
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        execution_input["source_url"] = args.source_url or stack.enter_context(serve_sample())
+        stack.enter_context(local_aws(real_s3=real_s3))
+        pipeline = LocalPipeline()
+        summary = pipeline.run(execution_input, on_event=None if args.json else show)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0 if summary["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as text, like Luigi's execution summary."""
+    lines = ["", f"===== Summary of run {summary.get('run_date')} ====="]
+    for name, task in summary.get("tasks", {}).items():
+        lines.append(f"  {name:<9} {task['state']:<8} {task.get('target') or ''}")
+    error = summary.get("error")
+    if error:
+        lines.append(f"  FAILED in {error.get('task')}: {error.get('type')}: {error.get('message')}")
+    else:
+        ran = [name for name, task in summary.get("tasks", {}).items() if task["state"] == "ran"]
+        lines.append("  SUCCEEDED: " + (f"ran {', '.join(ran)}" if ran else "everything was already present"))
+    return "\n".join(lines)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from pipeline_local.lambdas import LambdaContext, load_handler, error_payload
+
+    try:
+        event = json.loads(args.event.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"pipeline invoke: cannot read the event file {args.event}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared:
+        handler = load_handler(args.function)
+        try:
+            result = handler(prepared, LambdaContext(args.function))
+        except Exception as exc:
+            print(json.dumps(error_payload(exc) | {"stackTrace": None}, indent=2))
+            return EXIT_FAILED
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+@contextlib.contextmanager
+def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """S3 in moto with the event's buckets created, the sample as source, and the inputs the function needs."""
+    from pipeline_local.lambdas import LambdaContext, load_handler
+    from pipeline_local.runner import LOCAL_ENV, _environment, local_aws, serve_sample
+
+    with serve_sample() as sample_url, local_aws(), _environment(LOCAL_ENV):
+        import boto3
+
+        event = dict(event)
+        if "source_url" in event:
+            event["source_url"] = sample_url
+        s3 = boto3.client("s3")
+        for value in event.values():
+            if isinstance(value, str) and value.startswith("s3://"):
+                with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                    s3.create_bucket(Bucket=value[5:].split("/", 1)[0])
+        # Make the function's inputs, by the layout's conventions (siblings in the run's folder).
+        model_uri = event.get("model_uri")
+        dataset_uri = event.get("dataset_uri") or (model_uri.rsplit("/", 1)[0] + "/dataset.csv" if model_uri else None)
+        if function in {"train", "upload"} and dataset_uri:
+            print(f"(offline) making the input {dataset_uri}", file=sys.stderr)
+            load_handler("download")({"source_url": sample_url, "dataset_uri": dataset_uri}, LambdaContext("download"))
+        if function == "upload" and model_uri:
+            print(f"(offline) making the input {model_uri}", file=sys.stderr)
+            load_handler("train")({"dataset_uri": dataset_uri, "model_uri": model_uri}, LambdaContext("train"))
+        yield event
+
+
+if __name__ == "__main__":
+    sys.exit(main())
