@@ -2,7 +2,7 @@
 
 It knows nothing about Lambda events: the handlers in ``functions/`` parse the event and call
 the functions below with explicit arguments. pandas and scikit-learn are imported only by
-``mlpipe.train``, lazily, so the other functions start fast.
+``mlpipe.training``, lazily, so the other functions start fast.
 """
 
 from mlpipe.config import Run, Settings, resolve_run

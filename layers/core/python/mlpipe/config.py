@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mlpipe.download import check_source_url
+from mlpipe.fetch import check_source_url
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
 from mlpipe.targets import join_uri, split_uri
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlpipe.plan import TASKS
+from mlpipe.planning import TASKS
 
 STATES = ("present", "ran", "failed", "not_run")
 

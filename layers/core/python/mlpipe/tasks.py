@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import model_complete
 from mlpipe.config import Run, Settings, resolve_run
-from mlpipe.download import FetchPolicy, fetch_dataset
+from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.exceptions import MissingInputError, TargetExistsError
-from mlpipe.plan import plan_run
+from mlpipe.planning import plan_run
 from mlpipe.targets import target_for
 
 LOG = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def download(source_url: str, dataset_uri: str, *, max_source_bytes: int, settin
 def train(dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], cv_folds: int,
           settings: Settings) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with metrics.json) unless both are already there."""
-    from mlpipe.train import train_model  # pandas and scikit-learn load only when training really happens
+    from mlpipe.training import train_model  # pandas and scikit-learn load only when training really happens
 
     local = settings.allow_local_storage
     model = target_for(model_uri, allow_local=local)
@@ -76,7 +76,7 @@ def train(dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], 
 
 def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOutcome:
     """Publish ``model_uri`` to ``published_uri`` unless it is already published."""
-    from mlpipe.publish import publish_model
+    from mlpipe.publishing import publish_model
 
     local = settings.allow_local_storage
     published = target_for(published_uri, allow_local=local)

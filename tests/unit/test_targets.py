@@ -1,0 +1,147 @@
+"""One contract, two stores: every test here runs against a local directory and against S3 (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpipe.exceptions import InvalidRequestError, StorageError, TargetExistsError
+from mlpipe.targets import LocalTarget, S3Target, join_uri, split_uri, target_for
+from tests.conftest import ARTIFACTS
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["local", "s3"])
+def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    """A factory of targets under a fresh root, in the store named by the parameter."""
+    if request.param == "local":
+        yield lambda name: target_for(str(tmp_path / "store" / name))
+    else:
+        request.getfixturevalue("aws")
+        yield lambda name: target_for(f"s3://{ARTIFACTS}/store/{name}")
+
+
+def test_missing_target_does_not_exist(make_target: Callable[[str], Any]) -> None:
+    assert make_target("a/b.csv").exists() is False
+
+
+def test_written_target_exists_with_its_bytes(make_target: Callable[[str], Any]) -> None:
+    target = make_target("a/b.csv")
+    target.write_bytes(b"1,2,3\n")
+    assert target.exists()
+    assert target.read_bytes() == b"1,2,3\n"
+
+
+def test_nothing_is_visible_until_the_write_completes(make_target: Callable[[str], Any]) -> None:
+    target = make_target("model.pkl")
+    with target.atomic_write() as handle:
+        handle.write(b"partial")
+        assert not target.exists()
+    assert target.exists()
+
+
+def test_an_exception_inside_the_write_leaves_nothing(make_target: Callable[[str], Any]) -> None:
+    target = make_target("model.pkl")
+    with pytest.raises(Boom), target.atomic_write() as handle:
+        handle.write(b"half a model")
+        raise Boom
+    assert not target.exists()
+
+
+def test_a_conditional_write_never_replaces_an_existing_target(make_target: Callable[[str], Any]) -> None:
+    target = make_target("dataset.csv")
+    target.write_bytes(b"first")
+    with pytest.raises(TargetExistsError):
+        target.write_bytes(b"second")
+    assert target.read_bytes() == b"first"
+
+
+def test_overwrite_replaces_atomically(make_target: Callable[[str], Any]) -> None:
+    target = make_target("metrics.json")
+    target.write_bytes(b"old")
+    target.write_bytes(b"new", overwrite=True)
+    assert target.read_bytes() == b"new"
+
+
+def test_the_block_can_read_back_what_it_wrote_before_the_commit(make_target: Callable[[str], Any]) -> None:
+    target = make_target("x.csv")
+    with target.atomic_write() as handle:
+        handle.write(b"abc")
+        handle.seek(0)
+        assert handle.read() == b"abc"
+    assert target.read_bytes() == b"abc"
+
+
+def test_sha256_is_of_the_stored_bytes(make_target: Callable[[str], Any]) -> None:
+    target = make_target("m.pkl")
+    target.write_bytes(b"hello")
+    assert target.sha256() == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+def test_delete_removes_and_tolerates_absence(make_target: Callable[[str], Any]) -> None:
+    target = make_target("gone.csv")
+    target.write_bytes(b"x")
+    target.delete()
+    target.delete()
+    assert not target.exists()
+
+
+def test_large_writes_go_through_multipart_and_stay_conditional(aws: Any) -> None:
+    # Given an object bigger than boto3's multipart threshold (8 MiB)
+    target = target_for(f"s3://{ARTIFACTS}/big.bin")
+    payload = b"x" * (9 * 1024 * 1024)
+    target.write_bytes(payload)
+    # When a second conditional write of the same size completes its multipart upload
+    with pytest.raises(TargetExistsError):
+        target.write_bytes(b"y" * len(payload))
+    # Then the first object is intact
+    assert target.read_bytes()[:1] == b"x"
+
+
+def test_local_partial_files_are_hidden_and_removed(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path / "d" / "model.pkl")
+    with pytest.raises(Boom), target.atomic_write() as handle:
+        handle.write(b"x")
+        assert [p.name.startswith(".model.pkl.") for p in (tmp_path / "d").iterdir()] == [True]
+        raise Boom
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_s3_errors_other_than_404_are_raised_with_the_uri(aws: Any) -> None:
+    target = S3Target("no-such-bucket-here", "k")
+    with pytest.raises(StorageError, match="s3://no-such-bucket-here/k"):
+        target.write_bytes(b"x")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("", "empty"),
+        ("http://example.com/x", "unsupported scheme"),
+        ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+        ("s3://ok-bucket/a//b", "empty, '.' or '..' segment"),
+        ("s3://ok-bucket/../b", "empty, '.' or '..' segment"),
+        ("file://host/x", "must not name a host"),
+        ("gs://bucket/x", "unsupported scheme"),
+    ],
+)
+def test_invalid_uris_are_refused_with_the_reason(uri: str, message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        split_uri(uri)
+
+
+def test_local_paths_are_refused_where_only_s3_makes_sense(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="local path"):
+        target_for(str(tmp_path / "x"), allow_local=False)
+
+
+def test_join_uri_appends_segments() -> None:
+    assert join_uri("s3://bucket/prefix/", "2026-01-02", "model.pkl") == "s3://bucket/prefix/2026-01-02/model.pkl"
+    assert join_uri("s3://bucket", "a.csv") == "s3://bucket/a.csv"
+    assert join_uri("/tmp/root", "a", "b.csv") == "file:///tmp/root/a/b.csv"
