@@ -1,0 +1,92 @@
+"""template.yaml, the ASL file and the code agree with each other; cfn-lint finds nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlpipe import exceptions
+from mlpipe.config import Settings
+from tests.conftest import REPO
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation YAML, keeping short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, tag, node: {tag: (
+    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+    else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node))})
+
+
+def template() -> dict[str, Any]:
+    return dict(yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader))  # noqa: S506 - safe subclass
+
+
+def asl() -> dict[str, Any]:
+    return dict(json.loads((REPO / "statemachine" / "pipeline.asl.json").read_text()))
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(REPO / "template.yaml")],
+                            capture_output=True, text=True, check=False, env={"AWS_DEFAULT_REGION": "us-east-1",
+                                                                              "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_definition_substitutions_match_the_asl_placeholders() -> None:
+    machine = template()["Resources"]["PipelineStateMachine"]["Properties"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", (REPO / "statemachine" / "pipeline.asl.json").read_text()))
+    assert set(machine["DefinitionSubstitutions"]) == placeholders
+
+
+def test_every_function_code_uri_has_a_handler() -> None:
+    for name, resource in template()["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            app = REPO / resource["Properties"]["CodeUri"] / "app.py"
+            assert "def lambda_handler(" in app.read_text(), name
+
+
+def test_retried_errors_are_exactly_the_retryable_exceptions() -> None:
+    retried = {error for state in asl()["States"].values() for retry in state.get("Retry", [])
+               for error in retry["ErrorEquals"] if not error.startswith(("Lambda.", "States."))}
+    retryable = {name for name, cls in vars(exceptions).items()
+                 if isinstance(cls, type) and issubclass(cls, exceptions.PipelineError) and cls.retryable}
+    assert retried == retryable
+
+
+def test_every_retry_has_backoff_and_jitter_and_every_task_a_catch() -> None:
+    for name, state in asl()["States"].items():
+        if state["Type"] != "Task":
+            continue
+        for retry in state["Retry"]:
+            assert retry["BackoffRate"] > 1 and retry["JitterStrategy"] == "FULL", name
+            assert retry["IntervalSeconds"] >= 1 and retry["MaxAttempts"] >= 2, name
+        if name != "Report the run":
+            assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
+
+
+def test_the_template_defaults_are_valid_settings() -> None:
+    parameters = template()["Parameters"]
+    env = {"SOURCE_URL": parameters["SourceUrl"]["Default"],
+           "SVC_HYPERPARAMETERS": parameters["SvcHyperparameters"]["Default"],
+           "CV_FOLDS": str(parameters["CvFolds"]["Default"]),
+           "MAX_SOURCE_BYTES": str(parameters["MaxSourceBytes"]["Default"]),
+           "TIMEZONE": parameters["ScheduleTimezone"]["Default"],
+           "ARTIFACT_ROOT": "s3://bucket/artifacts", "PUBLISH_URI": "s3://bucket/iris-svm"}
+    assert set(env) <= set(template()["Globals"]["Function"]["Environment"]["Variables"])
+    settings = Settings.from_env(env)
+    assert settings.cv_folds == 5
+    assert not settings.allow_local_storage and not settings.allow_loopback_sources
+
+
+def test_schedule_input_is_an_input_the_plan_accepts() -> None:
+    event = template()["Resources"]["PipelineStateMachine"]["Properties"]["Events"]["Daily"]["Properties"]
+    scheduled = json.loads(event["Input"].replace("<aws.scheduler.scheduled-time>", "2026-11-25T03:00:00Z"))
+    assert scheduled == json.loads((REPO / "events" / "schedule.json").read_text())
