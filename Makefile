@@ -2,7 +2,7 @@
 # make test  - lint, type check and the whole test suite
 # Both create or update the venv first. `python3` is 3.12 here through .python-version (pyenv).
 
-PYTHON ?= python3
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp

@@ -25,8 +25,17 @@ MODELS = "mlpipe-test-models"
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach AWS: fake keys, a fixed region, no endpoint override (moto ignores requests to it)."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-                 "SOURCE_URL", "ARTIFACT_ROOT", "PUBLISH_URI", "SVC_HYPERPARAMETERS", "TIMEZONE"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "SOURCE_URL",
+        "ARTIFACT_ROOT",
+        "PUBLISH_URI",
+        "SVC_HYPERPARAMETERS",
+        "TIMEZONE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

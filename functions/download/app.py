@@ -11,8 +11,12 @@ SETTINGS = Settings.from_env()
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": dataset_uri, ...}``."""
-    fields = Run.from_event(event, required=("source_url", "dataset_uri"), optional=("max_source_bytes",),
-                            settings=SETTINGS)
-    return download(fields["source_url"], fields["dataset_uri"],
-                    max_source_bytes=fields.get("max_source_bytes", SETTINGS.max_source_bytes),
-                    settings=SETTINGS).as_dict()
+    fields = Run.from_event(
+        event, required=("source_url", "dataset_uri"), optional=("max_source_bytes",), settings=SETTINGS
+    )
+    return download(
+        fields["source_url"],
+        fields["dataset_uri"],
+        max_source_bytes=fields.get("max_source_bytes", SETTINGS.max_source_bytes),
+        settings=SETTINGS,
+    ).as_dict()

@@ -11,8 +11,13 @@ SETTINGS = Settings.from_env()
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": model_uri, ...}``."""
-    fields = Run.from_event(event, required=("dataset_uri", "model_uri"), optional=("hyperparameters", "cv_folds"),
-                            settings=SETTINGS)
-    return train(fields["dataset_uri"], fields["model_uri"],
-                 hyperparameters=fields.get("hyperparameters", SETTINGS.hyperparameters),
-                 cv_folds=fields.get("cv_folds", SETTINGS.cv_folds), settings=SETTINGS).as_dict()
+    fields = Run.from_event(
+        event, required=("dataset_uri", "model_uri"), optional=("hyperparameters", "cv_folds"), settings=SETTINGS
+    )
+    return train(
+        fields["dataset_uri"],
+        fields["model_uri"],
+        hyperparameters=fields.get("hyperparameters", SETTINGS.hyperparameters),
+        cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
+        settings=SETTINGS,
+    ).as_dict()

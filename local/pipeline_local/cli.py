@@ -1,8 +1,8 @@
 """The ``pipeline`` command: run the whole state machine locally, or invoke one function with an event file.
 
-    pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
-                 [--hyperparameters JSON] [--json]
-    pipeline invoke FUNCTION EVENT_FILE [--offline]
+pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
+             [--hyperparameters JSON] [--json]
+pipeline invoke FUNCTION EVENT_FILE [--offline]
 """
 
 from __future__ import annotations
@@ -28,20 +28,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run the state machine on this machine (moto + in-process handlers)")
     run.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
-    run.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"),
-                     help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)")
-    run.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"),
-                     help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)")
+    run.add_argument(
+        "--artifact-root",
+        default=str(DEFAULT_ROOT / "artifacts"),
+        help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
+    run.add_argument(
+        "--publish-uri",
+        default=str(DEFAULT_ROOT / "published"),
+        help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
     run.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
-    run.add_argument("--hyperparameters", type=_json_object, help='SVC hyperparameters as JSON, e.g. \'{"C": 2}\'')
+    run.add_argument("--hyperparameters", type=_json_object, help="SVC hyperparameters as JSON, e.g. '{\"C\": 2}'")
     run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
     run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
 
     invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
     invoke.add_argument("function", choices=["plan", "download", "train", "upload", "report"])
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/download.json")
-    invoke.add_argument("--offline", action="store_true",
-                        help="S3 in memory (moto), the bundled sample as the source, and missing inputs made first")
+    invoke.add_argument(
+        "--offline",
+        action="store_true",
+        help="S3 in memory (moto), the bundled sample as the source, and missing inputs made first",
+    )
 
     args = parser.parse_args(argv)
     # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
@@ -103,7 +112,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from pipeline_local.lambdas import LambdaContext, load_handler, error_payload
+    from pipeline_local.lambdas import LambdaContext, error_payload, load_handler
 
     try:
         event = json.loads(args.event.read_text())

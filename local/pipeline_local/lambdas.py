@@ -43,10 +43,12 @@ def load_handler(name: str, root: Path = REPO_ROOT) -> Handler:
     """Import ``functions/<name>/app.py`` afresh (so its settings are read from the current environment)."""
     path = root / "functions" / name / "app.py"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the pipeline from a checkout of the repository "
-                                "(pip install -e .)")
+        raise FileNotFoundError(
+            f"{path} not found: run the pipeline from a checkout of the repository (pip install -e .)"
+        )
     spec = importlib.util.spec_from_file_location(f"mlpipe_function_{name}_{uuid.uuid4().hex}", path)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     handler: Handler = module.lambda_handler
@@ -127,12 +129,15 @@ class InProcessLambdas:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         if not moto.__version__.startswith(MOTO_SERIES):
-            raise RuntimeError(f"pipeline_local.lambdas is written against moto {MOTO_SERIES}x, found "
-                               f"{moto.__version__}; pin moto in requirements/dev.txt or update this module")
+            raise RuntimeError(
+                f"pipeline_local.lambdas is written against moto {MOTO_SERIES}x, found "
+                f"{moto.__version__}; pin moto in requirements/dev.txt or update this module"
+            )
         router = self
 
-        def invoke(backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
-                   response_headers: Any) -> bytes:
+        def invoke(
+            backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+        ) -> bytes:
             payload, error = router.invoke(function_name, body)
             if error:
                 response_headers["x-amz-function-error"] = "Unhandled"

@@ -19,7 +19,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
 
@@ -53,7 +53,7 @@ def local_aws(*, real_s3: bool = False) -> Iterator[None]:
         os.environ.setdefault("AWS_ENDPOINT_URL_S3", endpoint)
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     try:
-        with mock_aws(config=moto_config(real_s3=real_s3)):  # type: ignore[arg-type]
+        with mock_aws(config=cast(Any, moto_config(real_s3=real_s3))):
             yield
     finally:
         os.environ.clear()
@@ -89,8 +89,14 @@ def serve_sample() -> Iterator[str]:
 class LocalPipeline:
     """The state machine on moto, its Lambda tasks in-process. Use inside ``local_aws()``."""
 
-    def __init__(self, *, env: dict[str, str] | None = None, retry_delay_scale: float = 1.0,
-                 asl_path: Path = ASL_PATH, name: str = "mlpipe-local") -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        retry_delay_scale: float = 1.0,
+        asl_path: Path = ASL_PATH,
+        name: str = "mlpipe-local",
+    ) -> None:
         import boto3
         from botocore.config import Config
 
@@ -101,14 +107,21 @@ class LocalPipeline:
         for key, value in SUBSTITUTIONS.items():
             definition = definition.replace("${" + key + "}", value)
         # An explicit AWS endpoint and dummy keys: moto answers, whatever the environment says.
-        self.sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=f"https://states.{REGION}.amazonaws.com",
-                                aws_access_key_id="local", aws_secret_access_key="local",
-                                config=Config(retries={"max_attempts": 1}))
+        self.sfn = boto3.client(
+            "stepfunctions",
+            region_name=REGION,
+            endpoint_url=f"https://states.{REGION}.amazonaws.com",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 1}),
+        )
         self.state_machine_arn = self.sfn.create_state_machine(
-            name=f"{name}-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=ROLE_ARN)["stateMachineArn"]
+            name=f"{name}-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=ROLE_ARN
+        )["stateMachineArn"]
 
-    def run(self, execution_input: dict[str, Any], *, on_event: EventPrinter | None = None,
-            timeout: float = 600.0) -> dict[str, Any]:
+    def run(
+        self, execution_input: dict[str, Any], *, on_event: EventPrinter | None = None, timeout: float = 600.0
+    ) -> dict[str, Any]:
         """Start an execution, wait for it, and return its summary."""
         with self.lambdas.active(), _retry_delays(self.retry_delay_scale):
             arn = self.start(execution_input)
@@ -116,11 +129,16 @@ class LocalPipeline:
 
     def start(self, execution_input: dict[str, Any]) -> str:
         """Start an execution (the Lambda routing must be active) and return its ARN."""
-        response = self.sfn.start_execution(stateMachineArn=self.state_machine_arn,
-                                            name=f"run-{uuid.uuid4().hex[:12]}", input=json.dumps(execution_input))
-        return response["executionArn"]
+        response = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=f"run-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(execution_input),
+        )
+        return str(response["executionArn"])
 
-    def wait(self, execution_arn: str, *, on_event: EventPrinter | None = None, timeout: float = 600.0) -> dict[str, Any]:
+    def wait(
+        self, execution_arn: str, *, on_event: EventPrinter | None = None, timeout: float = 600.0
+    ) -> dict[str, Any]:
         """Poll an execution until it ends, passing each new history event to ``on_event``; return the summary."""
         deadline = time.monotonic() + timeout
         seen = 0
@@ -159,8 +177,12 @@ def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
         return {"status": "FAILED", "run_date": cause.get("run_date"), "tasks": cause["tasks"], "error": error}
     except (ValueError, KeyError, TypeError):
         # The execution did not reach the Fail state (for instance the report step itself failed).
-        return {"status": "FAILED", "run_date": None, "tasks": {},
-                "error": {"type": status.get("error") or status["status"], "message": status.get("cause") or ""}}
+        return {
+            "status": "FAILED",
+            "run_date": None,
+            "tasks": {},
+            "error": {"type": status.get("error") or status["status"], "message": status.get("cause") or ""},
+        }
 
 
 def describe_event(event: dict[str, Any]) -> str | None:
@@ -226,9 +248,10 @@ def _retry_delays(scale: float) -> Iterator[None]:
     if scale == 1.0:
         yield
         return
-    original = retrier_decl.time
-    retrier_decl.time = _ScaledTime(scale)  # type: ignore[assignment]
+    namespace = vars(retrier_decl)  # the retrier calls time.sleep() through its module global `time`
+    original = namespace["time"]
+    namespace["time"] = _ScaledTime(scale)
     try:
         yield
     finally:
-        retrier_decl.time = original
+        namespace["time"] = original

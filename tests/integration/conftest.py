@@ -28,8 +28,12 @@ def run_input(http_server: Any) -> Callable[..., dict[str, Any]]:
     """An execution input for DATE on the test buckets, with overrides."""
 
     def make(**overrides: Any) -> dict[str, Any]:
-        return {"run_date": DATE, "source_url": http_server.url(), "artifact_root": f"s3://{ARTIFACTS}/runs",
-                "publish_uri": f"s3://{MODELS}/iris"} | overrides
+        return {
+            "run_date": DATE,
+            "source_url": http_server.url(),
+            "artifact_root": f"s3://{ARTIFACTS}/runs",
+            "publish_uri": f"s3://{MODELS}/iris",
+        } | overrides
 
     return make
 

@@ -18,8 +18,15 @@ PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
 
 def pipeline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PIPELINE, "run", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [PIPELINE, "run", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_json_summary_then_everything_present_on_the_second_run(tmp_path: Path) -> None:
@@ -68,9 +75,17 @@ def test_s3_roots_go_to_the_server_named_by_aws_endpoint_url(tmp_path: Path, s3_
     s3: Any = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     s3.create_bucket(Bucket="local-artifacts")
     s3.create_bucket(Bucket="local-models")
-    result = pipeline("--json", "--run-date", "2026-11-25", "--artifact-root", "s3://local-artifacts/runs",
-                      "--publish-uri", "s3://local-models/iris", cwd=tmp_path,
-                      env={"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"})
+    result = pipeline(
+        "--json",
+        "--run-date",
+        "2026-11-25",
+        "--artifact-root",
+        "s3://local-artifacts/runs",
+        "--publish-uri",
+        "s3://local-models/iris",
+        cwd=tmp_path,
+        env={"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"},
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models")["Contents"]]
     assert keys == ["iris/2026-11-25/metrics.json", "iris/2026-11-25/model.pkl"]

@@ -117,7 +117,7 @@ def test_runs_for_two_dates_are_independent(aws: Any, pipeline: LocalPipeline, r
     pipeline.run(run_input())
     summary = pipeline.run(run_input(run_date="2026-11-26"))
     assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}
-    assert f"iris/2026-11-26/model.pkl" in s3_keys(aws, MODELS)
+    assert "iris/2026-11-26/model.pkl" in s3_keys(aws, MODELS)
 
 
 def test_published_model_unpickles_and_predicts(aws: Any, pipeline: LocalPipeline, run_input: Input) -> None:

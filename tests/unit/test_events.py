@@ -28,8 +28,10 @@ def test_each_function_runs_its_event_file_offline(function: str, capsys: pytest
 
 @pytest.mark.parametrize("name", ["execution.json", "schedule.json"])
 def test_state_machine_inputs_plan_offline(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    event = json.loads((EVENTS / name).read_text()) | {"artifact_root": "s3://example-mlpipe-artifacts/artifacts",
-                                                       "publish_uri": "s3://example-mlpipe-models/iris-svm"}
+    event = json.loads((EVENTS / name).read_text()) | {
+        "artifact_root": "s3://example-mlpipe-artifacts/artifacts",
+        "publish_uri": "s3://example-mlpipe-models/iris-svm",
+    }
     path = tmp_path / name
     path.write_text(json.dumps(event))
     assert main(["invoke", "plan", str(path), "--offline"]) == 0

@@ -20,8 +20,16 @@ PUBLISHED = f"s3://{MODELS}/iris/{DATE}/model.pkl"
 
 
 def run_event(http_server: Any, **overrides: Any) -> dict[str, Any]:
-    event = {"run_date": DATE, "source_url": http_server.url(), "dataset_uri": DATASET, "model_uri": MODEL,
-             "published_uri": PUBLISHED, "hyperparameters": {}, "cv_folds": 5, "max_source_bytes": 1_000_000}
+    event = {
+        "run_date": DATE,
+        "source_url": http_server.url(),
+        "dataset_uri": DATASET,
+        "model_uri": MODEL,
+        "published_uri": PUBLISHED,
+        "hyperparameters": {},
+        "cv_folds": 5,
+        "max_source_bytes": 1_000_000,
+    }
     return event | overrides
 
 
@@ -75,7 +83,7 @@ def test_train_reports_present_without_reading_the_dataset(aws: Any, http_server
 
 
 def test_train_without_its_dataset_fails_with_missing_input(aws: Any, http_server: Any, invoke: Invoke) -> None:
-    with pytest.raises(MissingInputError, match="dataset.csv does not exist"):
+    with pytest.raises(MissingInputError, match=r"dataset\.csv does not exist"):
         invoke("train", run_event(http_server))
     assert s3_keys(aws, ARTIFACTS) == []
 
@@ -115,36 +123,56 @@ def test_upload_refuses_a_model_that_does_not_match_its_sha256(aws: Any, http_se
 
 
 def test_upload_without_a_model_fails_with_missing_input(aws: Any, http_server: Any, invoke: Invoke) -> None:
-    with pytest.raises(MissingInputError, match="model.pkl does not exist"):
+    with pytest.raises(MissingInputError, match=r"model\.pkl does not exist"):
         invoke("upload", run_event(http_server))
 
 
 def test_tasks_refuse_unknown_event_fields(aws: Any, http_server: Any, invoke: Invoke) -> None:
-    with pytest.raises(InvalidRequestError, match="unknown field.*datset_uri"):
+    with pytest.raises(InvalidRequestError, match=r"unknown field.*datset_uri"):
         invoke("download", run_event(http_server) | {"datset_uri": DATASET})
 
 
 def test_plan_starts_at_download_when_nothing_exists(aws: Any, http_server: Any, invoke: Invoke) -> None:
-    plan = invoke("plan", {"run_date": DATE, "source_url": http_server.url(),
-                           "artifact_root": f"s3://{ARTIFACTS}/runs", "publish_uri": f"s3://{MODELS}/iris"})
+    plan = invoke(
+        "plan",
+        {
+            "run_date": DATE,
+            "source_url": http_server.url(),
+            "artifact_root": f"s3://{ARTIFACTS}/runs",
+            "publish_uri": f"s3://{MODELS}/iris",
+        },
+    )
     assert plan["start_at"] == "download"
     assert plan["run"]["dataset_uri"] == DATASET
     assert plan["run"]["published_uri"] == PUBLISHED
     assert {name: task["state"] for name, task in plan["tasks"].items()} == dict.fromkeys(
-        ("download", "train", "upload"), "pending")
+        ("download", "train", "upload"), "pending"
+    )
 
 
 def test_report_marks_the_failed_task_and_what_did_not_run(invoke: Invoke) -> None:
-    state = {"run": {"run_date": DATE}, "failed_task": "train",
-             "tasks": {"download": {"state": "ran", "target": "d"}, "train": {"state": "pending", "target": "m"},
-                       "upload": {"state": "pending", "target": "p"}},
-             "error": {"Error": "TrainingError", "Cause": json.dumps({"errorType": "TrainingError",
-                                                                       "errorMessage": "it broke"})}}
+    state = {
+        "run": {"run_date": DATE},
+        "failed_task": "train",
+        "tasks": {
+            "download": {"state": "ran", "target": "d"},
+            "train": {"state": "pending", "target": "m"},
+            "upload": {"state": "pending", "target": "p"},
+        },
+        "error": {
+            "Error": "TrainingError",
+            "Cause": json.dumps({"errorType": "TrainingError", "errorMessage": "it broke"}),
+        },
+    }
     report = invoke("report", state)
     assert report["summary"] == {
-        "status": "FAILED", "run_date": DATE,
-        "tasks": {"download": {"state": "ran", "target": "d"}, "train": {"state": "failed", "target": "m"},
-                  "upload": {"state": "not_run", "target": "p"}},
+        "status": "FAILED",
+        "run_date": DATE,
+        "tasks": {
+            "download": {"state": "ran", "target": "d"},
+            "train": {"state": "failed", "target": "m"},
+            "upload": {"state": "not_run", "target": "p"},
+        },
         "error": {"task": "train", "type": "TrainingError", "message": "it broke"},
     }
     assert json.loads(report["cause"])["error"]["message"] == "it broke"

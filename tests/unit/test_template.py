@@ -20,13 +20,22 @@ class _CfnLoader(yaml.SafeLoader):
     """Reads CloudFormation YAML, keeping short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
 
 
-_CfnLoader.add_multi_constructor("!", lambda loader, tag, node: {tag: (
-    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node))})
+_CfnLoader.add_multi_constructor(
+    "!",
+    lambda loader, tag, node: {
+        tag: (
+            loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_mapping(node)
+            if isinstance(node, yaml.MappingNode)
+            else loader.construct_scalar(node)
+        )
+    },
+)
 
 
 def template() -> dict[str, Any]:
-    return dict(yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader))  # noqa: S506 - safe subclass
+    return dict(yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader))
 
 
 def asl() -> dict[str, Any]:
@@ -34,9 +43,13 @@ def asl() -> dict[str, Any]:
 
 
 def test_cfn_lint_reports_nothing() -> None:
-    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(REPO / "template.yaml")],
-                            capture_output=True, text=True, check=False, env={"AWS_DEFAULT_REGION": "us-east-1",
-                                                                              "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), str(REPO / "template.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -54,10 +67,18 @@ def test_every_function_code_uri_has_a_handler() -> None:
 
 
 def test_retried_errors_are_exactly_the_retryable_exceptions() -> None:
-    retried = {error for state in asl()["States"].values() for retry in state.get("Retry", [])
-               for error in retry["ErrorEquals"] if not error.startswith(("Lambda.", "States."))}
-    retryable = {name for name, cls in vars(exceptions).items()
-                 if isinstance(cls, type) and issubclass(cls, exceptions.PipelineError) and cls.retryable}
+    retried = {
+        error
+        for state in asl()["States"].values()
+        for retry in state.get("Retry", [])
+        for error in retry["ErrorEquals"]
+        if not error.startswith(("Lambda.", "States."))
+    }
+    retryable = {
+        name
+        for name, cls in vars(exceptions).items()
+        if isinstance(cls, type) and issubclass(cls, exceptions.PipelineError) and cls.retryable
+    }
     assert retried == retryable
 
 
@@ -66,24 +87,30 @@ def test_every_retry_has_backoff_and_jitter_and_every_task_a_catch() -> None:
         if state["Type"] != "Task":
             continue
         for retry in state["Retry"]:
-            assert retry["BackoffRate"] > 1 and retry["JitterStrategy"] == "FULL", name
-            assert retry["IntervalSeconds"] >= 1 and retry["MaxAttempts"] >= 2, name
+            assert retry["BackoffRate"] > 1, name
+            assert retry["JitterStrategy"] == "FULL", name
+            assert retry["IntervalSeconds"] >= 1, name
+            assert retry["MaxAttempts"] >= 2, name
         if name != "Report the run":
             assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
 
 
 def test_the_template_defaults_are_valid_settings() -> None:
     parameters = template()["Parameters"]
-    env = {"SOURCE_URL": parameters["SourceUrl"]["Default"],
-           "SVC_HYPERPARAMETERS": parameters["SvcHyperparameters"]["Default"],
-           "CV_FOLDS": str(parameters["CvFolds"]["Default"]),
-           "MAX_SOURCE_BYTES": str(parameters["MaxSourceBytes"]["Default"]),
-           "TIMEZONE": parameters["ScheduleTimezone"]["Default"],
-           "ARTIFACT_ROOT": "s3://bucket/artifacts", "PUBLISH_URI": "s3://bucket/iris-svm"}
+    env = {
+        "SOURCE_URL": parameters["SourceUrl"]["Default"],
+        "SVC_HYPERPARAMETERS": parameters["SvcHyperparameters"]["Default"],
+        "CV_FOLDS": str(parameters["CvFolds"]["Default"]),
+        "MAX_SOURCE_BYTES": str(parameters["MaxSourceBytes"]["Default"]),
+        "TIMEZONE": parameters["ScheduleTimezone"]["Default"],
+        "ARTIFACT_ROOT": "s3://bucket/artifacts",
+        "PUBLISH_URI": "s3://bucket/iris-svm",
+    }
     assert set(env) <= set(template()["Globals"]["Function"]["Environment"]["Variables"])
     settings = Settings.from_env(env)
     assert settings.cv_folds == 5
-    assert not settings.allow_local_storage and not settings.allow_loopback_sources
+    assert not settings.allow_local_storage
+    assert not settings.allow_loopback_sources
 
 
 def test_schedule_input_is_an_input_the_plan_accepts() -> None:

@@ -16,7 +16,11 @@ def metrics_target(model: Target, *, allow_local: bool = True) -> Target:
 
 
 def write_model(
-    model: Target, payload: bytes, metrics: dict[str, Any], *, allow_local: bool = True,
+    model: Target,
+    payload: bytes,
+    metrics: dict[str, Any],
+    *,
+    allow_local: bool = True,
     metadata: dict[str, str] | None = None,
 ) -> bool:
     """Write model.pkl (only if absent), then make sure metrics.json describes it; True if this call wrote the model.
@@ -39,7 +43,8 @@ def write_model(
                 return False  # another training's model, described by its own metrics.json
             raise IntegrityError(
                 f"{model.uri} exists with sha256 {stored}, but this training produced {sha} and "
-                f"{sidecar.uri} does not record the stored one; delete {model.uri} and rerun") from None
+                f"{sidecar.uri} does not record the stored one; delete {model.uri} and rerun"
+            ) from None
     _ensure_metrics(sidecar, metrics)
     return wrote
 
@@ -73,15 +78,17 @@ def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
     """metrics.json beside ``model``, parsed; IntegrityError when it is missing or unreadable."""
     sidecar = metrics_target(model, allow_local=allow_local)
     if not sidecar.exists():
-        raise IntegrityError(f"{sidecar.uri} is missing, so {model.uri} has no recorded sha256; delete the model "
-                             "and rerun to retrain")
+        raise IntegrityError(
+            f"{sidecar.uri} is missing, so {model.uri} has no recorded sha256; delete the model and rerun to retrain"
+        )
     try:
         metrics = json.loads(sidecar.read_bytes())
         if not isinstance(metrics, dict) or not isinstance(metrics.get("model_sha256"), str):
             raise ValueError("it has no model_sha256")
     except ValueError as exc:
-        raise IntegrityError(f"{sidecar.uri} is not a valid metrics file ({exc}); delete the model and rerun to "
-                             "retrain") from exc
+        raise IntegrityError(
+            f"{sidecar.uri} is not a valid metrics file ({exc}); delete the model and rerun to retrain"
+        ) from exc
     return metrics
 
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mlpipe.fetch import check_source_url
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.fetch import check_source_url
 from mlpipe.targets import join_uri, split_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
@@ -25,8 +25,19 @@ DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
 DEFAULT_CV_FOLDS = 5
 
 # Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
-INPUT_FIELDS = frozenset({"run_date", "scheduled_time", "trigger", "source_url", "artifact_root", "publish_uri",
-                          "hyperparameters", "cv_folds", "max_source_bytes"})
+INPUT_FIELDS = frozenset(
+    {
+        "run_date",
+        "scheduled_time",
+        "trigger",
+        "source_url",
+        "artifact_root",
+        "publish_uri",
+        "hyperparameters",
+        "cv_folds",
+        "max_source_bytes",
+    }
+)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -124,8 +135,9 @@ class Run:
         return asdict(self)
 
     @classmethod
-    def from_event(cls, event: Any, *, required: tuple[str, ...], optional: tuple[str, ...] = (),
-                   settings: Settings) -> dict[str, Any]:
+    def from_event(
+        cls, event: Any, *, required: tuple[str, ...], optional: tuple[str, ...] = (), settings: Settings
+    ) -> dict[str, Any]:
         """Check a task's event; return the ``required`` fields and those ``optional`` ones it has, validated.
 
         Fields of the run that a task does not need are allowed (the state machine sends the whole
@@ -136,8 +148,10 @@ class Run:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(event) - known)
         if unknown:
-            raise InvalidRequestError(f"unknown field(s) in the event: {', '.join(unknown)}; "
-                                      f"a task takes the run's fields: {', '.join(sorted(known))}")
+            raise InvalidRequestError(
+                f"unknown field(s) in the event: {', '.join(unknown)}; "
+                f"a task takes the run's fields: {', '.join(sorted(known))}"
+            )
         missing = [name for name in required if event.get(name) is None]
         if missing:
             raise InvalidRequestError(f"the event lacks {', '.join(missing)}")
@@ -176,7 +190,7 @@ def parse_run_date(value: Any) -> dt.date:
 
 
 def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt.datetime | None = None) -> str:
-    """The run date: ``run_date``, else the schedule's ``scheduled_time`` in the schedule's timezone, else today (UTC)."""
+    """The run date: ``run_date``, else the schedule's ``scheduled_time`` in its timezone, else today (UTC)."""
     if execution_input.get("run_date") is not None:
         return parse_run_date(execution_input["run_date"]).isoformat()
     scheduled = execution_input.get("scheduled_time")
@@ -201,8 +215,9 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
         raise InvalidRequestError(f"the execution input must be a JSON object, got {type(execution_input).__name__}")
     unknown = sorted(set(execution_input) - INPUT_FIELDS)
     if unknown:
-        raise InvalidRequestError(f"unknown field(s) in the execution input: {', '.join(unknown)}; "
-                                  f"allowed: {', '.join(sorted(INPUT_FIELDS))}")
+        raise InvalidRequestError(
+            f"unknown field(s) in the execution input: {', '.join(unknown)}; allowed: {', '.join(sorted(INPUT_FIELDS))}"
+        )
     run_date = run_date_for(execution_input, settings, now)
     source_url = execution_input.get("source_url") or settings.source_url
     if not isinstance(source_url, str):
@@ -212,8 +227,10 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
     for name in ("artifact_root", "publish_uri"):
         value = execution_input.get(name) or getattr(settings, name)
         if value is None:
-            raise InvalidRequestError(f"{name} is not set: pass it in the execution input or deploy with the "
-                                      f"{name.replace('_', ' ')} parameter")
+            raise InvalidRequestError(
+                f"{name} is not set: pass it in the execution input or deploy with the "
+                f"{name.replace('_', ' ')} parameter"
+            )
         split_uri(value, allow_local=settings.allow_local_storage)
         roots[name] = value
     hyper = dict(settings.hyperparameters)
@@ -243,6 +260,7 @@ def _number(low: float, *, strict: bool) -> Any:
         if value < low or (strict and value == low):
             return f"a number {'>' if strict else '>='} {low:g}"
         return None
+
     return check
 
 
@@ -251,12 +269,14 @@ def _integer(low: int) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             return f"an integer >= {low}"
         return None
+
     return check
 
 
 def _choice(*options: Any) -> Any:
     def check(value: Any) -> str | None:
         return None if value in options and not isinstance(value, bool) else f"one of {', '.join(map(repr, options))}"
+
     return check
 
 
@@ -265,7 +285,9 @@ def _boolean(value: Any) -> str | None:
 
 
 def _gamma(value: Any) -> str | None:
-    return None if value in ("scale", "auto") else (_number(0, strict=False)(value) and "'scale', 'auto' or a number >= 0")
+    return (
+        None if value in ("scale", "auto") else (_number(0, strict=False)(value) and "'scale', 'auto' or a number >= 0")
+    )
 
 
 def _class_weight(value: Any) -> str | None:
@@ -306,8 +328,9 @@ def validate_hyperparameters(value: Any, *, where: str = "hyperparameters") -> d
     for name, item in value.items():
         check = HYPERPARAMETER_CHECKS.get(name)
         if check is None:
-            problems.append(f"{name!r} is not an SVC hyperparameter this pipeline accepts "
-                            f"({', '.join(HYPERPARAMETER_CHECKS)})")
+            problems.append(
+                f"{name!r} is not an SVC hyperparameter this pipeline accepts ({', '.join(HYPERPARAMETER_CHECKS)})"
+            )
         elif (expected := check(item)) is not None:
             problems.append(f"{name} must be {expected}, got {item!r}")
     if problems:

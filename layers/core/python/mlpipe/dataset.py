@@ -54,8 +54,11 @@ class DatasetValidator:
         for line in lines:
             self._check_line(line)
         if len(self._pending) > MAX_LINE_BYTES:
-            self._fail(self._line_no + 1, None, f"a line longer than {MAX_LINE_BYTES} bytes; this is not the "
-                       "expected CSV (is the source URL right?)")
+            self._fail(
+                self._line_no + 1,
+                None,
+                f"a line longer than {MAX_LINE_BYTES} bytes; this is not the expected CSV (is the source URL right?)",
+            )
 
     def finish(self) -> DatasetStats:
         """Check the last line and the whole file; return the stats of a valid dataset."""
@@ -66,8 +69,11 @@ class DatasetValidator:
             self._fail(None, None, "the dataset is empty (no data rows); check the source URL")
         present = [label for label in self.labels if self._counts.get(label)]
         if len(present) < 2:
-            self._fail(None, None, f"only one class ({present[0]}) in {self._rows} rows; a classifier needs at "
-                       "least two classes")
+            self._fail(
+                None,
+                None,
+                f"only one class ({present[0]}) in {self._rows} rows; a classifier needs at least two classes",
+            )
         return DatasetStats(
             rows=self._rows,
             class_counts={label: self._counts.get(label, 0) for label in self.labels},
@@ -93,14 +99,21 @@ class DatasetValidator:
                 self._blank_since = line_no
             return
         if self._blank_since is not None:
-            self._fail(self._blank_since, None, f"blank line inside the data (data continues at line {line_no}); "
-                       "blank lines are only allowed at the end")
+            self._fail(
+                self._blank_since,
+                None,
+                f"blank line inside the data (data continues at line {line_no}); "
+                "blank lines are only allowed at the end",
+            )
         if line_no == 1 and text.lstrip().startswith("<"):
             self._fail(line_no, 1, "this looks like an HTML page, not CSV; check the source URL")
         fields = text.split(",")
         if len(fields) != N_COLUMNS:
-            self._fail(line_no, None, f"expected {N_COLUMNS} comma-separated columns (4 features and a label), "
-                       f"found {len(fields)}")
+            self._fail(
+                line_no,
+                None,
+                f"expected {N_COLUMNS} comma-separated columns (4 features and a label), found {len(fields)}",
+            )
         for column, value in enumerate(fields[:N_FEATURES], start=1):
             self._check_feature(line_no, column, value.strip())
         label = fields[N_FEATURES].strip()

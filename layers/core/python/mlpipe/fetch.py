@@ -51,8 +51,9 @@ def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = 
     """
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
-        raise InvalidRequestError(f"source URL {url!r}: scheme {parts.scheme or '(none)'!r} is not allowed; "
-                                  "use an http:// or https:// URL")
+        raise InvalidRequestError(
+            f"source URL {url!r}: scheme {parts.scheme or '(none)'!r} is not allowed; use an http:// or https:// URL"
+        )
     host = parts.hostname
     if not host:
         raise InvalidRequestError(f"source URL {url!r} has no host")
@@ -80,8 +81,9 @@ def _check_address(url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Addr
     if address.is_unspecified or address.is_multicast:
         raise InvalidRequestError(f"source URL {url!r} points at an address that cannot serve data ({address})")
     if address.is_loopback and not allow_loopback:
-        raise InvalidRequestError(f"source URL {url!r} points at this machine ({address}); loopback sources are "
-                                  "only allowed in local runs")
+        raise InvalidRequestError(
+            f"source URL {url!r} points at this machine ({address}); loopback sources are only allowed in local runs"
+        )
 
 
 def fetch_dataset(
@@ -124,8 +126,10 @@ def _fetch_once(
     with response:
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > policy.max_bytes:
-            raise SourceTooLargeError(f"source {url!r} announces {int(length)} bytes, more than the maximum of "
-                                      f"{policy.max_bytes}; raise max_source_bytes if this is expected")
+            raise SourceTooLargeError(
+                f"source {url!r} announces {int(length)} bytes, more than the maximum of "
+                f"{policy.max_bytes}; raise max_source_bytes if this is expected"
+            )
         validator = DatasetValidator(target.uri, labels)
         received = 0
         with target.atomic_write() as handle:
@@ -133,9 +137,11 @@ def _fetch_once(
                 for chunk in response.iter_content(CHUNK_BYTES):
                     received += len(chunk)
                     if received > policy.max_bytes:
-                        raise SourceTooLargeError(f"source {url!r} sent more than the maximum of {policy.max_bytes} "
-                                                  "bytes; the transfer was stopped. Raise max_source_bytes if this "
-                                                  "is expected")
+                        raise SourceTooLargeError(
+                            f"source {url!r} sent more than the maximum of {policy.max_bytes} "
+                            "bytes; the transfer was stopped. Raise max_source_bytes if this "
+                            "is expected"
+                        )
                     validator.feed(chunk)
                     handle.write(chunk)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
@@ -152,8 +158,9 @@ def _follow_redirects(session: requests.Session, url: str, policy: FetchPolicy) 
     for _ in range(MAX_REDIRECTS + 1):
         check_source_url(current, allow_loopback=policy.allow_loopback, resolve=True)
         try:
-            response = session.get(current, stream=True, allow_redirects=False,
-                                   timeout=(policy.connect_timeout, policy.read_timeout))
+            response = session.get(
+                current, stream=True, allow_redirects=False, timeout=(policy.connect_timeout, policy.read_timeout)
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise SourceUnavailableError(f"source {current!r} did not answer: {exc}") from exc
         except requests.RequestException as exc:

@@ -31,9 +31,6 @@ def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
     targets = {"download": run.dataset_uri, "train": run.model_uri, "upload": run.published_uri}
     tasks = {}
     for index, name in enumerate(TASKS):
-        if index >= first:
-            state = "pending"
-        else:
-            state = "present" if present[name] else "not_run"
+        state = "pending" if index >= first else "present" if present[name] else "not_run"
         tasks[name] = {"state": state, "target": targets[name]}
     return {"run": run.to_event(), "tasks": tasks, "start_at": start_at}

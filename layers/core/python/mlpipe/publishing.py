@@ -32,7 +32,13 @@ def publish_model(model: Target, published: Target, *, allow_local: bool = True)
     if actual != metrics["model_sha256"]:
         raise IntegrityError(
             f"{model.uri} has sha256 {actual}, but its metrics.json records {metrics['model_sha256']}: the model "
-            "was corrupted or replaced after training and is not published; delete it and rerun to retrain")
-    wrote = write_model(published, payload, metrics, allow_local=allow_local,
-                        metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))})
+            "was corrupted or replaced after training and is not published; delete it and rerun to retrain"
+        )
+    wrote = write_model(
+        published,
+        payload,
+        metrics,
+        allow_local=allow_local,
+        metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))},
+    )
     return PublishResult(wrote=wrote, sha256=actual, metrics=metrics)

@@ -18,12 +18,12 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
     "pending" when the run ends did not run. ``cause`` is the summary as a JSON string, for the
     Fail state's Cause.
     """
-    run = state.get("run") if isinstance(state.get("run"), dict) else {}
-    planned = state.get("tasks") if isinstance(state.get("tasks"), dict) else {}
+    run: dict[str, Any] = state["run"] if isinstance(state.get("run"), dict) else {}
+    planned: dict[str, Any] = state["tasks"] if isinstance(state.get("tasks"), dict) else {}
     failed_task = state.get("failed_task")
     tasks = {}
     for name in TASKS:
-        entry = planned.get(name) if isinstance(planned.get(name), dict) else {}
+        entry: dict[str, Any] = planned[name] if isinstance(planned.get(name), dict) else {}
         task_state = entry.get("state")
         if name == failed_task:
             task_state = "failed"

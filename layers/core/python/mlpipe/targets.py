@@ -37,8 +37,19 @@ CHUNK_SIZE = 1024 * 1024
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
 _S3_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
-_S3_TRANSIENT = {"500", "502", "503", "504", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
-                 "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+_S3_TRANSIENT = {
+    "500",
+    "502",
+    "503",
+    "504",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+}
 
 
 class Target(ABC):
@@ -128,8 +139,10 @@ class LocalTarget(Target):
                 dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial", delete=False
             )
         except OSError as exc:
-            raise StorageError(f"cannot write under {self.path.parent.as_uri()}: {exc}; check the artifact "
-                               "root or publish URI and the directory's permissions") from exc
+            raise StorageError(
+                f"cannot write under {self.path.parent.as_uri()}: {exc}; check the artifact "
+                "root or publish URI and the directory's permissions"
+            ) from exc
         tmp = Path(handle.name)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make published models unreadable to others
         try:
@@ -228,8 +241,9 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     if code in _S3_MISSING:
         return StorageError(f"{what}: the object does not exist")
     if code in _S3_TRANSIENT or not code:  # no code: connection errors and timeouts, after the SDK's retries
-        return StorageUnavailableError(f"{what}: storage is unavailable after retries ({code or type(exc).__name__}: "
-                                       f"{exc})")
+        return StorageUnavailableError(
+            f"{what}: storage is unavailable after retries ({code or type(exc).__name__}: {exc})"
+        )
     return StorageError(f"{what}: {code}: {exc}")
 
 
@@ -285,15 +299,16 @@ def split_uri(uri: str, *, allow_local: bool = True) -> tuple[str, str]:
         if "//" in key or any(seg in {".", ".."} for seg in key.split("/")):
             raise InvalidRequestError(f"storage URI {uri!r}: the key has an empty, '.' or '..' segment")
         return "s3", f"{bucket}/{key}"
-    if parts.scheme in {"", "file"} and not (parts.scheme == "" and ":" in uri.split("/")[0]):
+    if parts.scheme in {"", "file"} and not (parts.scheme == "" and ":" in uri.split("/", maxsplit=1)[0]):
         if not allow_local:
             raise InvalidRequestError(f"storage URI {uri!r} is a local path; in AWS use s3://bucket/prefix")
         path = parts.path if parts.scheme == "file" else uri
         if parts.scheme == "file" and parts.netloc not in {"", "localhost"}:
             raise InvalidRequestError(f"storage URI {uri!r}: file URIs must not name a host")
         return "file", str(Path(path).expanduser().absolute())
-    raise InvalidRequestError(f"storage URI {uri!r} has the unsupported scheme {parts.scheme!r}; "
-                              "use s3://bucket/prefix or a local directory")
+    raise InvalidRequestError(
+        f"storage URI {uri!r} has the unsupported scheme {parts.scheme!r}; use s3://bucket/prefix or a local directory"
+    )
 
 
 def join_uri(base: str, *parts: str, allow_local: bool = True) -> str:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import model_complete
 from mlpipe.config import Run, Settings, resolve_run
-from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.exceptions import MissingInputError, TargetExistsError
+from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.planning import plan_run
 from mlpipe.targets import target_for
 
@@ -40,8 +40,9 @@ def plan(execution_input: Any, settings: Settings, now: dt.datetime | None = Non
     return plan_run(run, allow_local=settings.allow_local_storage)
 
 
-def download(source_url: str, dataset_uri: str, *, max_source_bytes: int, settings: Settings,
-             policy: FetchPolicy | None = None) -> TaskOutcome:
+def download(
+    source_url: str, dataset_uri: str, *, max_source_bytes: int, settings: Settings, policy: FetchPolicy | None = None
+) -> TaskOutcome:
     """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there."""
     target = target_for(dataset_uri, allow_local=settings.allow_local_storage)
     if target.exists():
@@ -55,8 +56,9 @@ def download(source_url: str, dataset_uri: str, *, max_source_bytes: int, settin
     return TaskOutcome("ran", target.uri, {"rows": stats.rows, "bytes": stats.bytes, "sha256": stats.sha256})
 
 
-def train(dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], cv_folds: int,
-          settings: Settings) -> TaskOutcome:
+def train(
+    dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], cv_folds: int, settings: Settings
+) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with metrics.json) unless both are already there."""
     from mlpipe.training import train_model  # pandas and scikit-learn load only when training really happens
 
@@ -66,11 +68,17 @@ def train(dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], 
         return TaskOutcome("present", model.uri)
     dataset = target_for(dataset_uri, allow_local=local)
     if not dataset.exists():
-        raise MissingInputError(f"the dataset {dataset.uri} does not exist; run the download task first (a new "
-                                "execution for this run date does)")
+        raise MissingInputError(
+            f"the dataset {dataset.uri} does not exist; run the download task first (a new "
+            "execution for this run date does)"
+        )
     result = train_model(dataset, model, hyperparameters=hyperparameters, cv_folds=cv_folds, allow_local=local)
-    details = {"training_seconds": round(result.seconds, 4), "rows": result.metrics["rows"],
-               "cv_accuracy": result.metrics["cv_accuracy"]["mean"], "sha256": result.metrics["model_sha256"]}
+    details = {
+        "training_seconds": round(result.seconds, 4),
+        "rows": result.metrics["rows"],
+        "cv_accuracy": result.metrics["cv_accuracy"]["mean"],
+        "sha256": result.metrics["model_sha256"],
+    }
     return TaskOutcome("ran" if result.wrote else "present", model.uri, details)
 
 
@@ -84,7 +92,8 @@ def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOut
         return TaskOutcome("present", published.uri)
     model = target_for(model_uri, allow_local=local)
     if not model.exists():
-        raise MissingInputError(f"the model {model.uri} does not exist; run the train task first (a new execution "
-                                "for this run date does)")
+        raise MissingInputError(
+            f"the model {model.uri} does not exist; run the train task first (a new execution for this run date does)"
+        )
     result = publish_model(model, published, allow_local=local)
     return TaskOutcome("ran" if result.wrote else "present", published.uri, {"sha256": result.sha256})

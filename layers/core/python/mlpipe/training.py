@@ -61,16 +61,23 @@ def train_model(
     with dataset.open_read() as handle:
         stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels)
         handle.seek(0)
-        frame = pd.read_csv(handle, header=None, encoding="utf-8-sig", skip_blank_lines=True,
-                            names=[*(f"x{i}" for i in range(N_FEATURES)), "label"],
-                            dtype={**{f"x{i}": "float64" for i in range(N_FEATURES)}, "label": "str"})
+        frame = pd.read_csv(
+            handle,
+            header=None,
+            encoding="utf-8-sig",
+            skip_blank_lines=True,
+            names=[*(f"x{i}" for i in range(N_FEATURES)), "label"],
+            dtype={**{f"x{i}": "float64" for i in range(N_FEATURES)}, "label": "str"},
+        )
     # Explicit label -> class id mapping, in the configured label order (pandas 3's replace() no
     # longer casts strings to integers, and an implicit mapping would depend on row order).
     class_ids = {label: index for index, label in enumerate(labels)}
     frame["label"] = frame["label"].str.strip()
     y = frame["label"].map(class_ids)
     if y.isna().any():  # the validator already refused unknown labels; this guards the two parsers agreeing
-        raise InvalidDatasetError(f"invalid dataset at {dataset.uri}: unknown labels {sorted(set(frame['label']) - set(labels))}")
+        raise InvalidDatasetError(
+            f"invalid dataset at {dataset.uri}: unknown labels {sorted(set(frame['label']) - set(labels))}"
+        )
     features = frame[[f"x{i}" for i in range(N_FEATURES)]].to_numpy(dtype=np.float64)
     targets = y.to_numpy(dtype=np.int64)
 
@@ -79,7 +86,8 @@ def train_model(
     if present[smallest] < cv_folds:
         raise InvalidDatasetError(
             f"invalid dataset at {dataset.uri}: class {smallest!r} has {present[smallest]} rows, fewer than the "
-            f"{cv_folds} folds of cross-validation; supply more rows or lower cv_folds")
+            f"{cv_folds} folds of cross-validation; supply more rows or lower cv_folds"
+        )
 
     estimator = SVC(**hyperparameters)
     started = time.perf_counter()
@@ -92,7 +100,9 @@ def train_model(
     except InvalidParameterError as exc:
         raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters {hyperparameters}: {exc}") from exc
     except ValueError as exc:
-        raise InvalidHyperparametersError(f"scikit-learn cannot fit SVC({hyperparameters}) on {dataset.uri}: {exc}") from exc
+        raise InvalidHyperparametersError(
+            f"scikit-learn cannot fit SVC({hyperparameters}) on {dataset.uri}: {exc}"
+        ) from exc
     except Exception as exc:
         raise TrainingError(f"fitting SVC({hyperparameters}) on {dataset.uri} failed: {exc}") from exc
     seconds = time.perf_counter() - started
@@ -105,8 +115,12 @@ def train_model(
         "class_counts": present,
         "class_ids": class_ids,
         "training_accuracy": float(estimator.score(features, targets)),
-        "cv_accuracy": {"mean": float(scores.mean()), "std": float(scores.std()), "folds": cv_folds,
-                        "scores": [float(s) for s in scores]},
+        "cv_accuracy": {
+            "mean": float(scores.mean()),
+            "std": float(scores.std()),
+            "folds": cv_folds,
+            "scores": [float(s) for s in scores],
+        },
         "hyperparameters": hyperparameters,
         "scikit_learn_version": sklearn.__version__,
         "dataset_sha256": stats.sha256,
