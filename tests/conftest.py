@@ -40,6 +40,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # tests that read metrics turn them back on
     for key, value in LOCAL_ENV.items():
         monkeypatch.setenv(key, value)
     targets.s3_client.cache_clear()

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from mlpipe import build_report
+from mlpipe.observability import instrumented, record_run
 
 
+@instrumented("report")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"summary": {...}, "cause": "<summary as JSON>"}``."""
-    return build_report(event)
+    report = build_report(event)
+    record_run(report["summary"])
+    return report

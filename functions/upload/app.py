@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from mlpipe import Run, Settings, upload
+from mlpipe.observability import instrumented
 
 SETTINGS = Settings.from_env()
 
 
+@instrumented("upload")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": published_uri, ...}``."""
     fields = Run.from_event(event, required=("model_uri", "published_uri"), settings=SETTINGS)

@@ -36,6 +36,7 @@ INPUT_FIELDS = frozenset(
         "hyperparameters",
         "cv_folds",
         "max_source_bytes",
+        "execution_id",  # added by the state machine: the correlation id of every log line
     }
 )
 
@@ -119,6 +120,7 @@ class Run:
     hyperparameters: dict[str, Any]
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+    execution_id: str | None = None
 
     @property
     def metrics_uri(self) -> str:
@@ -237,6 +239,9 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
     hyper.update(validate_hyperparameters(execution_input.get("hyperparameters", {})))
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = _positive_int(execution_input.get("max_source_bytes", settings.max_source_bytes), "max_source_bytes")
+    execution_id = execution_input.get("execution_id")
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise InvalidRequestError(f"execution_id must be a string, got {execution_id!r}")
     local = settings.allow_local_storage
     return Run(
         run_date=run_date,
@@ -247,6 +252,7 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
         hyperparameters=hyper,
         cv_folds=cv_folds,
         max_source_bytes=max_bytes,
+        execution_id=execution_id,
     )
 
 

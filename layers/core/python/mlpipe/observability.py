@@ -1,0 +1,107 @@
+"""Logs and metrics with Powertools: JSON log lines that carry the execution id, CloudWatch metrics in EMF.
+
+Every handler is wrapped by ``instrumented(task)``, which
+
+- logs JSON to stderr with the Step Functions execution id as ``correlation_id`` (the state
+  machine puts it in each function's event as ``execution_id``; the report step finds it under
+  ``run``), and routes the domain modules' ``logging`` through the same formatter;
+- emits the cold-start metric and the task's numbers (dataset rows and bytes, training seconds,
+  cross-validated accuracy) under the ``MLPipe`` namespace with a ``task`` dimension;
+- logs a failure with its error type before the exception goes on to Step Functions.
+
+Locally ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+SERVICE = "mlpipe"
+NAMESPACE = "MLPipe"
+CORRELATION_ID_PATH = "execution_id || run.execution_id"
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so later redirections (tests, runners) apply."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+# stderr: in Lambda both streams reach CloudWatch; locally stdout carries the run's summary.
+logger = Logger(service=SERVICE, stream=_CurrentStderr())  # type: ignore[arg-type]
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+copy_config_to_registered_loggers(source_logger=logger, include={"mlpipe"})
+
+Handler = Callable[[Any, Any], Any]
+# The parts of a handler's result worth a log line (the report's summary is logged by record_run).
+LOGGED_FIELDS = {"state", "target", "start_at", "rows", "bytes", "sha256", "training_seconds", "cv_accuracy"}
+
+# A task result's numbers that become metrics: result key -> (metric name, unit).
+RESULT_METRICS: dict[str, tuple[str, MetricUnit]] = {
+    "rows": ("DatasetRows", MetricUnit.Count),
+    "bytes": ("DatasetBytes", MetricUnit.Bytes),
+    "training_seconds": ("TrainingSeconds", MetricUnit.Seconds),
+    "cv_accuracy": ("CrossValidatedAccuracy", MetricUnit.NoUnit),
+}
+
+
+def instrumented(task: str) -> Callable[[Handler], Handler]:
+    """Wrap a Lambda handler with correlated JSON logs, cold-start and task metrics."""
+
+    def decorate(handler: Handler) -> Handler:
+        @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
+        # Powertools' cold-start metric and single_metric() ignore POWERTOOLS_METRICS_DISABLED.
+        @metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> Any:
+            metrics.clear_metrics()  # when metrics are disabled nothing is flushed, so nothing was cleared either
+            metrics.add_dimension(name="task", value=task)
+            try:
+                result = handler(event, context)
+            except Exception as exc:
+                logger.exception("task failed", extra={"task": task, "error_type": type(exc).__name__})
+                metrics.add_metric(name="TaskErrors", unit=MetricUnit.Count, value=1)
+                raise
+            metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
+            fields = result if isinstance(result, dict) else {}
+            for key, (name, unit) in RESULT_METRICS.items():
+                if isinstance(fields.get(key), int | float):
+                    metrics.add_metric(name=name, unit=unit, value=fields[key])
+            logger.info("task finished", extra={"task": task} | {k: v for k, v in fields.items() if k in LOGGED_FIELDS})
+            return result
+
+        instrumented_handler: Handler = wrapper
+        return instrumented_handler
+
+    return decorate
+
+
+def record_run(summary: dict[str, Any]) -> None:
+    """Metrics of a finished run: which tasks ran, were present, failed or did not run; and its status."""
+    status = "RunsSucceeded" if summary.get("status") == "SUCCEEDED" else "RunsFailed"
+    metrics.add_metric(name=status, unit=MetricUnit.Count, value=1)
+    for task, entry in summary.get("tasks", {}).items():
+        if is_metrics_disabled():
+            break
+        with single_metric(
+            name="TaskOutcomes",
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=NAMESPACE,
+            default_dimensions={"service": SERVICE},
+        ) as metric:
+            metric.add_dimension(name="task", value=task)
+            metric.add_dimension(name="outcome", value=str(entry.get("state")))
+    logger.info("run finished", extra={"summary": summary})

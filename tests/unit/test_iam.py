@@ -1,0 +1,191 @@
+"""Least privilege and hardening, read from the template as CloudFormation sees it (after the SAM transform)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from tests.conftest import REPO
+
+# APIs without resource-level permissions: "*" is what they require.
+STAR_ONLY_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@cache
+def transformed() -> dict[str, Any]:
+    template = yaml_parse((REPO / "template.yaml").read_text())
+    for resource in template["Resources"].values():  # the translator wants S3 locations, as after `sam package`
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if key in properties:
+                properties[key] = f"s3://bucket/{key}"
+    result: dict[str, Any] = transform(template, {}, _NoManagedPolicies())
+    return result
+
+
+@pytest.fixture(autouse=True)
+def _region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in transformed()["Resources"].items() if r["Type"] == kind}
+
+
+def statements(role: str) -> list[dict[str, Any]]:
+    properties = transformed()["Resources"][role]["Properties"]
+    assert not properties.get("ManagedPolicyArns"), f"{role} has managed policies (they grant on *)"
+    found = []
+    for policy in properties.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            found.append(statement | {"Action": actions})
+    return found
+
+
+def grants(role: str, service: str) -> dict[str, list[str]]:
+    """``{action: [resource as JSON, ...]}`` for one service's actions in a role."""
+    result: dict[str, list[str]] = {}
+    for statement in statements(role):
+        for action in statement["Action"]:
+            if action.startswith(f"{service}:"):
+                result.setdefault(action, []).append(json.dumps(statement["Resource"]))
+    return result
+
+
+def test_every_role_is_explicit_and_has_no_wildcard_action() -> None:
+    roles = resources("AWS::IAM::Role")
+    assert set(roles) >= {"PlanRole", "DownloadRole", "TrainRole", "UploadRole", "ReportRole", "StateMachineRole"}
+    for role in roles:
+        for statement in statements(role):
+            assert all("*" not in action for action in statement["Action"]), (role, statement)
+
+
+def test_star_resources_only_where_the_api_requires_them() -> None:
+    for role in resources("AWS::IAM::Role"):
+        for statement in statements(role):
+            if statement["Resource"] == "*":
+                assert set(statement["Action"]) <= STAR_ONLY_ACTIONS, (role, statement)
+
+
+def test_each_function_logs_only_to_its_own_log_group() -> None:
+    for name in ("Plan", "Download", "Train", "Upload", "Report"):
+        logs = grants(f"{name}Role", "logs")
+        assert set(logs) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        assert all(f"{name}LogGroup" in resource for resource in logs["logs:PutLogEvents"])
+
+
+def test_download_and_train_write_only_under_artifacts() -> None:
+    for role in ("DownloadRole", "TrainRole"):
+        s3 = grants(role, "s3")
+        assert set(s3) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+        for resource in s3["s3:PutObject"] + s3["s3:GetObject"]:
+            assert "/artifacts/*" in resource
+            assert "ModelsBucket" not in resource
+            assert "PublishBucket" not in resource
+
+
+def test_upload_reads_artifacts_and_writes_only_the_publish_prefix() -> None:
+    s3 = grants("UploadRole", "s3")
+    assert s3["s3:PutObject"] == [r for r in s3["s3:PutObject"] if "${PublishPrefix}/*" in r]
+    assert len(s3["s3:PutObject"]) == 1
+    assert any("/artifacts/*" in r for r in s3["s3:GetObject"])
+
+
+def test_plan_only_reads_and_report_touches_no_storage() -> None:
+    assert set(grants("PlanRole", "s3")) == {"s3:ListBucket", "s3:GetObject"}
+    assert grants("ReportRole", "s3") == {}
+
+
+def test_bucket_listing_is_limited_to_the_run_prefixes() -> None:
+    for role in ("PlanRole", "DownloadRole", "TrainRole", "UploadRole"):
+        for statement in statements(role):
+            if "s3:ListBucket" in statement["Action"]:
+                assert "s3:prefix" in json.dumps(statement.get("Condition")), role
+
+
+def test_state_machine_invokes_only_the_pipeline_functions() -> None:
+    invoke = grants("StateMachineRole", "lambda")
+    assert set(invoke) == {"lambda:InvokeFunction"}
+    targets = json.loads(invoke["lambda:InvokeFunction"][0])
+    assert sorted(t["Fn::GetAtt"][0] for t in targets) == [
+        "DownloadFunction",
+        "PlanFunction",
+        "ReportFunction",
+        "TrainFunction",
+        "UploadFunction",
+    ]
+
+
+def test_the_schedule_may_only_start_this_state_machine() -> None:
+    schedule_roles = [name for name in resources("AWS::IAM::Role") if name.startswith("PipelineStateMachine")]
+    assert len(schedule_roles) == 1
+    assert grants(schedule_roles[0], "states") == {"states:StartExecution": ['{"Ref": "PipelineStateMachine"}']}
+
+
+def test_buckets_are_encrypted_private_and_tls_only() -> None:
+    buckets = resources("AWS::S3::Bucket")
+    policies = {json.dumps(p["Properties"]["Bucket"]): p for p in resources("AWS::S3::BucketPolicy").values()}
+    for name, bucket in buckets.items():
+        properties = bucket["Properties"]
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+        deny = policies[json.dumps({"Ref": name})]["Properties"]["PolicyDocument"]["Statement"][0]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_models_are_versioned_and_intermediates_expire() -> None:
+    buckets = resources("AWS::S3::Bucket")
+    assert buckets["ModelsBucket"]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = buckets["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert expiring == [r for r in expiring if r["Prefix"] == "artifacts/"]
+    assert expiring[0]["ExpirationInDays"] == {"Ref": "IntermediateRetentionDays"}
+
+
+def test_trainings_at_once_are_capped_by_default() -> None:
+    train = transformed()["Resources"]["TrainFunction"]["Properties"]
+    assert "ReserveTrainConcurrency" in json.dumps(train["ReservedConcurrentExecutions"])
+    assert transformed()["Parameters"]["TrainReservedConcurrency"]["Default"] == 2
+
+
+def test_functions_and_state_machine_are_traced_and_logged() -> None:
+    for name, function in resources("AWS::Lambda::Function").items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+        assert "LogGroup" in json.dumps(function["Properties"]["LoggingConfig"]), name
+    machine = transformed()["Resources"]["PipelineStateMachine"]["Properties"]
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == {"Ref": "ExecutionLogLevel"}
+
+
+def test_failed_runs_raise_an_alarm_with_an_optional_email() -> None:
+    alarm = transformed()["Resources"]["FailedRunsAlarm"]["Properties"]
+    metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert transformed()["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
