@@ -14,11 +14,15 @@ SETTINGS = Settings.from_env()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": dataset_uri, ...}``."""
     fields = Run.from_event(
-        event, required=("source_url", "dataset_uri"), optional=("max_source_bytes",), settings=SETTINGS
+        event,
+        required=("run_date", "source_url", "dataset_uri"),
+        optional=("max_source_bytes", "cv_folds"),
+        settings=SETTINGS,
     )
     return download(
         fields["source_url"],
         fields["dataset_uri"],
         max_source_bytes=fields.get("max_source_bytes", SETTINGS.max_source_bytes),
+        cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
         settings=SETTINGS,
     ).as_dict()

@@ -14,7 +14,10 @@ SETTINGS = Settings.from_env()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": model_uri, ...}``."""
     fields = Run.from_event(
-        event, required=("dataset_uri", "model_uri"), optional=("hyperparameters", "cv_folds"), settings=SETTINGS
+        event,
+        required=("run_date", "dataset_uri", "model_uri"),
+        optional=("hyperparameters", "cv_folds"),
+        settings=SETTINGS,
     )
     return train(
         fields["dataset_uri"],

@@ -152,14 +152,19 @@ def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                     s3.create_bucket(Bucket=value[5:].split("/", 1)[0])
         # Make the function's inputs, by the layout's conventions (siblings in the run's folder).
+        run_date = event.get("run_date", "2026-01-01")
         model_uri = event.get("model_uri")
         dataset_uri = event.get("dataset_uri") or (model_uri.rsplit("/", 1)[0] + "/dataset.csv" if model_uri else None)
         if function in {"train", "upload"} and dataset_uri:
             print(f"(offline) making the input {dataset_uri}", file=sys.stderr)
-            load_handler("download")({"source_url": sample_url, "dataset_uri": dataset_uri}, LambdaContext("download"))
+            load_handler("download")(
+                {"run_date": run_date, "source_url": sample_url, "dataset_uri": dataset_uri}, LambdaContext("download")
+            )
         if function == "upload" and model_uri:
             print(f"(offline) making the input {model_uri}", file=sys.stderr)
-            load_handler("train")({"dataset_uri": dataset_uri, "model_uri": model_uri}, LambdaContext("train"))
+            load_handler("train")(
+                {"run_date": run_date, "dataset_uri": dataset_uri, "model_uri": model_uri}, LambdaContext("train")
+            )
         yield event
 
 

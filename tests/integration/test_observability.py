@@ -58,7 +58,14 @@ def test_task_numbers_and_cold_starts_are_emitted_as_emf(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setattr(cold_start, "is_cold_start", True)
     capfd.readouterr()
-    invoke("download", {"source_url": http_server.url(), "dataset_uri": "s3://mlpipe-test-artifacts/d/dataset.csv"})
+    invoke(
+        "download",
+        {
+            "run_date": "2026-11-25",
+            "source_url": http_server.url(),
+            "dataset_uri": "s3://mlpipe-test-artifacts/d/dataset.csv",
+        },
+    )
     blobs = json_lines(capfd.readouterr().out)
     values = {
         metric["Name"]: blob[metric["Name"]]

@@ -68,6 +68,12 @@ class Settings:
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     timezone: str = "UTC"
+    # How hard the download tries: per-request timeouts, attempts inside one invocation (the state
+    # machine's Retry adds more, spaced further apart) and the first backoff interval.
+    source_connect_timeout: float = 5.0
+    source_read_timeout: float = 30.0
+    source_attempts: int = 3
+    source_backoff_seconds: float = 0.5
     # Only the local runner turns these on: in AWS a function's disk is private and temporary, and
     # a loopback source would reach the Lambda runtime API.
     allow_local_storage: bool = False
@@ -84,8 +90,14 @@ class Settings:
         try:
             cv_folds = int(env.get("CV_FOLDS", DEFAULT_CV_FOLDS))
             max_bytes = int(env.get("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES))
+            attempts = int(env.get("SOURCE_ATTEMPTS", 3))
+            connect_timeout = float(env.get("SOURCE_CONNECT_TIMEOUT_SECONDS", 5.0))
+            read_timeout = float(env.get("SOURCE_READ_TIMEOUT_SECONDS", 30.0))
+            backoff = float(env.get("SOURCE_BACKOFF_SECONDS", 0.5))
         except ValueError as exc:
-            raise InvalidRequestError(f"CV_FOLDS and MAX_SOURCE_BYTES must be integers: {exc}") from exc
+            raise InvalidRequestError(f"a numeric setting is not a number: {exc}") from exc
+        if min(connect_timeout, read_timeout) <= 0 or backoff < 0:
+            raise InvalidRequestError("SOURCE_*_TIMEOUT_SECONDS must be > 0 and SOURCE_BACKOFF_SECONDS >= 0")
         settings = cls(
             source_url=env.get("SOURCE_URL") or UCI_IRIS_URL,
             artifact_root=env.get("ARTIFACT_ROOT") or None,
@@ -94,6 +106,10 @@ class Settings:
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
             max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES"),
             timezone=env.get("TIMEZONE") or "UTC",
+            source_connect_timeout=connect_timeout,
+            source_read_timeout=read_timeout,
+            source_attempts=_positive_int(attempts, "SOURCE_ATTEMPTS", maximum=10),
+            source_backoff_seconds=backoff,
             allow_local_storage=_flag(env, "MLPIPE_ALLOW_LOCAL_STORAGE"),
             allow_loopback_sources=_flag(env, "MLPIPE_ALLOW_LOOPBACK_SOURCES"),
         )

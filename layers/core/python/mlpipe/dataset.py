@@ -37,6 +37,7 @@ class DatasetValidator:
 
     uri: str
     labels: Sequence[str] = IRIS_LABELS
+    min_class_rows: int = 1  # the run's cv_folds: stratified k-fold needs k rows of every class
     _pending: bytes = b""
     _line_no: int = 0
     _rows: int = 0
@@ -73,6 +74,14 @@ class DatasetValidator:
                 None,
                 None,
                 f"only one class ({present[0]}) in {self._rows} rows; a classifier needs at least two classes",
+            )
+        smallest = min(present, key=lambda label: self._counts[label])
+        if self._counts[smallest] < self.min_class_rows:
+            self._fail(
+                None,
+                None,
+                f"class {smallest!r} has {self._counts[smallest]} rows, fewer than the {self.min_class_rows} folds of "
+                "cross-validation; supply more rows or lower cv_folds",
             )
         return DatasetStats(
             rows=self._rows,
@@ -144,9 +153,11 @@ class DatasetValidator:
         raise InvalidDatasetError(f"invalid dataset at {where}: {message}")
 
 
-def validate_dataset(chunks: Iterable[bytes], uri: str, labels: Sequence[str] = IRIS_LABELS) -> DatasetStats:
+def validate_dataset(
+    chunks: Iterable[bytes], uri: str, labels: Sequence[str] = IRIS_LABELS, min_class_rows: int = 1
+) -> DatasetStats:
     """Validate a whole dataset given as an iterable of byte chunks."""
-    validator = DatasetValidator(uri, labels)
+    validator = DatasetValidator(uri, labels, min_class_rows)
     for chunk in chunks:
         validator.feed(chunk)
     return validator.finish()

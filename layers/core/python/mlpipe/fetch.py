@@ -41,6 +41,7 @@ class FetchPolicy:
     attempts: int = 3
     backoff_seconds: float = 0.5
     allow_loopback: bool = False
+    min_class_rows: int = 1  # the run's cv_folds, so a dataset training would refuse is never stored
 
 
 def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = False) -> None:
@@ -130,7 +131,7 @@ def _fetch_once(
                 f"source {url!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(target.uri, labels)
+        validator = DatasetValidator(target.uri, labels, policy.min_class_rows)
         received = 0
         with target.atomic_write() as handle:
             try:

@@ -18,6 +18,8 @@ def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
     state is "pending" (will run), "present" or "not_run" (missing, but not needed because a task
     downstream of it is complete: Luigi never looks below a complete task).
     """
+    for uri in (run.dataset_uri, run.published_uri):  # fail before any work on a missing bucket or directory
+        target_for(uri, allow_local=allow_local).check_location()
     published = target_for(run.published_uri, allow_local=allow_local).exists()
     model = model_complete(target_for(run.model_uri, allow_local=allow_local), allow_local=allow_local)
     dataset = target_for(run.dataset_uri, allow_local=allow_local).exists()

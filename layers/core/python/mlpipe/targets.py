@@ -76,6 +76,10 @@ class Target(ABC):
         """
 
     @abstractmethod
+    def check_location(self) -> None:
+        """Raise StorageError when the target's bucket or directory does not exist or cannot be used."""
+
+    @abstractmethod
     def delete(self) -> None:
         """Remove the object if it exists (used by tests and by operators resetting a run)."""
 
@@ -165,6 +169,17 @@ class LocalTarget(Target):
         except OSError as exc:
             raise StorageError(f"cannot write {self.uri}: {exc}") from exc
 
+    def check_location(self) -> None:
+        ancestor = self.path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise StorageError(
+                f"cannot write {self.uri}: {ancestor} is not a directory; fix the artifact root or publish URI"
+            )
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write {self.uri}: {ancestor} is not writable")
+
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -214,6 +229,15 @@ class S3Target(Target):
                 if _error_code(exc) in _S3_CONFLICT:
                     raise TargetExistsError(f"{self.uri} was written by someone else meanwhile") from exc
                 raise storage_error(exc, f"cannot write {self.uri}") from exc
+
+    def check_location(self) -> None:
+        # A listing under the target's own prefix: allowed by the functions' s3:prefix-scoped
+        # ListBucket grant, and (unlike HeadObject, which answers a bare 404) it names a missing bucket.
+        prefix = self.key.rsplit("/", 1)[0] + "/" if "/" in self.key else ""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:
+            raise storage_error(exc, f"cannot use s3://{self.bucket}/{prefix}") from exc
 
     def delete(self) -> None:
         try:

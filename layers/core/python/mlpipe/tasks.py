@@ -41,13 +41,21 @@ def plan(execution_input: Any, settings: Settings, now: dt.datetime | None = Non
 
 
 def download(
-    source_url: str, dataset_uri: str, *, max_source_bytes: int, settings: Settings, policy: FetchPolicy | None = None
+    source_url: str, dataset_uri: str, *, max_source_bytes: int, cv_folds: int, settings: Settings
 ) -> TaskOutcome:
     """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there."""
     target = target_for(dataset_uri, allow_local=settings.allow_local_storage)
     if target.exists():
         return TaskOutcome("present", target.uri)
-    policy = policy or FetchPolicy(max_bytes=max_source_bytes, allow_loopback=settings.allow_loopback_sources)
+    policy = FetchPolicy(
+        max_bytes=max_source_bytes,
+        connect_timeout=settings.source_connect_timeout,
+        read_timeout=settings.source_read_timeout,
+        attempts=settings.source_attempts,
+        backoff_seconds=settings.source_backoff_seconds,
+        allow_loopback=settings.allow_loopback_sources,
+        min_class_rows=cv_folds,
+    )
     try:
         stats = fetch_dataset(source_url, target, policy)
     except TargetExistsError:

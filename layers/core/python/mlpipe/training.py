@@ -59,7 +59,7 @@ def train_model(
     from sklearn.utils._param_validation import InvalidParameterError
 
     with dataset.open_read() as handle:
-        stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels)
+        stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels, cv_folds)
         handle.seek(0)
         frame = pd.read_csv(
             handle,
@@ -82,12 +82,6 @@ def train_model(
     targets = y.to_numpy(dtype=np.int64)
 
     present = {label: count for label, count in stats.class_counts.items() if count}
-    smallest = min(present, key=present.__getitem__)
-    if present[smallest] < cv_folds:
-        raise InvalidDatasetError(
-            f"invalid dataset at {dataset.uri}: class {smallest!r} has {present[smallest]} rows, fewer than the "
-            f"{cv_folds} folds of cross-validation; supply more rows or lower cv_folds"
-        )
 
     estimator = SVC(**hyperparameters)
     started = time.perf_counter()
