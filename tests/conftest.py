@@ -41,6 +41,11 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # tests that read metrics turn them back on
+    # A source that hangs fails in half a second; two quick attempts per invocation, no waiting between.
+    monkeypatch.setenv("SOURCE_CONNECT_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("SOURCE_READ_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("SOURCE_ATTEMPTS", "2")
+    monkeypatch.setenv("SOURCE_BACKOFF_SECONDS", "0")
     for key, value in LOCAL_ENV.items():
         monkeypatch.setenv(key, value)
     targets.s3_client.cache_clear()
@@ -53,7 +58,8 @@ def aws() -> Iterator[Any]:
         s3 = boto3.client("s3")
         for bucket in (ARTIFACTS, MODELS):
             s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=MODELS, VersioningConfiguration={"Status": "Enabled"})
+        for bucket in (ARTIFACTS, MODELS):  # versions count every write: "nothing overwritten" is checkable
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         yield s3
     targets.s3_client.cache_clear()
 
@@ -112,3 +118,75 @@ def s3_keys(s3: Any, bucket: str) -> list[str]:
 def s3_versions(s3: Any, bucket: str, key: str) -> int:
     """How many versions of ``key`` were ever written (the models bucket is versioned)."""
     return len([v for v in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []) if v["Key"] == key])
+
+
+def stores_empty(s3: Any) -> dict[str, list[str]]:
+    """Every object version and delete marker ever written to the two test buckets (empty dict lists = nothing)."""
+    found = {}
+    for bucket in (ARTIFACTS, MODELS):
+        listing = s3.list_object_versions(Bucket=bucket)
+        found[bucket] = sorted(v["Key"] for v in listing.get("Versions", []) + listing.get("DeleteMarkers", []))
+    return found
+
+
+NOTHING_WRITTEN = {ARTIFACTS: [], MODELS: []}
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+class S3Faults:
+    """Answers chosen S3 operations with errors instead of moto (which then never sees the request)."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, list[tuple[int, str]]] = {}
+        self.always: dict[str, tuple[int, str]] = {}
+        self.calls: dict[str, int] = {}
+
+    def fail(self, operation: str, *errors: tuple[int, str], forever: tuple[int, str] | None = None) -> None:
+        """The next calls of ``operation`` get ``errors`` in turn; with ``forever``, every call after them too."""
+        self.plans[operation] = list(errors)
+        if forever:
+            self.always[operation] = forever
+
+    def answer(self, request: Any, event_name: str) -> Any:
+        """An error response for this request, or None to let moto answer."""
+        from botocore.awsrequest import AWSResponse
+
+        service, operation = event_name.split(".")[1:3]
+        if service != "s3":
+            return None
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        plan = self.plans.get(operation)
+        error = plan.pop(0) if plan else self.always.get(operation)
+        if error is None:
+            return None
+        status, code = error
+        body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Body(body.encode()))
+
+
+@pytest.fixture
+def s3_faults(aws: Any, monkeypatch: pytest.MonkeyPatch) -> S3Faults:
+    """Inject S3 errors (the SDK's standard retry mode still applies; its backoff is made instant).
+
+    botocore calls every ``before-send`` handler, so a response returned beside moto's would not stop
+    moto from applying the request: the faults are answered from inside moto's stubber instead.
+    """
+    from botocore.retries import standard
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    faults = S3Faults()
+    original = BotocoreStubber.__call__
+
+    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        return faults.answer(request, event_name) or original(self, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", call)
+    return faults
