@@ -1,6 +1,11 @@
-# make run   - the pipeline end to end on this machine (no AWS account, no internet)
-# make test  - lint, type check and the whole test suite
-# Both create or update the venv first. `python3` is 3.12 here through .python-version (pyenv).
+# make run              - the pipeline end to end on this machine (no AWS account, no internet)
+# make test             - lint, type check, sam validate, both builds, their sizes and imports, the tests
+# make build [ARCH=...] - sam build for Lambda (x86_64 default, or arm64), offline, without Docker
+# make validate         - sam validate --lint on template.yaml
+# make check-size       - unzipped size of each function + its layers, both builds, against the budget
+# make check-imports    - each handler imports from the build (this machine's arch), train trains
+# make bench            - size table, cold start, warm durations and cost per run (after both builds)
+# Each creates or updates the venv it needs first. `python3` is 3.12 here through .python-version (pyenv).
 
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo python3)
 VENV   := .venv
@@ -9,7 +14,25 @@ STAMP  := $(VENV)/.installed-stamp
 FUNCTION ?= download
 EVENT  ?= events/$(FUNCTION).json
 
-.PHONY: venv run test lint typecheck pytest invoke clean
+# aws-sam-cli pins boto3, click and others exactly, so it lives in a venv of its own.
+SAM_VENV  := .venv-sam
+SAM       := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+
+# Lambda's names for the two architectures; each gets a build directory of its own. x86_64 uses
+# sam's default one, so a plain `sam deploy` after `make build` deploys it. No `sam build --cached`:
+# its cache key is the layer's sources, not the ARCH in the environment that picks the wheels, and
+# both builds share .aws-sam/build.toml, so a cached build could ship the other architecture's
+# layer. A full build takes ~15 s.
+ARCH       ?= x86_64
+ARCHS      := x86_64 arm64
+BUILD_DIR_x86_64 := .aws-sam/build
+BUILD_DIR_arm64  := .aws-sam/build-arm64
+BUILD_DIRS := $(foreach arch,$(ARCHS),$(BUILD_DIR_$(arch)))
+BENCH_OUT  := .aws-sam/bench
+
+.PHONY: venv sam-venv run test lint typecheck pytest invoke build build-all $(addprefix build-,$(ARCHS)) \
+	validate check-size check-imports bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +41,14 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+sam-venv: $(SAM_STAMP)
+
+$(SAM_STAMP): requirements/sam.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "error: $(PYTHON) is Python %d.%d; make needs a python3.12: run make PYTHON=python3.12" % sys.version_info[:2])'
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	touch $@
 
 run: venv
@@ -36,7 +67,60 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# Cheapest first, so that a typo fails in seconds: lint, types, the template; then both Lambda
+# builds, their sizes and an import of each built handler (~40 s); the test suite (~55 s) last.
+test: lint typecheck validate build-all check-size check-imports pytest
+
+# ARCH is checked here rather than when the Makefile is read, so that an unrelated ARCH in the
+# environment does not break `make run` or `make test` (which builds both architectures anyway).
+build:
+	@case "$(ARCH)" in x86_64|arm64) ;; *) echo "error: ARCH must be x86_64 or arm64, not '$(ARCH)'" >&2; exit 2;; esac
+	@$(MAKE) --no-print-directory build-$(ARCH)
+
+build-all: $(addprefix build-,$(ARCHS))
+
+# sam passes only ARTIFACTS_DIR to the layer Makefiles, so the architecture reaches them through
+# ARCH in the environment, and the template's Architecture parameter through --parameter-overrides.
+# PYTHON is the real 3.12 interpreter (not the pyenv shim, which fails outside this repository:
+# sam builds in scratch directories) and its directory goes first on PATH, where sam's Python
+# workflow looks for `python3.12`. The build directory is emptied first: nothing stale ships.
+$(addprefix build-,$(ARCHS)): build-%: sam-venv
+	rm -rf $(BUILD_DIR_$*)
+	@py="$$($(PYTHON) -c 'import sys; print(sys.executable)')" && \
+	echo "sam build: $* into $(BUILD_DIR_$*) with $$py" && \
+	ARCH=$* PYTHON="$$py" PATH="$$(dirname "$$py"):$$PATH" SAM_CLI_TELEMETRY=0 \
+		$(SAM) build --template template.yaml --build-dir $(BUILD_DIR_$*) --parameter-overrides Architecture=$*
+
+# sam validate --lint = the SAM transform + cfn-lint; it fails on any cfn-lint match, warnings
+# included. Anything else it prints besides its verdict (a deprecation notice, say) fails the target
+# too, except its weekly "SAM CLI update available" (when online). The region only has to exist:
+# nothing is sent to AWS.
+validate: sam-venv
+	@out="$$(AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template template.yaml 2>&1)"; \
+	status=$$?; echo "$$out"; \
+	[ $$status -eq 0 ] || exit $$status; \
+	if echo "$$out" | grep -v -e 'is a valid SAM Template' -e 'SAM CLI update available' -e '^To download:' \
+		-e '^[[:space:]]*$$' | grep -q .; then \
+		echo "error: sam validate printed findings (above); fix template.yaml" >&2; exit 1; fi
+
+# Lambda's hard limit is 250 MiB unzipped for a function and all its layers; the project keeps
+# 25 MiB of it in reserve (225 MiB budget). Checks the builds as they are: run make build-all first.
+check-size: venv
+	$(BIN)/python -m bench.sizes --check $(BUILD_DIR_x86_64)=x86_64 $(BUILD_DIR_arm64)=arm64
+
+# What the unit tests cannot see: a package missing from a layer's requirements.txt (the dev venv
+# has everything), a handler that loads pandas & co. outside train. One fresh python3.12 per
+# function, sys.path = function + layers as in /opt, nothing else (bench/coldstart.py). Only the
+# build of this machine's architecture can run; the other one is named and skipped.
+check-imports: venv
+	$(BIN)/python -m bench.coldstart --smoke $(BUILD_DIRS)
+
+# Measurements, not checks (none of them fails on a slow figure). Needs both builds (make build-all).
+bench: venv
+	$(BIN)/python -m bench.sizes $(BUILD_DIR_x86_64)=x86_64 $(BUILD_DIR_arm64)=arm64
+	$(BIN)/python -m bench.coldstart $(BUILD_DIRS) --json-out $(BENCH_OUT)/coldstart.json
+	$(BIN)/python -m bench.warm --json-out $(BENCH_OUT)/warm.json
+	$(BIN)/python -m bench.cost --warm $(BENCH_OUT)/warm.json --coldstart $(BENCH_OUT)/coldstart.json
 
 clean:
-	rm -rf .pipeline .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pipeline .pytest_cache .mypy_cache .ruff_cache .aws-sam

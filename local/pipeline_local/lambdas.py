@@ -118,6 +118,12 @@ class InProcessLambdas:
         except Exception as exc:  # the Lambda runtime turns any exception into a function error
             result = error_payload(exc)
             error = True
+        except BaseException as exc:  # the process died (SystemExit, a signal): Lambda reports an exit error
+            result = error_payload(exc) | {
+                "errorType": "Runtime.ExitError",
+                "errorMessage": f"the function's process exited: {exc!r}",
+            }
+            error = True
         if self.on_invoke:
             self.on_invoke(name, event, result)
         return json.dumps(result).encode(), error

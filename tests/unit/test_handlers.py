@@ -108,6 +108,8 @@ def test_upload_publishes_a_model_that_predicts_iris(aws: Any, http_server: Any,
 
 def test_upload_reports_present_without_reading_the_model(aws: Any, http_server: Any, invoke: Invoke) -> None:
     aws.put_object(Bucket=MODELS, Key=f"iris/{DATE}/model.pkl", Body=b"published")
+    aws.put_object(Bucket=MODELS, Key=f"iris/{DATE}/metrics.json", Body=b"{}")
+    # No model exists upstream: an upload that looked at its input would fail.
     assert invoke("upload", run_event(http_server)) == {"state": "present", "target": PUBLISHED}
     assert s3_versions(aws, MODELS, f"iris/{DATE}/model.pkl") == 1
 

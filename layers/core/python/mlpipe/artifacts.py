@@ -93,5 +93,5 @@ def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
 
 
 def model_complete(model: Target, *, allow_local: bool = True) -> bool:
-    """The train task's completeness: model.pkl and metrics.json both exist."""
+    """A model target's completeness (trained or published): model.pkl and metrics.json both exist."""
     return model.exists() and metrics_target(model, allow_local=allow_local).exists()

@@ -5,7 +5,8 @@ Every handler is wrapped by ``instrumented(task)``, which
 - logs JSON to stderr with the Step Functions execution id as ``correlation_id`` (the state
   machine puts it in each function's event as ``execution_id``; the report step finds it under
   ``run``), and routes the domain modules' ``logging`` through the same formatter;
-- emits the cold-start metric and the task's numbers (dataset rows and bytes, training seconds,
+- emits the cold-start metric and the task's numbers (invocations and errors are Lambda's own,
+  free metrics) (dataset rows and bytes, training seconds,
   cross-validated accuracy) under the ``MLPipe`` namespace with a ``task`` dimension;
 - logs a failure with its error type before the exception goes on to Step Functions.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +45,8 @@ class _CurrentStderr:
 logger = Logger(service=SERVICE, stream=_CurrentStderr())  # type: ignore[arg-type]
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 copy_config_to_registered_loggers(source_logger=logger, include={"mlpipe"})
+# The plan step has no numbers of its own; an empty flush is expected, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 Handler = Callable[[Any, Any], Any]
 # The parts of a handler's result worth a log line (the report's summary is logged by record_run).
@@ -70,11 +74,9 @@ def instrumented(task: str) -> Callable[[Handler], Handler]:
             metrics.add_dimension(name="task", value=task)
             try:
                 result = handler(event, context)
-            except Exception as exc:
+            except BaseException as exc:
                 logger.exception("task failed", extra={"task": task, "error_type": type(exc).__name__})
-                metrics.add_metric(name="TaskErrors", unit=MetricUnit.Count, value=1)
-                raise
-            metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
+                raise  # counted by Lambda's own Errors metric
             fields = result if isinstance(result, dict) else {}
             for key, (name, unit) in RESULT_METRICS.items():
                 if isinstance(fields.get(key), int | float):

@@ -20,7 +20,7 @@ def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
     """
     for uri in (run.dataset_uri, run.published_uri):  # fail before any work on a missing bucket or directory
         target_for(uri, allow_local=allow_local).check_location()
-    published = target_for(run.published_uri, allow_local=allow_local).exists()
+    published = model_complete(target_for(run.published_uri, allow_local=allow_local), allow_local=allow_local)
     model = model_complete(target_for(run.model_uri, allow_local=allow_local), allow_local=allow_local)
     dataset = target_for(run.dataset_uri, allow_local=allow_local).exists()
     present = {"upload": published, "train": model, "download": dataset}

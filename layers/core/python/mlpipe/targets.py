@@ -282,7 +282,7 @@ def s3_client(conditional: bool = False) -> S3Client:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    client = boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 5}))
     if conditional:
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)

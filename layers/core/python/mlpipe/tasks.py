@@ -96,7 +96,7 @@ def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOut
 
     local = settings.allow_local_storage
     published = target_for(published_uri, allow_local=local)
-    if published.exists():
+    if model_complete(published, allow_local=local):
         return TaskOutcome("present", published.uri)
     model = target_for(model_uri, allow_local=local)
     if not model.exists():

@@ -1,0 +1,92 @@
+"""Settings and runs: run dates from the schedule, defaults and overrides, what a run's URIs are."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mlpipe.config import Settings, resolve_run, validate_hyperparameters
+from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+
+SETTINGS = Settings(
+    artifact_root="s3://artifacts-bucket/artifacts",
+    publish_uri="s3://models-bucket/iris",
+    timezone="Europe/Berlin",
+    hyperparameters={"C": 2.0},
+)
+
+
+def test_scheduled_time_becomes_the_date_in_the_schedules_timezone() -> None:
+    # 23:30 UTC on the 24th is 00:30 on the 25th in Berlin
+    run = resolve_run({"trigger": "schedule", "scheduled_time": "2026-11-24T23:30:00Z"}, SETTINGS)
+    assert run.run_date == "2026-11-25"
+
+
+def test_an_on_demand_run_defaults_to_today_utc() -> None:
+    now = dt.datetime(2026, 3, 1, 0, 5, tzinfo=dt.UTC)
+    assert resolve_run({}, SETTINGS, now=now).run_date == "2026-03-01"
+
+
+def test_run_date_wins_over_the_scheduled_time() -> None:
+    run = resolve_run({"run_date": "2026-01-02", "scheduled_time": "2026-11-24T23:30:00Z"}, SETTINGS)
+    assert run.run_date == "2026-01-02"
+
+
+def test_every_target_is_keyed_by_the_run_date() -> None:
+    run = resolve_run({"run_date": "2026-01-02"}, SETTINGS)
+    assert run.dataset_uri == "s3://artifacts-bucket/artifacts/2026-01-02/dataset.csv"
+    assert run.model_uri == "s3://artifacts-bucket/artifacts/2026-01-02/model.pkl"
+    assert run.metrics_uri == "s3://artifacts-bucket/artifacts/2026-01-02/metrics.json"
+    assert run.published_uri == "s3://models-bucket/iris/2026-01-02/model.pkl"
+
+
+def test_input_hyperparameters_are_merged_over_the_deployed_ones() -> None:
+    run = resolve_run({"run_date": "2026-01-02", "hyperparameters": {"kernel": "linear"}}, SETTINGS)
+    assert run.hyperparameters == {"C": 2.0, "kernel": "linear"}
+
+
+def test_missing_roots_say_how_to_set_them() -> None:
+    with pytest.raises(InvalidRequestError, match="artifact_root is not set: pass it in the execution input"):
+        resolve_run({"run_date": "2026-01-02"}, Settings())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SVC_HYPERPARAMETERS": "{C: 1}"}, "SVC_HYPERPARAMETERS is not valid JSON"),
+        ({"SVC_HYPERPARAMETERS": '{"C": 0}'}, "C must be a number > 0"),
+        ({"CV_FOLDS": "five"}, "not a number"),
+        ({"CV_FOLDS": "1"}, "CV_FOLDS must be an integer of at least 2"),
+        ({"TIMEZONE": "Mars/Olympus"}, "not an IANA timezone"),
+        ({"MLPIPE_ALLOW_LOCAL_STORAGE": "maybe"}, "must be true or false"),
+        ({"SOURCE_READ_TIMEOUT_SECONDS": "0"}, "must be > 0"),
+    ],
+)
+def test_bad_settings_fail_fast_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"C": True},
+        {"C": float("nan")},
+        {"degree": 2.5},
+        {"gamma": "sometimes"},
+        {"class_weight": {"a": -1}},
+        {"max_iter": -2},
+        {"random_state": -1},
+        {"decision_function_shape": "ovx"},
+        {"shrinking": "yes"},
+    ],
+)
+def test_hyperparameters_of_the_wrong_type_or_range_are_refused(value: dict[str, object]) -> None:
+    with pytest.raises(InvalidHyperparametersError, match=next(iter(value))):
+        validate_hyperparameters(value)
+
+
+def test_valid_hyperparameters_pass_unchanged() -> None:
+    value = {"C": 0.5, "kernel": "poly", "degree": 2, "gamma": "auto", "class_weight": "balanced", "random_state": 0}
+    assert validate_hyperparameters(value) == value

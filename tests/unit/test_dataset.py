@@ -1,0 +1,119 @@
+"""The dataset validator: what it accepts, what it names, and (property) that it never fails any other way."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlpipe.dataset import validate_dataset
+from mlpipe.exceptions import InvalidDatasetError
+from tests.conftest import SAMPLE
+
+IRIS = SAMPLE.read_bytes()
+URI = "s3://bucket/runs/2026-11-25/dataset.csv"
+
+
+def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
+    """``data`` cut into pieces of the given sizes (cycled), to feed the validator as a stream would."""
+    pieces, start, index = [], 0, 0
+    while start < len(data):
+        size = max(1, sizes[index % len(sizes)]) if sizes else len(data)
+        pieces.append(data[start : start + size])
+        start += size
+        index += 1
+    return pieces
+
+
+def test_the_uci_file_is_valid() -> None:
+    stats = validate_dataset([IRIS], URI)
+    assert stats.rows == 150
+    assert stats.class_counts == {"Iris-setosa": 50, "Iris-versicolor": 50, "Iris-virginica": 50}
+    assert stats.bytes == 4551
+
+
+def test_blank_line_inside_the_data_is_refused_with_both_line_numbers() -> None:
+    lines = IRIS.decode().splitlines()
+    text = "\n".join([*lines[:10], "", *lines[10:150]]) + "\n"
+    with pytest.raises(InvalidDatasetError, match=r"line 11: blank line inside the data \(data continues at line 12\)"):
+        validate_dataset([text.encode()], URI)
+
+
+def test_a_header_row_gets_a_hint() -> None:
+    with pytest.raises(InvalidDatasetError, match="must not have a header row"):
+        validate_dataset([b"sepal_length,sepal_width,petal_length,petal_width,class\n" + IRIS], URI)
+
+
+def test_a_body_without_newlines_is_refused_before_it_fills_memory() -> None:
+    with pytest.raises(InvalidDatasetError, match="a line longer than 65536 bytes"):
+        validate_dataset([b"1" * 70_000], URI)
+
+
+def test_whitespace_around_values_is_tolerated() -> None:
+    rows = [f" {line.replace(',', ' , ')} " for line in IRIS.decode().splitlines() if line]
+    assert validate_dataset(["\n".join(rows).encode()], URI).rows == 150
+
+
+def outcome(chunks: list[bytes]) -> object:
+    try:
+        return validate_dataset(chunks, URI, min_class_rows=2)
+    except InvalidDatasetError as exc:
+        return ("invalid", str(exc))
+
+
+CSV_ALPHABET = st.sampled_from(
+    [
+        b"5.1",
+        b"3",
+        b"-0.2",
+        b"nan",
+        b"inf",
+        b"1e3",
+        b"",
+        b" ",
+        b",",
+        b"\n",
+        b"\r\n",
+        b"\r",
+        b"\xef\xbb\xbf",
+        b"Iris-setosa",
+        b"Iris-versicolor",
+        b"Iris-virginica",
+        b"Iris-other",
+        b"\x00",
+        b"\xff",
+        b"<html>",
+        b"\t",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=2048), sizes=st.lists(st.integers(1, 64), max_size=8))
+def test_any_bytes_are_a_valid_dataset_or_the_named_error(data: bytes, sizes: list[int]) -> None:
+    # Property: nothing but InvalidDatasetError ever escapes, however the stream is cut.
+    assert outcome(chunked(data, sizes)) == outcome([data])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(CSV_ALPHABET, max_size=300), sizes=st.lists(st.integers(1, 32), max_size=8))
+def test_csv_like_bytes_are_a_valid_dataset_or_the_named_error(pieces: list[bytes], sizes: list[int]) -> None:
+    data = b"".join(pieces)
+    result = outcome(chunked(data, sizes))
+    assert result == outcome([data])
+    if isinstance(result, tuple):
+        assert result[1].startswith(f"invalid dataset at {URI}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(keep=st.lists(st.booleans(), min_size=150, max_size=150), sizes=st.lists(st.integers(1, 512), max_size=4))
+def test_any_subset_of_the_iris_rows_validates_consistently(keep: list[bool], sizes: list[int]) -> None:
+    lines = [line for line, k in zip(IRIS.decode().splitlines()[:150], keep, strict=True) if k]
+    data = ("\n".join(lines) + "\n").encode()
+    result = outcome(chunked(data, sizes))
+    labels = {line.rsplit(",", 1)[1] for line in lines}
+    counts = [sum(line.endswith(label) for line in lines) for label in labels]
+    if len(labels) >= 2 and min(counts) >= 2:
+        assert not isinstance(result, tuple)
+    else:
+        assert isinstance(result, tuple)
