@@ -99,6 +99,11 @@ SOURCE_CASES = {
         ("announces 200000 bytes", "max_source_bytes"),
         respond(200, IRIS[:10], {"Content-Length": "200000"}),
     ),
+    "not-the-gzip-it-claims": Case(
+        exceptions.SourceRejectedError,
+        ("cannot be decoded",),
+        respond(200, b"plain text", {"Content-Encoding": "gzip"}),
+    ),
     "too-large-streamed": Case(exceptions.SourceTooLargeError, ("more than the maximum of 100000", "stopped"), endless),
 }
 
@@ -191,7 +196,7 @@ def test_download_handler_refuses_bad_source_and_writes_nothing(
     event = {"run_date": DATE, "source_url": url, "dataset_uri": DATASET, "max_source_bytes": 100_000, "cv_folds": 5}
     with pytest.raises(exceptions.PipelineError) as raised:
         invoke("download", event)
-    where = DATASET if case.error is exceptions.InvalidDatasetError else url.rsplit("/", 1)[0]
+    where = url if case.error is exceptions.InvalidDatasetError else url.rsplit("/", 1)[0]
     assert_error(raised.value, case, where=where)
     assert stores_empty(aws) == NOTHING_WRITTEN
     if name == "too-large-streamed":  # stopped while streaming, not after the server sent everything
@@ -269,6 +274,18 @@ BAD_INPUTS = {
         {"source_url": "http://metadata.google.internal/x"},
         exceptions.InvalidRequestError,
         "cloud metadata service",
+    ),
+    "source-malformed-url": ({"source_url": "http://[oops/x"}, exceptions.InvalidRequestError, "not a valid URL"),
+    "source-port-out-of-range": (
+        {"source_url": "http://example.com:99999/x"},
+        exceptions.InvalidRequestError,
+        "not a valid URL",
+    ),
+    "artifact-root-malformed": ({"artifact_root": "s3://[x/y"}, exceptions.InvalidRequestError, "not a valid URI"),
+    "max-source-bytes-too-large": (
+        {"max_source_bytes": 10**12},
+        exceptions.InvalidRequestError,
+        "max_source_bytes must be an integer of at least 1 and at most 268435456",
     ),
     "artifact-root-not-a-uri": (
         {"artifact_root": "s3://Not_A_Bucket/x"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,3 +119,33 @@ def test_any_subset_of_the_iris_rows_validates_consistently(keep: list[bool], si
         assert not isinstance(result, tuple)
     else:
         assert isinstance(result, tuple)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keep=st.lists(st.booleans(), min_size=150, max_size=150),
+    prefix=st.sampled_from(["", "+", "0", " ", "-"]),
+    suffix=st.sampled_from(["", "e0", " ", "0", "E-1"]),
+    line_ending=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+)
+def test_whatever_the_validator_accepts_the_training_reader_reads_the_same(
+    keep: list[bool], prefix: str, suffix: str, line_ending: str, bom: bool
+) -> None:
+    # Property: the pure-Python validator (download) and pandas (train) agree on every dataset the
+    # validator accepts, so a stored dataset can always be trained on.
+    from mlpipe.training import read_dataset
+
+    rows = []
+    for index, (line, k) in enumerate(zip(IRIS.decode().splitlines()[:150], keep, strict=True)):
+        if k:
+            features = line.split(",")
+            features[index % 4] = prefix + features[index % 4] + suffix
+            rows.append(",".join(features))
+    data = (b"\xef\xbb\xbf" if bom else b"") + (line_ending.join(rows) + line_ending).encode()
+    result = outcome([data])
+    if isinstance(result, tuple):
+        return
+    features, targets = read_dataset(io.BytesIO(data), URI)
+    assert features.shape == (result.rows, 4)
+    assert len(targets) == result.rows

@@ -22,6 +22,8 @@ from mlpipe.targets import join_uri, split_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
+# The download spools to the function's /tmp (512 MB by default), so a larger limit could only fail late.
+MAX_SOURCE_BYTES_LIMIT = 256 * 1024 * 1024
 DEFAULT_CV_FOLDS = 5
 
 # Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
@@ -104,7 +106,7 @@ class Settings:
             publish_uri=env.get("PUBLISH_URI") or None,
             hyperparameters=validate_hyperparameters(hyper, where="SVC_HYPERPARAMETERS"),
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
-            max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES"),
+            max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES", maximum=MAX_SOURCE_BYTES_LIMIT),
             timezone=env.get("TIMEZONE") or "UTC",
             source_connect_timeout=connect_timeout,
             source_read_timeout=read_timeout,
@@ -188,7 +190,7 @@ class Run:
         if "cv_folds" in fields:
             _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
         if "max_source_bytes" in fields:
-            _positive_int(fields["max_source_bytes"], "max_source_bytes")
+            _positive_int(fields["max_source_bytes"], "max_source_bytes", maximum=MAX_SOURCE_BYTES_LIMIT)
         return fields
 
 
@@ -254,7 +256,7 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
     hyper = dict(settings.hyperparameters)
     hyper.update(validate_hyperparameters(execution_input.get("hyperparameters", {})))
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
-    max_bytes = _positive_int(execution_input.get("max_source_bytes", settings.max_source_bytes), "max_source_bytes")
+    max_bytes = _positive_int(execution_input.get("max_source_bytes", settings.max_source_bytes), "max_source_bytes", maximum=MAX_SOURCE_BYTES_LIMIT)
     execution_id = execution_input.get("execution_id")
     if execution_id is not None and not isinstance(execution_id, str):
         raise InvalidRequestError(f"execution_id must be a string, got {execution_id!r}")

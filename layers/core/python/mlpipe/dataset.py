@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -19,6 +20,9 @@ IRIS_LABELS: tuple[str, ...] = ("Iris-setosa", "Iris-versicolor", "Iris-virginic
 N_FEATURES = 4
 N_COLUMNS = N_FEATURES + 1
 MAX_LINE_BYTES = 64 * 1024  # bounds memory on a body with no newlines at all
+# A plain decimal number, as pandas' CSV reader parses it: Python's float() also takes "1_0", NaN,
+# infinity and non-ASCII digits, which would pass here and then fail the training.
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -135,14 +139,17 @@ class DatasetValidator:
     def _check_feature(self, line_no: int, column: int, value: str) -> None:
         if not value:
             self._fail(line_no, column, "missing feature value")
+        if NUMBER.fullmatch(value):
+            return
+        shown = value if len(value) <= 40 else value[:40] + "..."
         try:
-            number = float(value)
+            number = float(value)  # only to tell NaN and infinity apart from text
         except ValueError:
-            shown = value if len(value) <= 40 else value[:40] + "..."
-            hint = " (the file must not have a header row)" if line_no == 1 else ""
-            self._fail(line_no, column, f"{shown!r} is not a number{hint}")
+            number = 0.0
         if not math.isfinite(number):
-            self._fail(line_no, column, f"{value!r} is not a finite number (NaN and infinity are not allowed)")
+            self._fail(line_no, column, f"{shown!r} is not a finite number (NaN and infinity are not allowed)")
+        hint = " (the file must not have a header row)" if line_no == 1 else ""
+        self._fail(line_no, column, f"{shown!r} is not a number{hint}")
 
     def _fail(self, line: int | None, column: int | None, message: str) -> NoReturn:
         where = self.uri

@@ -50,7 +50,11 @@ def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = 
     Loopback is refused too unless ``allow_loopback`` (in Lambda, 127.0.0.1:9001 is the runtime API).
     With ``resolve``, a host name is looked up and every address it resolves to is checked.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError as exc:
+        raise InvalidRequestError(f"source URL {url!r} is not a valid URL: {exc}") from exc
     if parts.scheme not in {"http", "https"}:
         raise InvalidRequestError(
             f"source URL {url!r}: scheme {parts.scheme or '(none)'!r} is not allowed; use an http:// or https:// URL"
@@ -63,7 +67,7 @@ def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = 
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        addresses = _resolve(url, host, parts.port) if resolve else []
+        addresses = _resolve(url, host, port) if resolve else []
     for address in addresses:
         _check_address(url, address, allow_loopback=allow_loopback)
 
@@ -71,6 +75,8 @@ def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = 
 def _resolve(url: str, host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except UnicodeError as exc:  # a label longer than 63 characters, or not IDNA-encodable
+        raise InvalidRequestError(f"source URL {url!r}: {host!r} is not a valid host name") from exc
     except OSError as exc:
         raise SourceUnavailableError(f"source URL {url!r}: cannot resolve {host!r}: {exc}") from exc
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
@@ -131,7 +137,7 @@ def _fetch_once(
                 f"source {url!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(target.uri, labels, policy.min_class_rows)
+        validator = DatasetValidator(url, labels, policy.min_class_rows)  # errors name where the data is
         received = 0
         with target.atomic_write() as handle:
             try:
@@ -147,6 +153,8 @@ def _fetch_once(
                     handle.write(chunk)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 raise SourceUnavailableError(f"source {url!r} broke off after {received} bytes: {exc}") from exc
+            except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
+                raise SourceRejectedError(f"source {url!r} sent a body that cannot be decoded: {exc}") from exc
             return validator.finish()
 
 

@@ -313,7 +313,10 @@ def split_uri(uri: str, *, allow_local: bool = True) -> tuple[str, str]:
         raise InvalidRequestError(f"storage URI {uri!r} is empty or not a string; use s3://bucket/prefix")
     if any(ch in uri for ch in "\r\n\t\x00"):
         raise InvalidRequestError(f"storage URI {uri!r} contains control characters")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise InvalidRequestError(f"storage URI {uri!r} is not a valid URI: {exc}") from exc
     if parts.scheme == "s3":
         bucket, key = parts.netloc, parts.path.lstrip("/")
         if not _BUCKET_RE.match(bucket):

@@ -16,7 +16,7 @@ from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.planning import plan_run
-from mlpipe.targets import target_for
+from mlpipe.targets import Target, target_for
 
 LOG = logging.getLogger(__name__)
 
@@ -74,12 +74,7 @@ def train(
     model = target_for(model_uri, allow_local=local)
     if model_complete(model, allow_local=local):
         return TaskOutcome("present", model.uri)
-    dataset = target_for(dataset_uri, allow_local=local)
-    if not dataset.exists():
-        raise MissingInputError(
-            f"the dataset {dataset.uri} does not exist; run the download task first (a new "
-            "execution for this run date does)"
-        )
+    dataset = _input(dataset_uri, "dataset", made_by="download", allow_local=local)
     result = train_model(dataset, model, hyperparameters=hyperparameters, cv_folds=cv_folds, allow_local=local)
     details = {
         "training_seconds": round(result.seconds, 4),
@@ -98,10 +93,17 @@ def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOut
     published = target_for(published_uri, allow_local=local)
     if model_complete(published, allow_local=local):
         return TaskOutcome("present", published.uri)
-    model = target_for(model_uri, allow_local=local)
-    if not model.exists():
-        raise MissingInputError(
-            f"the model {model.uri} does not exist; run the train task first (a new execution for this run date does)"
-        )
+    model = _input(model_uri, "model", made_by="train", allow_local=local)
     result = publish_model(model, published, allow_local=local)
     return TaskOutcome("ran" if result.wrote else "present", published.uri, {"sha256": result.sha256})
+
+
+def _input(uri: str, what: str, *, made_by: str, allow_local: bool) -> Target:
+    """A task's input target, which must exist: MissingInputError naming the task that makes it."""
+    target = target_for(uri, allow_local=allow_local)
+    if not target.exists():
+        raise MissingInputError(
+            f"the {what} {target.uri} does not exist; run the {made_by} task first (a new execution for this run "
+            "date does)"
+        )
+    return target

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from mlpipe.artifacts import write_model
 from mlpipe.dataset import IRIS_LABELS, N_FEATURES, validate_dataset
@@ -35,6 +35,33 @@ class TrainResult:
     seconds: float
 
 
+def read_dataset(handle: IO[bytes], uri: str, labels: Sequence[str] = IRIS_LABELS) -> tuple[Any, Any]:
+    """Features (float64, n x 4) and class ids (int64) of a validated dataset, read with pandas."""
+    import numpy as np
+    import pandas as pd
+
+    columns = [f"x{i}" for i in range(N_FEATURES)]
+    try:
+        frame = pd.read_csv(
+            handle,
+            header=None,
+            encoding="utf-8-sig",
+            skip_blank_lines=True,
+            skipinitialspace=True,
+            names=[*columns, "label"],
+            dtype={**dict.fromkeys(columns, "float64"), "label": "str"},
+        )
+    except (ValueError, pd.errors.ParserError) as exc:  # the validator and pandas disagree: still the data's fault
+        raise InvalidDatasetError(f"invalid dataset at {uri}: pandas cannot read it: {exc}") from exc
+    # Explicit label -> class id mapping, in the configured label order (pandas 3's replace() no
+    # longer casts strings to integers, and an implicit mapping would depend on row order).
+    class_ids = {label: index for index, label in enumerate(labels)}
+    y = frame["label"].str.strip().map(class_ids)
+    if y.isna().any() or frame[columns].isna().to_numpy().any():
+        raise InvalidDatasetError(f"invalid dataset at {uri}: pandas read missing values or unknown labels")
+    return frame[columns].to_numpy(dtype=np.float64), y.to_numpy(dtype=np.int64)
+
+
 def train_model(
     dataset: Target,
     model: Target,
@@ -50,8 +77,6 @@ def train_model(
     for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the parameters) or
     TrainingError; nothing is written in those cases.
     """
-    import numpy as np
-    import pandas as pd
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -61,25 +86,7 @@ def train_model(
     with dataset.open_read() as handle:
         stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels, cv_folds)
         handle.seek(0)
-        frame = pd.read_csv(
-            handle,
-            header=None,
-            encoding="utf-8-sig",
-            skip_blank_lines=True,
-            names=[*(f"x{i}" for i in range(N_FEATURES)), "label"],
-            dtype={**{f"x{i}": "float64" for i in range(N_FEATURES)}, "label": "str"},
-        )
-    # Explicit label -> class id mapping, in the configured label order (pandas 3's replace() no
-    # longer casts strings to integers, and an implicit mapping would depend on row order).
-    class_ids = {label: index for index, label in enumerate(labels)}
-    frame["label"] = frame["label"].str.strip()
-    y = frame["label"].map(class_ids)
-    if y.isna().any():  # the validator already refused unknown labels; this guards the two parsers agreeing
-        raise InvalidDatasetError(
-            f"invalid dataset at {dataset.uri}: unknown labels {sorted(set(frame['label']) - set(labels))}"
-        )
-    features = frame[[f"x{i}" for i in range(N_FEATURES)]].to_numpy(dtype=np.float64)
-    targets = y.to_numpy(dtype=np.int64)
+        features, targets = read_dataset(handle, dataset.uri, labels)
 
     present = {label: count for label, count in stats.class_counts.items() if count}
 
@@ -107,7 +114,7 @@ def train_model(
         "rows": stats.rows,
         "classes": [label for label in labels if present.get(label)],
         "class_counts": present,
-        "class_ids": class_ids,
+        "class_ids": {label: index for index, label in enumerate(labels)},
         "training_accuracy": float(estimator.score(features, targets)),
         "cv_accuracy": {
             "mean": float(scores.mean()),
