@@ -262,3 +262,14 @@ def test_s3_errors_that_survive_the_retries_fail_the_task_clearly(
     # 5 SDK attempts in each of 3 invocations (the ASL retries StorageUnavailableError twice)
     assert s3_faults.calls["PutObject"] == 15
     assert stores_empty(aws) == NOTHING_WRITTEN
+
+
+def test_a_conditional_write_still_in_flight_elsewhere_is_retried_not_taken_as_present(
+    aws: Any, s3_faults: Any
+) -> None:
+    # 409 ConditionalRequestConflict: another If-None-Match write of the key has not finished yet
+    s3_faults.fail("PutObject", (409, "ConditionalRequestConflict"))
+    target = target_for(f"s3://{ARTIFACTS}/runs/{DATE}/dataset.csv")
+    target.write_bytes(IRIS)
+    assert target.read_bytes() == IRIS
+    assert s3_faults.calls["PutObject"] == 2

@@ -22,6 +22,7 @@ def write_model(
     *,
     allow_local: bool = True,
     metadata: dict[str, str] | None = None,
+    metrics_first: bool = False,
 ) -> bool:
     """Write model.pkl (only if absent), then make sure metrics.json describes it; True if this call wrote the model.
 
@@ -29,9 +30,14 @@ def write_model(
     wins it. Training is deterministic, so a writer that loses normally finds the same bytes
     stored; a stored model that differs and that no metrics.json describes is an IntegrityError,
     never a silent overwrite.
+
+    With ``metrics_first`` (publishing, where the model's bytes are fixed before the write),
+    metrics.json is written first, so that a model visible to consumers always has its metrics.
     """
     sidecar = metrics_target(model, allow_local=allow_local)
     sha = metrics["model_sha256"]
+    if metrics_first:
+        _ensure_metrics(sidecar, metrics)
     try:
         model.write_bytes(payload, metadata=metadata)
         wrote = True

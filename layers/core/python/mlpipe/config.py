@@ -256,7 +256,11 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
     hyper = dict(settings.hyperparameters)
     hyper.update(validate_hyperparameters(execution_input.get("hyperparameters", {})))
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
-    max_bytes = _positive_int(execution_input.get("max_source_bytes", settings.max_source_bytes), "max_source_bytes", maximum=MAX_SOURCE_BYTES_LIMIT)
+    max_bytes = _positive_int(
+        execution_input.get("max_source_bytes", settings.max_source_bytes),
+        "max_source_bytes",
+        maximum=MAX_SOURCE_BYTES_LIMIT,
+    )
     execution_id = execution_input.get("execution_id")
     if execution_id is not None and not isinstance(execution_id, str):
         raise InvalidRequestError(f"execution_id must be a string, got {execution_id!r}")

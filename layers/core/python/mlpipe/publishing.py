@@ -40,5 +40,6 @@ def publish_model(model: Target, published: Target, *, allow_local: bool = True)
         metrics,
         allow_local=allow_local,
         metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))},
+        metrics_first=True,
     )
     return PublishResult(wrote=wrote, sha256=actual, metrics=metrics)

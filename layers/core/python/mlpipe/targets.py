@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import cache
@@ -36,7 +37,9 @@ CHUNK_SIZE = 1024 * 1024
 # Bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
-_S3_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
+_S3_EXISTS = {"412", "PreconditionFailed"}
+_S3_IN_FLIGHT = {"409", "ConditionalRequestConflict"}
+CONFLICT_ATTEMPTS = 4
 _S3_TRANSIENT = {
     "500",
     "502",
@@ -198,13 +201,15 @@ class S3Target(Target):
         return s3_client()
 
     def exists(self) -> bool:
+        # A listing, not HeadObject: S3 answers a HeadObject on a missing key with 404 only to callers
+        # allowed to list the whole bucket, and the functions may list only their own prefixes.
+        # The key sorts first among the keys it prefixes, so one result is enough.
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.key)
+            listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key, MaxKeys=1)
         except Exception as exc:
-            if _error_code(exc) in _S3_MISSING:
-                return False
             raise storage_error(exc, f"cannot check {self.uri}") from exc
-        return True
+        contents = listing.get("Contents", [])
+        return bool(contents) and contents[0]["Key"] == self.key
 
     @contextlib.contextmanager
     def open_read(self) -> Iterator[IO[bytes]]:
@@ -223,12 +228,19 @@ class S3Target(Target):
             spool.seek(0)
             client = s3_client(conditional=not overwrite)
             extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
-            try:
-                client.upload_fileobj(spool, self.bucket, self.key, ExtraArgs=extra)
-            except Exception as exc:
-                if _error_code(exc) in _S3_CONFLICT:
-                    raise TargetExistsError(f"{self.uri} was written by someone else meanwhile") from exc
-                raise storage_error(exc, f"cannot write {self.uri}") from exc
+            for attempt in range(CONFLICT_ATTEMPTS):
+                spool.seek(0)
+                try:
+                    client.upload_fileobj(spool, self.bucket, self.key, ExtraArgs=extra)
+                    return
+                except Exception as exc:
+                    code = _error_code(exc)
+                    if code in _S3_EXISTS:
+                        raise TargetExistsError(f"{self.uri} was written by someone else meanwhile") from exc
+                    # 409: another conditional write of this key is in flight and may still fail.
+                    if code not in _S3_IN_FLIGHT or attempt == CONFLICT_ATTEMPTS - 1:
+                        raise storage_error(exc, f"cannot write {self.uri}") from exc
+                time.sleep(0.2 * 2**attempt)
 
     def check_location(self) -> None:
         # A listing under the target's own prefix: allowed by the functions' s3:prefix-scoped
@@ -255,6 +267,13 @@ def _error_code(exc: BaseException) -> str:
     return code if code and not code.isdigit() else (code or status)
 
 
+def _is_connection_error(exc: BaseException) -> bool:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ReadTimeoutError
+
+    return isinstance(exc, BotoConnectionError | ReadTimeoutError)
+
+
 def storage_error(exc: BaseException, what: str) -> StorageError:
     """Translate a botocore failure into StorageError (or StorageUnavailableError) with advice."""
     code = _error_code(exc)
@@ -264,11 +283,11 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         return StorageError(f"{what}: access denied; the function's role may not use this bucket or prefix")
     if code in _S3_MISSING:
         return StorageError(f"{what}: the object does not exist")
-    if code in _S3_TRANSIENT or not code:  # no code: connection errors and timeouts, after the SDK's retries
+    if code in _S3_TRANSIENT or _is_connection_error(exc):  # after the SDK's own retries
         return StorageUnavailableError(
             f"{what}: storage is unavailable after retries ({code or type(exc).__name__}: {exc})"
         )
-    return StorageError(f"{what}: {code}: {exc}")
+    return StorageError(f"{what}: {code or type(exc).__name__}: {exc}")
 
 
 @cache
@@ -285,6 +304,12 @@ def s3_client(conditional: bool = False) -> S3Client:
     client = boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 5}))
     if conditional:
         for operation in ("PutObject", "CompleteMultipartUpload"):
+            shape = client.meta.service_model.operation_model(operation).input_shape
+            if shape is None or "IfNoneMatch" not in shape.members:
+                raise StorageError(
+                    f"this botocore ({client.meta.service_model.api_version} model) cannot send "
+                    f"If-None-Match on {operation}: conditional writes need botocore >= 1.35.16"
+                )
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
     return client
 

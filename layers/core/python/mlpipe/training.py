@@ -90,6 +90,10 @@ def train_model(
 
     present = {label: count for label, count in stats.class_counts.items() if count}
 
+    if hyperparameters.get("probability") and hyperparameters.get("random_state") is None:
+        # Platt scaling draws random folds: a fixed seed keeps training deterministic, which is what
+        # lets concurrent executions of one run date agree on the model's bytes (artifacts.write_model).
+        hyperparameters = {**hyperparameters, "random_state": 0}
     estimator = SVC(**hyperparameters)
     started = time.perf_counter()
     try:
