@@ -223,15 +223,15 @@ class S3Target(Target):
 
     @contextlib.contextmanager
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.NamedTemporaryFile() as spool:
             yield spool
-            spool.seek(0)
+            spool.flush()
             client = s3_client(conditional=not overwrite)
             extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
             for attempt in range(CONFLICT_ATTEMPTS):
-                spool.seek(0)
                 try:
-                    client.upload_fileobj(spool, self.bucket, self.key, ExtraArgs=extra)
+                    with open(spool.name, "rb") as body:  # s3transfer closes what it was given on failure
+                        client.upload_fileobj(body, self.bucket, self.key, ExtraArgs=extra)
                     return
                 except Exception as exc:
                     code = _error_code(exc)
