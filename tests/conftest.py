@@ -147,10 +147,15 @@ class S3Faults:
         self.plans: dict[str, list[tuple[int, str]]] = {}
         self.always: dict[str, tuple[int, str]] = {}
         self.calls: dict[str, int] = {}
+        self.buckets: dict[str, str] = {}
 
-    def fail(self, operation: str, *errors: tuple[int, str], forever: tuple[int, str] | None = None) -> None:
-        """The next calls of ``operation`` get ``errors`` in turn; with ``forever``, every call after them too."""
+    def fail(
+        self, operation: str, *errors: tuple[int, str], forever: tuple[int, str] | None = None, bucket: str = ""
+    ) -> None:
+        """The next calls of ``operation`` (on ``bucket``, if given) get ``errors`` in turn; with ``forever``, every
+        call after them too."""
         self.plans[operation] = list(errors)
+        self.buckets[operation] = bucket
         if forever:
             self.always[operation] = forever
 
@@ -159,7 +164,7 @@ class S3Faults:
         from botocore.awsrequest import AWSResponse
 
         service, operation = event_name.split(".")[1:3]
-        if service != "s3":
+        if service != "s3" or self.buckets.get(operation, "") not in request.url:
             return None
         self.calls[operation] = self.calls.get(operation, 0) + 1
         plan = self.plans.get(operation)

@@ -11,6 +11,12 @@ SETTINGS = Settings.from_env()
 
 
 @instrumented("plan")
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Return ``{"run", "tasks", "start_at"}`` for the state machine's Choice state."""
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Return ``{"run", "tasks", "start_at"}`` for the state machine's Choice state.
+
+    The state machine sends ``{"input": <execution input>, "execution_id": ...}``; a direct invoke
+    may send the execution input itself (events/execution.json, events/schedule.json).
+    """
+    if isinstance(event, dict) and "input" in event:
+        return plan(event["input"], SETTINGS, execution_id=event.get("execution_id"))
     return plan(event, SETTINGS)

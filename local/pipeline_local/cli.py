@@ -137,7 +137,7 @@ def _invoke(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """S3 in moto with the event's buckets created, the sample as source, and the inputs the function needs."""
-    from pipeline_local.lambdas import LambdaContext, load_handler
+    from pipeline_local.lambdas import REPO_ROOT, LambdaContext, load_handler
     from pipeline_local.runner import LOCAL_ENV, _environment, local_aws, serve_sample
 
     with serve_sample() as sample_url, local_aws(), _environment(LOCAL_ENV):
@@ -146,8 +146,12 @@ def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
         event = dict(event)
         if "source_url" in event:
             event["source_url"] = sample_url
+        # The deploy-time defaults a plan reads when the input names no roots (events/env.json for sam local).
+        defaults = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
+        for name, value in defaults.items():
+            os.environ.setdefault(name, value)
         s3 = boto3.client("s3")
-        for value in event.values():
+        for value in [*event.values(), *defaults.values()]:
             if isinstance(value, str) and value.startswith("s3://"):
                 with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                     s3.create_bucket(Bucket=value[5:].split("/", 1)[0])

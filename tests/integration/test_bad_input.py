@@ -462,3 +462,32 @@ def test_a_model_that_no_longer_matches_its_sha256_is_not_published(
     assert "corrupted or replaced" in summary["error"]["message"]
     assert stores_empty(aws)[MODELS] == before  # nothing new at the publish location
     assert PUBLISHED_KEY not in [o["Key"] for o in aws.list_objects_v2(Bucket=MODELS).get("Contents", [])]
+
+
+@pytest.mark.parametrize("execution_input", [["2026-11-25"], "2026-11-25", 7])
+def test_an_input_that_is_not_an_object_is_named_by_the_plan(
+    execution_input: Any, aws: Any, pipeline: LocalPipeline
+) -> None:
+    summary = pipeline.run(execution_input)  # type: ignore[arg-type]
+    assert summary["error"] == {
+        "task": "plan",
+        "type": "InvalidRequestError",
+        "message": f"the execution input must be a JSON object, got {type(execution_input).__name__}",
+    }
+    assert stores_empty(aws) == NOTHING_WRITTEN
+
+
+def test_a_publish_bucket_that_cannot_be_written_fails_the_upload_and_the_fixed_rerun_resumes_there(
+    aws: Any, pipeline: LocalPipeline, run_input: Callable[..., dict[str, Any]], s3_faults: Any
+) -> None:
+    # Only a write can show that a bucket refuses writes, so this is found by upload, not by the plan.
+    s3_faults.fail("PutObject", forever=(403, "AccessDenied"), bucket=MODELS)
+    failed = pipeline.run(run_input())
+    assert states(failed) == {"download": "ran", "train": "ran", "upload": "failed"}
+    assert failed["error"]["type"] == "StorageError"
+    assert f"cannot write s3://{MODELS}/iris/{DATE}/" in failed["error"]["message"]
+    assert stores_empty(aws)[MODELS] == []
+    s3_faults.fail("PutObject", bucket=MODELS)  # the role is fixed
+    s3_faults.always.clear()
+    resumed = pipeline.run(run_input())
+    assert states(resumed) == {"download": "present", "train": "present", "upload": "ran"}

@@ -27,15 +27,11 @@ def test_each_function_runs_its_event_file_offline(function: str, capsys: pytest
 
 
 @pytest.mark.parametrize("name", ["execution.json", "schedule.json"])
-def test_state_machine_inputs_plan_offline(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    event = json.loads((EVENTS / name).read_text()) | {
-        "artifact_root": "s3://example-mlpipe-artifacts/artifacts",
-        "publish_uri": "s3://example-mlpipe-models/iris-svm",
-    }
-    path = tmp_path / name
-    path.write_text(json.dumps(event))
-    assert main(["invoke", "plan", str(path), "--offline"]) == 0
-    assert json.loads(capsys.readouterr().out)["run"]["run_date"] == "2026-11-25"
+def test_state_machine_inputs_are_plan_events_too(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["invoke", "plan", str(EVENTS / name), "--offline"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["run"]["run_date"] == "2026-11-25"
+    assert planned["run"]["dataset_uri"] == "s3://example-mlpipe-artifacts/artifacts/2026-11-25/dataset.csv"
 
 
 def test_a_bad_event_file_is_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

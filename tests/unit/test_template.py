@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mlpipe import exceptions
-from mlpipe.config import Settings
+from mlpipe.config import Settings, resolve_run
 from tests.conftest import REPO
 
 
@@ -117,3 +117,5 @@ def test_schedule_input_is_an_input_the_plan_accepts() -> None:
     event = template()["Resources"]["PipelineStateMachine"]["Properties"]["Events"]["Daily"]["Properties"]
     scheduled = json.loads(event["Input"].replace("<aws.scheduler.scheduled-time>", "2026-11-25T03:00:00Z"))
     assert scheduled == json.loads((REPO / "events" / "schedule.json").read_text())
+    settings = Settings(artifact_root="s3://a-bucket/artifacts", publish_uri="s3://m-bucket/iris", timezone="UTC")
+    assert resolve_run(scheduled, settings).run_date == "2026-11-25"

@@ -38,7 +38,6 @@ INPUT_FIELDS = frozenset(
         "hyperparameters",
         "cv_folds",
         "max_source_bytes",
-        "execution_id",  # added by the state machine: the correlation id of every log line
     }
 )
 
@@ -227,8 +226,14 @@ def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt
     return (now or dt.datetime.now(dt.UTC)).date().isoformat()
 
 
-def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | None = None) -> Run:
-    """Merge an execution's input over the settings and derive every target URI of the run."""
+def resolve_run(
+    execution_input: Any, settings: Settings, now: dt.datetime | None = None, *, execution_id: str | None = None
+) -> Run:
+    """Merge an execution's input over the settings and derive every target URI of the run.
+
+    ``execution_id`` (the Step Functions execution) travels in the run so that every function can
+    log it as its correlation id.
+    """
     if execution_input is None:
         execution_input = {}
     if not isinstance(execution_input, dict):
@@ -261,9 +266,6 @@ def resolve_run(execution_input: Any, settings: Settings, now: dt.datetime | Non
         "max_source_bytes",
         maximum=MAX_SOURCE_BYTES_LIMIT,
     )
-    execution_id = execution_input.get("execution_id")
-    if execution_id is not None and not isinstance(execution_id, str):
-        raise InvalidRequestError(f"execution_id must be a string, got {execution_id!r}")
     local = settings.allow_local_storage
     return Run(
         run_date=run_date,

@@ -34,9 +34,11 @@ class TaskOutcome:
         return {"state": self.state, "target": self.target, **self.details}
 
 
-def plan(execution_input: Any, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
+def plan(
+    execution_input: Any, settings: Settings, now: dt.datetime | None = None, *, execution_id: str | None = None
+) -> dict[str, Any]:
     """Resolve the execution's input into a run and decide, top-down, which tasks must run."""
-    run: Run = resolve_run(execution_input, settings, now)
+    run: Run = resolve_run(execution_input, settings, now, execution_id=execution_id)
     return plan_run(run, allow_local=settings.allow_local_storage)
 
 
