@@ -37,7 +37,6 @@ def test_every_target_is_keyed_by_the_run_date() -> None:
     run = resolve_run({"run_date": "2026-01-02"}, SETTINGS)
     assert run.dataset_uri == "s3://artifacts-bucket/artifacts/2026-01-02/dataset.csv"
     assert run.model_uri == "s3://artifacts-bucket/artifacts/2026-01-02/model.pkl"
-    assert run.metrics_uri == "s3://artifacts-bucket/artifacts/2026-01-02/metrics.json"
     assert run.published_uri == "s3://models-bucket/iris/2026-01-02/model.pkl"
 
 

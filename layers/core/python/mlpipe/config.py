@@ -139,16 +139,6 @@ class Run:
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     execution_id: str | None = None
 
-    @property
-    def metrics_uri(self) -> str:
-        """metrics.json, beside the model."""
-        return sibling_uri(self.model_uri, "metrics.json")
-
-    @property
-    def published_metrics_uri(self) -> str:
-        """metrics.json, beside the published model."""
-        return sibling_uri(self.published_uri, "metrics.json")
-
     def to_event(self) -> dict[str, Any]:
         """The JSON object the state machine passes to every task."""
         return asdict(self)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from mlpipe.artifacts import read_metrics, write_model
 from mlpipe.exceptions import IntegrityError
@@ -17,7 +16,6 @@ class PublishResult:
 
     wrote: bool
     sha256: str
-    metrics: dict[str, Any]
 
 
 def publish_model(model: Target, published: Target, *, allow_local: bool = True) -> PublishResult:
@@ -42,4 +40,4 @@ def publish_model(model: Target, published: Target, *, allow_local: bool = True)
         metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))},
         metrics_first=True,
     )
-    return PublishResult(wrote=wrote, sha256=actual, metrics=metrics)
+    return PublishResult(wrote=wrote, sha256=actual)
