@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,7 @@ import pytest
 
 from mlpipe import targets
 from pipeline_local.lambdas import LambdaContext, load_handler
-from pipeline_local.runner import LOCAL_ENV, local_aws
+from pipeline_local.runner import LOCAL_ENV, QuietHandler, local_aws, serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "local" / "pipeline_local" / "data" / "iris.data"
@@ -64,11 +61,8 @@ def aws() -> Iterator[Any]:
     targets.s3_client.cache_clear()
 
 
-class RecordingHandler(SimpleHTTPRequestHandler):
+class RecordingHandler(QuietHandler):
     """Serves files and remembers each request path; routes in ``server.routes`` answer instead when present."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
     def do_GET(self) -> None:
         server: Any = self.server
@@ -86,17 +80,13 @@ def http_server(tmp_path: Path) -> Iterator[Any]:
     root = tmp_path / "www"
     root.mkdir()
     (root / "iris.data").write_bytes(SAMPLE.read_bytes())
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), partial(RecordingHandler, directory=str(root)))
-    server.daemon_threads = True
-    server.requests = []
-    server.routes = {}
-    server.root = root
-    server.url = lambda path="/iris.data": f"http://127.0.0.1:{server.server_address[1]}{path}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve_directory(root, RecordingHandler) as server:
+        recording: Any = server
+        recording.requests = []
+        recording.routes = {}
+        recording.root = root
+        recording.url = lambda path="/iris.data": f"http://127.0.0.1:{server.server_address[1]}{path}"
+        yield recording
 
 
 @pytest.fixture

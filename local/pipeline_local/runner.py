@@ -60,19 +60,24 @@ def local_aws(*, real_s3: bool = False) -> Iterator[None]:
         os.environ.update(saved)
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
 @contextlib.contextmanager
-def serve_directory(directory: Path | str) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) and yield its base URL."""
-
-    class QuietHandler(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, name="sample-server", daemon=True)
+def serve_directory(
+    directory: Path | str, handler: type[SimpleHTTPRequestHandler] = QuietHandler
+) -> Iterator[ThreadingHTTPServer]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) in a thread; yield the server."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="http-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -82,8 +87,8 @@ def serve_directory(directory: Path | str) -> Iterator[str]:
 def serve_sample() -> Iterator[str]:
     """Serve the bundled Iris sample (UCI format) over 127.0.0.1 HTTP; yield its URL."""
     sample = Path(str(files("pipeline_local") / "data" / "iris.data"))
-    with serve_directory(sample.parent) as base:
-        yield f"{base}/{sample.name}"
+    with serve_directory(sample.parent) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{sample.name}"
 
 
 class LocalPipeline:

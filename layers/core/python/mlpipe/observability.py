@@ -2,12 +2,12 @@
 
 Every handler is wrapped by ``instrumented(task)``, which
 
-- logs JSON to stderr with the Step Functions execution id as ``correlation_id`` (the state
-  machine puts it in each function's event as ``execution_id``; the report step finds it under
-  ``run``), and routes the domain modules' ``logging`` through the same formatter;
-- emits the cold-start metric and the task's numbers (invocations and errors are Lambda's own,
-  free metrics) (dataset rows and bytes, training seconds,
-  cross-validated accuracy) under the ``MLPipe`` namespace with a ``task`` dimension;
+- logs JSON to stderr with the Step Functions execution id as ``correlation_id`` (the plan gets
+  it beside the execution's input and puts it in the run, which is every task's event and the
+  report's ``run``), and routes the domain modules' ``logging`` through the same formatter;
+- emits the cold-start metric and the task's numbers (dataset rows and bytes, training seconds,
+  cross-validated accuracy) under the ``MLPipe`` namespace with a ``task`` dimension; invocations
+  and errors are Lambda's own, free metrics;
 - logs a failure with its error type before the exception goes on to Step Functions.
 
 Locally ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off stdout.
