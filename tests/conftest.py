@@ -30,7 +30,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         "SOURCE_URL",
         "ARTIFACT_ROOT",
         "PUBLISH_URI",
-        "SVC_HYPERPARAMETERS",
+        "ESTIMATOR",
+        "HYPERPARAMETERS",
+        "DATASET_DESCRIPTION",
         "TIMEZONE",
     ):
         monkeypatch.delenv(name, raising=False)

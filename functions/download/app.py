@@ -16,7 +16,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "source_url", "dataset_uri"),
-        optional=("max_source_bytes", "cv_folds"),
+        optional=("max_source_bytes", "cv_folds", "dataset"),
         settings=SETTINGS,
     )
     return download(
@@ -24,5 +24,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         fields["dataset_uri"],
         max_source_bytes=fields.get("max_source_bytes", SETTINGS.max_source_bytes),
         cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
+        description=fields.get("dataset", SETTINGS.dataset),
         settings=SETTINGS,
     ).as_dict()

@@ -1,4 +1,4 @@
-"""Train task: fit the SVM on the run's dataset and store model.pkl and metrics.json, only when missing."""
+"""Train task: fit the run's scikit-learn classifier on its dataset; store model.pkl and its card, only when missing."""
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "dataset_uri", "model_uri"),
-        optional=("hyperparameters", "cv_folds"),
+        optional=("estimator", "hyperparameters", "cv_folds", "dataset"),
         settings=SETTINGS,
     )
+    estimator = fields.get("estimator", SETTINGS.estimator)
+    default_hyper = SETTINGS.hyperparameters if estimator == SETTINGS.estimator else {}
     return train(
         fields["dataset_uri"],
         fields["model_uri"],
-        hyperparameters=fields.get("hyperparameters", SETTINGS.hyperparameters),
+        estimator=estimator,
+        hyperparameters=fields.get("hyperparameters", default_hyper),
         cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
+        description=fields.get("dataset", SETTINGS.dataset),
         settings=SETTINGS,
     ).as_dict()

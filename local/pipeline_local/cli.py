@@ -1,7 +1,7 @@
 """The ``pipeline`` command: run the whole state machine locally, or invoke one function with an event file.
 
 pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
-             [--hyperparameters JSON] [--json]
+             [--estimator NAME] [--hyperparameters JSON] [--cv-folds N] [dataset flags] [--json]
 pipeline invoke FUNCTION EVENT_FILE [--offline]
 """
 
@@ -40,8 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
     )
     run.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
-    run.add_argument("--hyperparameters", type=_json_object, help="SVC hyperparameters as JSON, e.g. '{\"C\": 2}'")
+    run.add_argument(
+        "--estimator",
+        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
+    )
+    run.add_argument(
+        "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
+    )
     run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
+    _add_dataset_arguments(run)
     run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
 
     invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
@@ -65,6 +72,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _invoke(args)
 
 
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dataset description's flags; together they make the execution input's ``dataset`` object."""
+    group = parser.add_argument_group("the dataset (see README: Your own data)")
+    group.add_argument("--dataset", type=_json_object, help="the whole description as JSON; the flags below win")
+    group.add_argument("--header", choices=["auto", "true", "false"], help="is the first row a header (default auto)")
+    group.add_argument("--label-column", type=_column, help="label column: a name or a 0-based index (default -1)")
+    group.add_argument("--feature-columns", type=_column_list, help="columns to train on: A,B,... (default: all)")
+    group.add_argument("--drop-columns", type=_column_list, help="columns not to train on: A,B,...")
+    group.add_argument("--delimiter", choices=[",", ";", "tab", "|"], help="field delimiter (default ',')")
+    group.add_argument("--missing", choices=["reject", "impute"], help="empty or NA cells (default reject)")
+    group.add_argument("--labels", type=_column_list, help="allow-list of label values: A,B,...")
+
+
+DATASET_FLAGS = ("header", "label_column", "feature_columns", "drop_columns", "delimiter", "missing", "labels")
+
+
+def dataset_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The execution input's ``dataset`` object from ``--dataset`` and the single flags, or None if none is given."""
+    description = dict(args.dataset or {})
+    for name in DATASET_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            description[name] = value
+    return description or None
+
+
+def _column(text: str) -> str | int:
+    """A column given on the command line: an integer is an index, anything else a name."""
+    stripped = text.strip()
+    return int(stripped) if stripped.lstrip("+-").isdigit() else stripped
+
+
+def _column_list(text: str) -> list[str | int]:
+    return [_column(part) for part in text.split(",") if part.strip()]
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -80,9 +123,12 @@ def _run(args: argparse.Namespace) -> int:
 
     real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
-    for key in ("run_date", "hyperparameters", "cv_folds"):
+    for key in ("run_date", "estimator", "hyperparameters", "cv_folds"):
         if getattr(args, key) is not None:
             execution_input[key] = getattr(args, key)
+    dataset = dataset_from_args(args)
+    if dataset is not None:
+        execution_input["dataset"] = dataset
 
     def show(event: dict[str, Any]) -> None:
         line = describe_event(event)

@@ -57,7 +57,7 @@ def test_a_failed_run_exits_non_zero_with_the_error_in_the_json(tmp_path: Path) 
     summary = json.loads(result.stdout)
     assert summary["status"] == "FAILED"
     assert summary["error"]["type"] == "InvalidHyperparametersError"
-    assert "C must be a number > 0" in summary["error"]["message"]
+    assert "C must be a float in (0, inf], got -1" in summary["error"]["message"]
     assert not (tmp_path / ".pipeline").exists() or not any((tmp_path / ".pipeline").rglob("*.pkl"))
 
 

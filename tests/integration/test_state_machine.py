@@ -124,7 +124,7 @@ def test_published_model_unpickles_and_predicts(aws: Any, pipeline: LocalPipelin
     pipeline.run(run_input())
     model = pickle.loads(aws.get_object(Bucket=MODELS, Key=PUBLISHED_KEY)["Body"].read())
     setosa, virginica = [5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]
-    assert list(model.predict([setosa, virginica])) == [0, 2]
+    assert list(model.predict([setosa, virginica])) == ["Iris-setosa", "Iris-virginica"]
 
 
 def test_local_directory_store_behaves_like_s3(tmp_path: Any, pipeline: LocalPipeline, run_input: Input) -> None:

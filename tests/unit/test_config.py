@@ -6,7 +6,9 @@ import datetime as dt
 
 import pytest
 
-from mlpipe.config import Settings, resolve_run, validate_hyperparameters
+from mlpipe.config import Settings, resolve_run
+from mlpipe.description import DatasetDescription
+from mlpipe.estimators import validate_hyperparameters
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
 
 SETTINGS = Settings(
@@ -53,8 +55,10 @@ def test_missing_roots_say_how_to_set_them() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SVC_HYPERPARAMETERS": "{C: 1}"}, "SVC_HYPERPARAMETERS is not valid JSON"),
-        ({"SVC_HYPERPARAMETERS": '{"C": 0}'}, "C must be a number > 0"),
+        ({"HYPERPARAMETERS": "{C: 1}"}, "HYPERPARAMETERS is not valid JSON"),
+        ({"HYPERPARAMETERS": '{"C": 0}'}, r"C must be a float in \(0, inf\], got 0"),
+        ({"ESTIMATOR": "xgboost"}, "estimator must be one of svc"),
+        ({"DATASET_DESCRIPTION": '{"delimiter": ":"}'}, "DATASET_DESCRIPTION.delimiter must be one of"),
         ({"CV_FOLDS": "five"}, "not a number"),
         ({"CV_FOLDS": "1"}, "CV_FOLDS must be an integer of at least 2"),
         ({"TIMEZONE": "Mars/Olympus"}, "not an IANA timezone"),
@@ -74,7 +78,7 @@ def test_bad_settings_fail_fast_naming_the_variable(env: dict[str, str], message
         {"C": float("nan")},
         {"degree": 2.5},
         {"gamma": "sometimes"},
-        {"class_weight": {"a": -1}},
+        {"class_weight": "unbalanced"},
         {"max_iter": -2},
         {"random_state": -1},
         {"decision_function_shape": "ovx"},
@@ -83,9 +87,28 @@ def test_bad_settings_fail_fast_naming_the_variable(env: dict[str, str], message
 )
 def test_hyperparameters_of_the_wrong_type_or_range_are_refused(value: dict[str, object]) -> None:
     with pytest.raises(InvalidHyperparametersError, match=next(iter(value))):
-        validate_hyperparameters(value)
+        validate_hyperparameters("svc", value)
 
 
 def test_valid_hyperparameters_pass_unchanged() -> None:
     value = {"C": 0.5, "kernel": "poly", "degree": 2, "gamma": "auto", "class_weight": "balanced", "random_state": 0}
-    assert validate_hyperparameters(value) == value
+    assert validate_hyperparameters("svc", value) == value
+
+
+def test_another_estimator_starts_from_its_own_defaults_not_the_deployed_svc_ones() -> None:
+    run = resolve_run({"run_date": "2026-01-02", "estimator": "random_forest"}, SETTINGS)
+    assert (run.estimator, run.hyperparameters) == ("random_forest", {})
+    with pytest.raises(InvalidHyperparametersError, match=r"'C' is a parameter of .*not of random_forest"):
+        resolve_run({"run_date": "2026-01-02", "estimator": "random_forest", "hyperparameters": {"C": 1}}, SETTINGS)
+
+
+def test_the_input_description_is_merged_over_the_deployed_one() -> None:
+    settings = Settings(
+        artifact_root="s3://a-bucket/artifacts",
+        publish_uri="s3://m-bucket/models",
+        dataset=DatasetDescription.from_value({"delimiter": ";", "label_column": "y"}),
+    )
+    run = resolve_run({"run_date": "2026-01-02", "dataset": {"missing": "impute"}}, settings)
+    assert (run.dataset["delimiter"], run.dataset["label_column"], run.dataset["missing"]) == (";", "y", "impute")
+    with pytest.raises(InvalidRequestError, match=r"dataset\.label_column must be a column name"):
+        resolve_run({"run_date": "2026-01-02", "dataset": {"label_column": True}}, settings)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpipe.dataset import validate_dataset
+from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidDatasetError
 from tests.conftest import SAMPLE
 
@@ -32,6 +33,10 @@ def test_the_uci_file_is_valid() -> None:
     assert stats.rows == 150
     assert stats.class_counts == {"Iris-setosa": 50, "Iris-versicolor": 50, "Iris-virginica": 50}
     assert stats.bytes == 4551
+    assert stats.layout.header.present is False
+    assert stats.layout.feature_names == ["column_0", "column_1", "column_2", "column_3"]
+    assert set(stats.kinds.values()) == {"numeric"}
+    assert stats.label_kind == "string"
 
 
 def test_blank_line_inside_the_data_is_refused_with_both_line_numbers() -> None:
@@ -41,14 +46,90 @@ def test_blank_line_inside_the_data_is_refused_with_both_line_numbers() -> None:
         validate_dataset([text.encode()], URI)
 
 
-def test_a_header_row_gets_a_hint() -> None:
-    with pytest.raises(InvalidDatasetError, match="must not have a header row"):
-        validate_dataset([b"sepal_length,sepal_width,petal_length,petal_width,class\n" + IRIS], URI)
+def test_a_header_row_is_detected_and_names_the_columns() -> None:
+    stats = validate_dataset([b"sepal_length,sepal_width,petal_length,petal_width,class\n" + IRIS], URI)
+    assert stats.rows == 150
+    assert stats.layout.header.present is True
+    assert "numeric below the first row but not in it" in stats.layout.header.reason
+    assert stats.layout.label_name == "class"
+    assert stats.layout.feature_names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def test_header_false_reads_the_first_row_as_data() -> None:
+    description = DatasetDescription.from_value({"header": False})
+    stats = validate_dataset([b"a,b,class\n1,2,x\n3,4,y\n1,1,x\n2,2,y\n"], URI, description)
+    assert stats.layout.header.present is False
+    assert stats.rows == 5
+    assert stats.class_counts["class"] == 1
+    assert stats.kinds == {"column_0": "categorical", "column_1": "categorical"}
+
+
+@pytest.mark.parametrize(
+    ("body", "present"),
+    [
+        (b"outlook,windy,play\nsunny,yes,no\nrain,no,yes\nsunny,no,yes\n", True),  # names never recur below
+        (b"sunny,yes,no\nrain,no,yes\nsunny,no,yes\nrain,yes,no\n", False),  # first row's values recur: data
+        (b"1,2,x\n3,4,y\n5,6,x\n", False),
+    ],
+)
+def test_the_auto_header_rule_for_all_text_and_numeric_files(body: bytes, present: bool) -> None:
+    assert validate_dataset([body], URI).layout.header.present is present
+
+
+def test_naming_a_column_means_the_file_has_a_header() -> None:
+    stats = validate_dataset(
+        [b"x,label,y\n1,a,2\n3,b,4\n"], URI, DatasetDescription.from_value({"label_column": "label"})
+    )
+    assert (stats.layout.label_name, stats.layout.feature_names) == ("label", ["x", "y"])
+
+
+def test_quoted_fields_may_hold_the_delimiter_quotes_and_newlines() -> None:
+    body = b'f,text,label\n1,"a, b",x\n2,"say ""hi""",y\n3,"two\nlines",x\n4,plain,y\n'
+    stats = validate_dataset([body], URI)
+    assert stats.rows == 4
+    assert stats.kinds == {"f": "numeric", "text": "categorical"}
+
+
+def test_a_broken_quote_is_named_with_its_line() -> None:
+    with pytest.raises(InvalidDatasetError, match=r"line 3: malformed CSV"):
+        validate_dataset([b'f,label\n1,x\n"2"x,y\n'], URI)
+
+
+def test_another_delimiter_and_a_hint_when_it_is_wrong() -> None:
+    body = b"a;b;label\n1;2;x\n3;4;y\n"
+    assert validate_dataset([body], URI, DatasetDescription.from_value({"delimiter": ";"})).rows == 2
+    with pytest.raises(InvalidDatasetError, match=r"found 1 column.*delimiter"):
+        validate_dataset([body], URI)
+
+
+def test_a_row_with_another_number_of_columns_is_named() -> None:
+    with pytest.raises(InvalidDatasetError, match=r"line 3: expected 3 columns, as in the first row, found 4"):
+        validate_dataset([b"a,b,label\n1,2,x\n3,4,5,y\n"], URI)
+
+
+def test_missing_cells_are_refused_unless_imputed() -> None:
+    body = b"a,b,label\n1,,x\n3,NA,y\n4,5,x\n6,?,y\n"
+    with pytest.raises(InvalidDatasetError, match=r"line 2, column 2: missing value \(empty\) in column 'b'"):
+        validate_dataset([body], URI)
+    stats = validate_dataset([body], URI, DatasetDescription.from_value({"missing": "impute"}))
+    assert stats.missing == {"b": 3}
+    assert stats.kinds["b"] == "numeric"
+
+
+def test_a_missing_label_is_refused_even_when_imputing() -> None:
+    with pytest.raises(InvalidDatasetError, match=r"line 3, column 3: missing label"):
+        validate_dataset([b"a,b,label\n1,2,x\n3,4,\n"], URI, DatasetDescription.from_value({"missing": "impute"}))
+
+
+def test_infinity_is_refused_and_integer_labels_are_integers() -> None:
+    with pytest.raises(InvalidDatasetError, match="'inf' is not a finite number"):
+        validate_dataset([b"a,label\n1,0\ninf,1\n"], URI)
+    assert validate_dataset([b"a,label\n1,0\n2,1\n"], URI).label_kind == "integer"
 
 
 def test_a_body_without_newlines_is_refused_before_it_fills_memory() -> None:
-    with pytest.raises(InvalidDatasetError, match="a line longer than 65536 bytes"):
-        validate_dataset([b"1" * 70_000], URI)
+    with pytest.raises(InvalidDatasetError, match="a line longer than 1048576 bytes"):
+        validate_dataset([b"1" * 1_100_000], URI)
 
 
 def test_whitespace_around_values_is_tolerated() -> None:
@@ -146,6 +227,6 @@ def test_whatever_the_validator_accepts_the_training_reader_reads_the_same(
     result = outcome([data])
     if isinstance(result, tuple):
         return
-    features, targets = read_dataset(io.BytesIO(data), URI)
+    features, targets = read_dataset(io.BytesIO(data), URI, result, DatasetDescription())
     assert features.shape == (result.rows, 4)
     assert len(targets) == result.rows

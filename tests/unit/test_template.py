@@ -99,7 +99,9 @@ def test_the_template_defaults_are_valid_settings() -> None:
     parameters = template()["Parameters"]
     env = {
         "SOURCE_URL": parameters["SourceUrl"]["Default"],
-        "SVC_HYPERPARAMETERS": parameters["SvcHyperparameters"]["Default"],
+        "ESTIMATOR": parameters["Estimator"]["Default"],
+        "HYPERPARAMETERS": parameters["Hyperparameters"]["Default"],
+        "DATASET_DESCRIPTION": parameters["DatasetDescription"]["Default"],
         "CV_FOLDS": str(parameters["CvFolds"]["Default"]),
         "MAX_SOURCE_BYTES": str(parameters["MaxSourceBytes"]["Default"]),
         "TIMEZONE": parameters["ScheduleTimezone"]["Default"],
@@ -109,6 +111,7 @@ def test_the_template_defaults_are_valid_settings() -> None:
     assert set(env) <= set(template()["Globals"]["Function"]["Environment"]["Variables"])
     settings = Settings.from_env(env)
     assert settings.cv_folds == 5
+    assert settings.estimator == "svc"
     assert not settings.allow_local_storage
     assert not settings.allow_loopback_sources
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.description import DatasetDescription
+from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
+from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import check_source_url
 from mlpipe.targets import join_uri, split_uri
 
@@ -35,6 +36,8 @@ INPUT_FIELDS = frozenset(
         "source_url",
         "artifact_root",
         "publish_uri",
+        "dataset",
+        "estimator",
         "hyperparameters",
         "cv_folds",
         "max_source_bytes",
@@ -51,6 +54,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise InvalidRequestError(f"environment variable {name}={value!r} must be true or false")
 
 
+def _json_env(env: Mapping[str, str], name: str) -> Any:
+    try:
+        return json.loads(env.get(name, "") or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"environment variable {name} is not valid JSON: {exc}") from exc
+
+
 def _positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
         upper = f" and at most {maximum}" if maximum else ""
@@ -65,6 +75,8 @@ class Settings:
     source_url: str = UCI_IRIS_URL
     artifact_root: str | None = None
     publish_uri: str | None = None
+    dataset: DatasetDescription = field(default_factory=DatasetDescription)
+    estimator: str = DEFAULT_ESTIMATOR
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
@@ -84,10 +96,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default ``os.environ``); raise InvalidRequestError naming a bad one."""
         env = os.environ if env is None else env
-        try:
-            hyper = json.loads(env.get("SVC_HYPERPARAMETERS", "") or "{}")
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"SVC_HYPERPARAMETERS is not valid JSON: {exc}") from exc
+        hyper = _json_env(env, "HYPERPARAMETERS")
+        description = DatasetDescription.from_value(_json_env(env, "DATASET_DESCRIPTION"), where="DATASET_DESCRIPTION")
+        estimator = check_estimator(env.get("ESTIMATOR") or DEFAULT_ESTIMATOR)
         try:
             cv_folds = int(env.get("CV_FOLDS", DEFAULT_CV_FOLDS))
             max_bytes = int(env.get("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES))
@@ -103,7 +114,9 @@ class Settings:
             source_url=env.get("SOURCE_URL") or UCI_IRIS_URL,
             artifact_root=env.get("ARTIFACT_ROOT") or None,
             publish_uri=env.get("PUBLISH_URI") or None,
-            hyperparameters=validate_hyperparameters(hyper, where="SVC_HYPERPARAMETERS"),
+            dataset=description,
+            estimator=estimator,
+            hyperparameters=validate_hyperparameters(estimator, hyper, where="HYPERPARAMETERS"),
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
             max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES", maximum=MAX_SOURCE_BYTES_LIMIT),
             timezone=env.get("TIMEZONE") or "UTC",
@@ -135,6 +148,8 @@ class Run:
     model_uri: str
     published_uri: str
     hyperparameters: dict[str, Any]
+    estimator: str = DEFAULT_ESTIMATOR
+    dataset: dict[str, Any] = field(default_factory=lambda: DatasetDescription().to_dict())
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     execution_id: str | None = None
@@ -174,8 +189,13 @@ class Run:
         for name in ("dataset_uri", "model_uri", "published_uri"):
             if name in fields:
                 split_uri(fields[name], allow_local=settings.allow_local_storage)
+        if "estimator" in fields:
+            fields["estimator"] = check_estimator(fields["estimator"])
         if "hyperparameters" in fields:
-            fields["hyperparameters"] = validate_hyperparameters(fields["hyperparameters"])
+            estimator = fields.get("estimator") or event.get("estimator") or settings.estimator
+            fields["hyperparameters"] = validate_hyperparameters(check_estimator(estimator), fields["hyperparameters"])
+        if "dataset" in fields:
+            fields["dataset"] = DatasetDescription.from_value(fields["dataset"])
         if "cv_folds" in fields:
             _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
         if "max_source_bytes" in fields:
@@ -248,8 +268,12 @@ def resolve_run(
             )
         split_uri(value, allow_local=settings.allow_local_storage)
         roots[name] = value
-    hyper = dict(settings.hyperparameters)
-    hyper.update(validate_hyperparameters(execution_input.get("hyperparameters", {})))
+    estimator = check_estimator(execution_input.get("estimator") or settings.estimator)
+    # The deploy-time hyperparameters belong to the deploy-time estimator: a run that picks another
+    # estimator starts from scikit-learn's defaults for it.
+    hyper = dict(settings.hyperparameters) if estimator == settings.estimator else {}
+    hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {})))
+    description = DatasetDescription.from_value(execution_input.get("dataset"), base=settings.dataset)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = _positive_int(
         execution_input.get("max_source_bytes", settings.max_source_bytes),
@@ -264,95 +288,9 @@ def resolve_run(
         model_uri=join_uri(roots["artifact_root"], run_date, "model.pkl", allow_local=local),
         published_uri=join_uri(roots["publish_uri"], run_date, "model.pkl", allow_local=local),
         hyperparameters=hyper,
+        estimator=estimator,
+        dataset=description.to_dict(),
         cv_folds=cv_folds,
         max_source_bytes=max_bytes,
         execution_id=execution_id,
     )
-
-
-# --- SVC hyperparameters --------------------------------------------------------------------------
-# Checked here, without importing scikit-learn, so a typo fails the run before anything is
-# downloaded. scikit-learn checks again when it fits (combinations such as break_ties with 'ovo').
-def _number(low: float, *, strict: bool) -> Any:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return "a finite number"
-        if value < low or (strict and value == low):
-            return f"a number {'>' if strict else '>='} {low:g}"
-        return None
-
-    return check
-
-
-def _integer(low: int) -> Any:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            return f"an integer >= {low}"
-        return None
-
-    return check
-
-
-def _choice(*options: Any) -> Any:
-    def check(value: Any) -> str | None:
-        return None if value in options and not isinstance(value, bool) else f"one of {', '.join(map(repr, options))}"
-
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
-
-
-def _gamma(value: Any) -> str | None:
-    return (
-        None if value in ("scale", "auto") else (_number(0, strict=False)(value) and "'scale', 'auto' or a number >= 0")
-    )
-
-
-def _class_weight(value: Any) -> str | None:
-    if value is None or value == "balanced":
-        return None
-    if isinstance(value, dict) and all(_number(0, strict=True)(v) is None for v in value.values()):
-        return None
-    return "null, 'balanced' or an object mapping labels to positive numbers"
-
-
-def _random_state(value: Any) -> str | None:
-    return None if value is None else _integer(0)(value) and "null or an integer >= 0"
-
-
-HYPERPARAMETER_CHECKS: dict[str, Any] = {
-    "C": _number(0, strict=True),
-    "kernel": _choice("linear", "poly", "rbf", "sigmoid"),
-    "degree": _integer(0),
-    "gamma": _gamma,
-    "coef0": _number(-math.inf, strict=False),
-    "shrinking": _boolean,
-    "probability": _boolean,
-    "tol": _number(0, strict=True),
-    "cache_size": _number(0, strict=True),
-    "class_weight": _class_weight,
-    "max_iter": _integer(-1),
-    "decision_function_shape": _choice("ovo", "ovr"),
-    "break_ties": _boolean,
-    "random_state": _random_state,
-}
-
-
-def validate_hyperparameters(value: Any, *, where: str = "hyperparameters") -> dict[str, Any]:
-    """Check names, types and ranges of SVC hyperparameters; raise InvalidHyperparametersError."""
-    if not isinstance(value, dict):
-        raise InvalidHyperparametersError(f"{where} must be a JSON object of SVC parameters, got {value!r}")
-    problems = []
-    for name, item in value.items():
-        check = HYPERPARAMETER_CHECKS.get(name)
-        if check is None:
-            problems.append(
-                f"{name!r} is not an SVC hyperparameter this pipeline accepts ({', '.join(HYPERPARAMETER_CHECKS)})"
-            )
-        elif (expected := check(item)) is not None:
-            problems.append(f"{name} must be {expected}, got {item!r}")
-    if problems:
-        raise InvalidHyperparametersError(f"invalid {where}: " + "; ".join(problems))
-    return dict(value)

@@ -20,7 +20,7 @@ class InvalidRequestError(PipelineError):
 
 
 class InvalidHyperparametersError(InvalidRequestError):
-    """The SVC hyperparameters have the wrong type, name or range."""
+    """The estimator's hyperparameters have the wrong type, name or range."""
 
 
 # --- the source ---------------------------------------------------------------------------------
@@ -53,6 +53,10 @@ class TrainingError(PipelineError):
 
 class IntegrityError(PipelineError):
     """A stored artifact does not match its recorded sha256 (corrupted or replaced)."""
+
+
+class IncompatibleModelError(PipelineError):
+    """A model was pickled by another scikit-learn version than the one loading it."""
 
 
 # --- storage ------------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from mlpipe.dataset import IRIS_LABELS, DatasetStats, DatasetValidator
+from mlpipe.dataset import DatasetStats, DatasetValidator
+from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import (
     InvalidRequestError,
     SourceRejectedError,
@@ -98,12 +99,13 @@ def fetch_dataset(
     target: Target,
     policy: FetchPolicy,
     *,
-    labels: Sequence[str] = IRIS_LABELS,
+    description: DatasetDescription | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DatasetStats:
     """Download ``url`` into ``target``; retry transient failures; return the valid dataset's stats.
 
-    Nothing appears at ``target`` unless the whole body arrived and passed validation.
+    Nothing appears at ``target`` unless the whole body arrived and passed validation against
+    ``description`` (default: the default description).
     Raises SourceUnavailableError (retryable) after ``policy.attempts``, SourceRejectedError,
     SourceTooLargeError, InvalidDatasetError, or TargetExistsError when another execution wrote
     the dataset first.
@@ -114,7 +116,7 @@ def fetch_dataset(
         session.trust_env = False  # no proxies or .netrc from the environment: the URL is the whole request
         for attempt in range(1, policy.attempts + 1):
             try:
-                return _fetch_once(session, url, target, policy, labels)
+                return _fetch_once(session, url, target, policy, description or DatasetDescription())
             except SourceUnavailableError as exc:
                 if attempt == policy.attempts:
                     raise
@@ -125,7 +127,7 @@ def fetch_dataset(
 
 
 def _fetch_once(
-    session: requests.Session, url: str, target: Target, policy: FetchPolicy, labels: Sequence[str]
+    session: requests.Session, url: str, target: Target, policy: FetchPolicy, description: DatasetDescription
 ) -> DatasetStats:
     import requests
 
@@ -137,25 +139,29 @@ def _fetch_once(
                 f"source {url!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(url, labels, policy.min_class_rows)  # errors name where the data is
+        validator = DatasetValidator(url, description, policy.min_class_rows)  # errors name where the data is
         received = 0
         with target.atomic_write() as handle:
-            try:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    received += len(chunk)
-                    if received > policy.max_bytes:
-                        raise SourceTooLargeError(
-                            f"source {url!r} sent more than the maximum of {policy.max_bytes} "
-                            "bytes; the transfer was stopped. Raise max_source_bytes if this "
-                            "is expected"
-                        )
-                    validator.feed(chunk)
-                    handle.write(chunk)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                raise SourceUnavailableError(f"source {url!r} broke off after {received} bytes: {exc}") from exc
-            except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
-                raise SourceRejectedError(f"source {url!r} sent a body that cannot be decoded: {exc}") from exc
-            return validator.finish()
+
+            def body() -> Iterator[bytes]:
+                nonlocal received
+                try:
+                    for chunk in response.iter_content(CHUNK_BYTES):
+                        received += len(chunk)
+                        if received > policy.max_bytes:
+                            raise SourceTooLargeError(
+                                f"source {url!r} sent more than the maximum of {policy.max_bytes} "
+                                "bytes; the transfer was stopped. Raise max_source_bytes if this "
+                                "is expected"
+                            )
+                        handle.write(chunk)
+                        yield chunk
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                    raise SourceUnavailableError(f"source {url!r} broke off after {received} bytes: {exc}") from exc
+                except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
+                    raise SourceRejectedError(f"source {url!r} sent a body that cannot be decoded: {exc}") from exc
+
+            return validator.validate(body())
 
 
 def _follow_redirects(session: requests.Session, url: str, policy: FetchPolicy) -> Any:

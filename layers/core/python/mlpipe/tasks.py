@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import model_complete
 from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.planning import plan_run
@@ -43,9 +44,18 @@ def plan(
 
 
 def download(
-    source_url: str, dataset_uri: str, *, max_source_bytes: int, cv_folds: int, settings: Settings
+    source_url: str,
+    dataset_uri: str,
+    *,
+    max_source_bytes: int,
+    cv_folds: int,
+    description: DatasetDescription,
+    settings: Settings,
 ) -> TaskOutcome:
-    """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there."""
+    """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there.
+
+    The body is checked against ``description`` while it streams; nothing is written unless it passes.
+    """
     target = target_for(dataset_uri, allow_local=settings.allow_local_storage)
     if target.exists():
         return TaskOutcome("present", target.uri)
@@ -59,7 +69,7 @@ def download(
         min_class_rows=cv_folds,
     )
     try:
-        stats = fetch_dataset(source_url, target, policy)
+        stats = fetch_dataset(source_url, target, policy, description=description)
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
@@ -67,7 +77,14 @@ def download(
 
 
 def train(
-    dataset_uri: str, model_uri: str, *, hyperparameters: dict[str, Any], cv_folds: int, settings: Settings
+    dataset_uri: str,
+    model_uri: str,
+    *,
+    estimator: str,
+    hyperparameters: dict[str, Any],
+    cv_folds: int,
+    description: DatasetDescription,
+    settings: Settings,
 ) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with metrics.json) unless both are already there."""
     from mlpipe.training import train_model  # pandas and scikit-learn load only when training really happens
@@ -77,7 +94,15 @@ def train(
     if model_complete(model, allow_local=local):
         return TaskOutcome("present", model.uri)
     dataset = _input(dataset_uri, "dataset", made_by="download", allow_local=local)
-    result = train_model(dataset, model, hyperparameters=hyperparameters, cv_folds=cv_folds, allow_local=local)
+    result = train_model(
+        dataset,
+        model,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        cv_folds=cv_folds,
+        description=description,
+        allow_local=local,
+    )
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],

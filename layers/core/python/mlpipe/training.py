@@ -1,10 +1,18 @@
-"""Train the SVM: the only module that imports pandas and scikit-learn (import it lazily elsewhere).
+"""Train a scikit-learn classifier: the only module that imports pandas and scikit-learn (import it lazily elsewhere).
 
-Outputs, beside each other: ``model.pkl`` (the pickled ``sklearn.svm.SVC``) and ``metrics.json``
-(rows, classes, accuracies, scikit-learn version and the model's sha256, which ``publish``
-checks). Both are deterministic for the same data, parameters and library versions, which is what
-lets two concurrent executions agree on one model without overwriting each other (see
-``write_model``).
+What is fitted is one ``sklearn.pipeline.Pipeline``: a ``ColumnTransformer`` with the
+preprocessing the estimator needs (imputation with ``missing: impute``; standard scaling of the
+numeric columns for SVC, linear SVC and logistic regression; one-hot encoding of categorical
+columns, unknown categories ignored at prediction time), then the estimator, fitted on the label
+values themselves so that ``predict`` returns them. It takes a DataFrame with the training
+columns (or, for all-numeric data, a 2-D array in their order); id-like and constant columns are
+accepted as input and not used.
+
+Outputs, beside each other: ``model.pkl`` (the pickled pipeline) and ``metrics.json``, the model
+card (the dataset as read, the estimator and its parameters, cross-validated metrics, versions,
+and the model's sha256, which ``publish`` and ``load_model`` check). The model's bytes are
+deterministic for the same data, parameters and library versions, which is what lets two
+concurrent executions agree on one model without overwriting each other (``write_model``).
 """
 
 from __future__ import annotations
@@ -12,125 +20,303 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import platform
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from mlpipe.artifacts import write_model
-from mlpipe.dataset import IRIS_LABELS, N_FEATURES, validate_dataset
+from mlpipe.dataset import DatasetStats, validate_dataset
+from mlpipe.description import DatasetDescription
+from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, non_default_hyperparameters
 from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
 from mlpipe.targets import CHUNK_SIZE, Target
 
 LOG = logging.getLogger(__name__)
+CARD_VERSION = 2
+CV_SEED = 0  # the folds are shuffled with a fixed seed: an honest estimate for sorted files, and deterministic
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training produced: whether this call wrote the model, its metrics and how long fitting took."""
+    """What a training produced: whether this call wrote the model, its card and how long fitting took."""
 
     wrote: bool
     metrics: dict[str, Any]
     seconds: float
 
 
-def read_dataset(handle: IO[bytes], uri: str, labels: Sequence[str] = IRIS_LABELS) -> tuple[Any, Any]:
-    """Features (float64, n x 4) and class ids (int64) of a validated dataset, read with pandas."""
+def read_dataset(handle: IO[bytes], uri: str, stats: DatasetStats, description: DatasetDescription) -> tuple[Any, Any]:
+    """The feature columns as a DataFrame (numeric ones float64, the others text) and the labels, with pandas.
+
+    Integer labels become int64, any other labels stay strings (stripped of surrounding spaces).
+    """
     import numpy as np
     import pandas as pd
 
-    columns = [f"x{i}" for i in range(N_FEATURES)]
+    layout = stats.layout
+    label = layout.label_name
+    features = layout.feature_names
+    dtypes: dict[str, Any] = {name: "float64" if stats.kinds[name] == "numeric" else "str" for name in features}
+    dtypes[label] = "str"
     try:
         frame = pd.read_csv(
             handle,
-            header=None,
-            encoding="utf-8-sig",
-            skip_blank_lines=True,
+            sep=description.delimiter,
+            header=0 if layout.header.present else None,
+            names=list(layout.names),
+            usecols=[label, *features],
+            dtype=dtypes,
+            na_values=list(description.na_values),
+            keep_default_na=False,
             skipinitialspace=True,
-            names=[*columns, "label"],
-            dtype={**dict.fromkeys(columns, "float64"), "label": "str"},
+            skip_blank_lines=True,
+            quotechar='"',
+            encoding="utf-8-sig",
         )
     except (ValueError, pd.errors.ParserError) as exc:  # the validator and pandas disagree: still the data's fault
         raise InvalidDatasetError(f"invalid dataset at {uri}: pandas cannot read it: {exc}") from exc
-    # Explicit label -> class id mapping, in the configured label order (pandas 3's replace() no
-    # longer casts strings to integers, and an implicit mapping would depend on row order).
-    class_ids = {label: index for index, label in enumerate(labels)}
-    y = frame["label"].str.strip().map(class_ids)
-    if y.isna().any() or frame[columns].isna().to_numpy().any():
-        raise InvalidDatasetError(f"invalid dataset at {uri}: pandas read missing values or unknown labels")
-    return frame[columns].to_numpy(dtype=np.float64), y.to_numpy(dtype=np.int64)
+    if len(frame) != stats.rows:
+        raise InvalidDatasetError(f"invalid dataset at {uri}: pandas read {len(frame)} rows, the check {stats.rows}")
+    for name in features:
+        if stats.kinds[name] == "categorical":
+            frame[name] = frame[name].str.strip().astype(object).where(frame[name].notna(), np.nan)
+    y = frame[label].str.strip()
+    if y.isna().any():
+        raise InvalidDatasetError(f"invalid dataset at {uri}: pandas read a missing label")
+    labels = y.astype("int64").to_numpy() if stats.label_kind == "integer" else y.to_numpy(dtype=object)
+    return frame[features], labels
+
+
+def plan_columns(frame: Any, stats: DatasetStats) -> tuple[list[int], list[int], list[dict[str, str]]]:
+    """Positions of the numeric and categorical columns to use, and the columns left out with the reason."""
+    numeric, categorical, dropped = [], [], []
+    for position, name in enumerate(frame.columns):
+        column = frame[name]
+        present = column.dropna()
+        distinct = present.nunique()
+        if distinct <= 1:
+            dropped.append({"column": name, "reason": "constant: one value in every row" if distinct else "empty"})
+        elif stats.kinds[name] == "categorical" and distinct == len(present) and len(present) == len(column):
+            dropped.append({"column": name, "reason": "an id: every row has a different text value"})
+        elif stats.kinds[name] == "numeric":
+            numeric.append(position)
+        else:
+            categorical.append(position)
+    return numeric, categorical, dropped
+
+
+def build_pipeline(
+    estimator: str, params: dict[str, Any], numeric: list[int], categorical: list[int], impute: bool
+) -> Any:
+    """The unfitted ``Pipeline``: the preprocessing ``estimator`` needs, then the estimator with ``params``."""
+    import importlib
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    spec = ESTIMATORS[estimator]
+    module, _, name = spec.class_path.rpartition(".")
+    classifier = getattr(importlib.import_module(module), name)(**params)
+    transformers: list[tuple[str, Any, list[int]]] = []
+    if numeric:
+        steps: list[tuple[str, Any]] = []
+        if impute:
+            steps.append(("impute", SimpleImputer(strategy="median")))
+        if spec.scale:
+            steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(steps) if steps else "passthrough", numeric))
+    if categorical:
+        steps = [("impute", SimpleImputer(strategy="most_frequent"))] if impute else []
+        steps.append(("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=not spec.dense)))
+        transformers.append(("categorical", Pipeline(steps), categorical))
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0 if spec.dense else 0.3)
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+def preprocessing_summary(estimator: str, impute: bool, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """What the pipeline does to each kind of column, for the model card (and the model's identity)."""
+    spec = ESTIMATORS[estimator]
+    numeric_steps = (["impute: median"] if impute else []) + (["standard scaling"] if spec.scale else [])
+    categorical_steps = (["impute: most frequent"] if impute else []) + ["one-hot (unknown categories ignored)"]
+    return {
+        "numeric": {"columns": numeric, "steps": numeric_steps or ["none"]},
+        "categorical": {"columns": categorical, "steps": categorical_steps if categorical else []},
+    }
 
 
 def train_model(
     dataset: Target,
     model: Target,
     *,
+    estimator: str,
     hyperparameters: dict[str, Any],
     cv_folds: int,
-    labels: Sequence[str] = IRIS_LABELS,
+    description: DatasetDescription | None = None,
     allow_local: bool = True,
 ) -> TrainResult:
-    """Fit an SVC on ``dataset``, write ``model`` and metrics.json beside it; return the metrics.
+    """Fit ``estimator`` on ``dataset``; write ``model`` and its card (metrics.json) beside it.
 
-    Raises InvalidDatasetError (the stored dataset is not valid, or has too few rows per class
-    for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the parameters) or
-    TrainingError; nothing is written in those cases.
+    Raises InvalidDatasetError (the stored dataset does not match its description, or has too few
+    rows per class for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the
+    parameters) or TrainingError; nothing is written in those cases.
     """
+    import numpy as np
+    import pandas as pd
     import sklearn
+    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.svm import SVC
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.utils._param_validation import InvalidParameterError
 
+    description = description or DatasetDescription()
     with dataset.open_read() as handle:
-        stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, labels, cv_folds)
+        stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, description, cv_folds)
         handle.seek(0)
-        features, targets = read_dataset(handle, dataset.uri, labels)
+        features, labels = read_dataset(handle, dataset.uri, stats, description)
 
-    present = {label: count for label, count in stats.class_counts.items() if count}
-
-    if hyperparameters.get("probability") and hyperparameters.get("random_state") is None:
-        # Platt scaling draws random folds: a fixed seed keeps training deterministic, which is what
-        # lets concurrent executions of one run date agree on the model's bytes (artifacts.write_model).
-        hyperparameters = {**hyperparameters, "random_state": 0}
-    estimator = SVC(**hyperparameters)
+    numeric, categorical, dropped = plan_columns(features, stats)
+    if not numeric and not categorical:
+        raise InvalidDatasetError(
+            f"invalid dataset at {dataset.uri}: no usable feature column: "
+            + "; ".join(f"{d['column']} is {d['reason']}" for d in dropped)
+        )
+    params = effective_hyperparameters(estimator, hyperparameters)
+    params = _typed_class_weight(params, stats.label_kind)
+    impute = description.missing == "impute"
+    pipeline = build_pipeline(estimator, params, numeric, categorical, impute)
+    classes = sorted(set(labels.tolist()))
+    shown = f"{ESTIMATORS[estimator].class_path.rpartition('.')[2]}({non_default_hyperparameters(estimator, params)})"
     started = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # reported through max_iter in the metrics instead
-            estimator.fit(features, targets)
-            folds = StratifiedKFold(n_splits=cv_folds)  # no shuffling: deterministic, see the module docstring
-            scores = cross_val_score(SVC(**hyperparameters), features, targets, cv=folds, error_score="raise")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED)
+            predicted = np.empty(len(labels), dtype=labels.dtype)
+            scores = []
+            for train_rows, test_rows in folds.split(features, labels):
+                fold = clone(pipeline).fit(features.iloc[train_rows], labels[train_rows])
+                predicted[test_rows] = fold.predict(features.iloc[test_rows])
+                scores.append(accuracy_score(labels[test_rows], predicted[test_rows]))
+            pipeline.fit(features, labels)
+            training_accuracy = float(pipeline.score(features, labels))
     except InvalidParameterError as exc:
-        raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters {hyperparameters}: {exc}") from exc
+        raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters of {shown}: {exc}") from exc
     except ValueError as exc:
-        raise InvalidHyperparametersError(
-            f"scikit-learn cannot fit SVC({hyperparameters}) on {dataset.uri}: {exc}"
-        ) from exc
+        raise InvalidHyperparametersError(f"scikit-learn cannot fit {shown} on {dataset.uri}: {exc}") from exc
     except Exception as exc:
-        raise TrainingError(f"fitting SVC({hyperparameters}) on {dataset.uri} failed: {exc}") from exc
+        raise TrainingError(f"fitting {shown} on {dataset.uri} failed: {exc}") from exc
     seconds = time.perf_counter() - started
 
-    payload = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
-
+    payload = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    names = list(features.columns)
+    card_classes = [_json_label(c) for c in classes]
+    spec = ESTIMATORS[estimator]
     metrics = {
+        "card_version": CARD_VERSION,
         "rows": stats.rows,
-        "classes": [label for label in labels if present.get(label)],
-        "class_counts": present,
-        "class_ids": {label: index for index, label in enumerate(labels)},
-        "training_accuracy": float(estimator.score(features, targets)),
+        "classes": card_classes,
+        "class_counts": {str(k): v for k, v in stats.class_counts.items()},
+        "dataset": {
+            "uri": dataset.uri,
+            "sha256": stats.sha256,
+            "bytes": stats.bytes,
+            "description": description.to_dict(),
+            "resolved": stats.profile()
+            | {
+                "numeric_columns": [names[i] for i in numeric],
+                "categorical_columns": {names[i]: _categories(features[names[i]]) for i in categorical},
+                "dropped_columns": dropped,
+            },
+        },
+        "input": {
+            "columns": names,
+            "label_column": stats.layout.label_name,
+            "accepts": "a pandas DataFrame with these columns"
+            + (", or a 2-D array or list of rows in this order" if not categorical else ""),
+            "predict_proba": _has_proba(estimator, params),
+        },
+        "estimator": {
+            "name": estimator,
+            "class": spec.class_path,
+            "hyperparameters": params,
+            "non_default_hyperparameters": non_default_hyperparameters(estimator, params),
+        },
+        "preprocessing": preprocessing_summary(
+            estimator, impute, [names[i] for i in numeric], [names[i] for i in categorical]
+        ),
+        "hyperparameters": hyperparameters,
+        "training_accuracy": training_accuracy,
         "cv_accuracy": {
-            "mean": float(scores.mean()),
-            "std": float(scores.std()),
+            "mean": float(np.mean(scores)),
+            "std": float(np.std(scores)),
             "folds": cv_folds,
             "scores": [float(s) for s in scores],
+            "method": f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})",
         },
-        "hyperparameters": hyperparameters,
+        "cv_metrics": {
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+            "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+            "per_class": {
+                str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+            },
+            "confusion_matrix": {
+                "labels": card_classes,
+                "matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+                "rows": "true label",
+                "columns": "predicted label",
+            },
+        },
+        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+        "fit_seconds": round(seconds, 4),
         "scikit_learn_version": sklearn.__version__,
+        "versions": {
+            "python": platform.python_version(),
+            "scikit_learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
         "dataset_sha256": stats.sha256,
         "model_bytes": len(payload),
         "model_sha256": hashlib.sha256(payload).hexdigest(),
     }
     wrote = write_model(model, payload, metrics, allow_local=allow_local)
     return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)
+
+
+def _typed_class_weight(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    """JSON object keys are strings: with integer labels, a class_weight mapping is keyed by ints."""
+    weights = params.get("class_weight")
+    if kind == "integer" and isinstance(weights, dict):
+        try:
+            return params | {"class_weight": {int(k): v for k, v in weights.items()}}
+        except ValueError as exc:
+            raise InvalidHyperparametersError(f"class_weight keys must be the integer labels: {exc}") from exc
+    return params
+
+
+def _has_proba(estimator: str, params: dict[str, Any]) -> bool:
+    spec = ESTIMATORS[estimator]
+    return spec.predict_proba == "always" or (spec.predict_proba == "probability" and bool(params.get("probability")))
+
+
+def _json_label(value: Any) -> Any:
+    return int(value) if hasattr(value, "dtype") or isinstance(value, int) else str(value)
+
+
+def _categories(column: Any, limit: int = 50) -> dict[str, Any]:
+    counts = column.value_counts()
+    return {"count": len(counts), "values": [str(v) for v in counts.index[:limit]], "shown": min(limit, len(counts))}
