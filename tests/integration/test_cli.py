@@ -89,3 +89,43 @@ def test_s3_roots_go_to_the_server_named_by_aws_endpoint_url(tmp_path: Path, s3_
     assert result.returncode == 0, result.stderr + result.stdout
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models")["Contents"]]
     assert keys == ["iris/2026-11-25/metrics.json", "iris/2026-11-25/model.pkl"]
+
+
+def test_dataset_flags_and_another_estimator_make_the_run(tmp_path: Path, http_server: Any) -> None:
+    from tests.datasets import cases
+
+    case = cases()["iris_tab_label_inside"]
+    (http_server.root / "iris.tsv").write_bytes(case.body)
+    result = pipeline(
+        "--json",
+        "--run-date",
+        "2026-11-25",
+        "--source-url",
+        http_server.url("/iris.tsv"),
+        "--delimiter",
+        "tab",
+        "--label-column",
+        "species",
+        "--drop-columns",
+        "sepal width (cm)",
+        "--estimator",
+        "random_forest",
+        "--hyperparameters",
+        '{"n_estimators": 20}',
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    card = json.loads((tmp_path / ".pipeline/published/2026-11-25/metrics.json").read_text())
+    assert card["estimator"]["class"] == "sklearn.ensemble.RandomForestClassifier"
+    assert card["estimator"]["hyperparameters"]["n_estimators"] == 20
+    assert card["input"]["columns"] == ["sepal length (cm)", "petal length (cm)", "petal width (cm)"]
+    assert card["dataset"]["description"]["delimiter"] == "\t"
+    assert sorted(card["classes"]) == ["setosa", "versicolor", "virginica"]
+
+
+def test_a_bad_dataset_flag_fails_in_the_plan_naming_the_field(tmp_path: Path) -> None:
+    result = pipeline("--json", "--label-column", "x", "--feature-columns", "x,y", cwd=tmp_path)
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert (error["task"], error["type"]) == ("plan", "InvalidRequestError")
+    assert "label column 'x' is also in feature_columns" in error["message"]
