@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
-from tests.conftest import REPO
+from tests.cfn import transformed
 
 # APIs without resource-level permissions: "*" is what they require.
 STAR_ONLY_ACTIONS = {
@@ -27,23 +24,6 @@ STAR_ONLY_ACTIONS = {
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 }
-
-
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-@cache
-def transformed() -> dict[str, Any]:
-    template = yaml_parse((REPO / "template.yaml").read_text())
-    for resource in template["Resources"].values():  # the translator wants S3 locations, as after `sam package`
-        properties = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
-            if key in properties:
-                properties[key] = f"s3://bucket/{key}"
-    result: dict[str, Any] = transform(template, {}, _NoManagedPolicies())
-    return result
 
 
 @pytest.fixture(autouse=True)
