@@ -24,7 +24,9 @@ from typing import Any, cast
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
 
 ASL_PATH = REPO_ROOT / "statemachine" / "pipeline.asl.json"
-SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name in FUNCTIONS}
+SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name in FUNCTIONS} | {
+    "ExecutionTimeoutSeconds": "3600",  # a JSON integer in the ASL; AWS gets the template's ExecutionTimeoutSeconds
+}
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-pipeline"
 LOCAL_ENV = {"MLPIPE_ALLOW_LOCAL_STORAGE": "true", "MLPIPE_ALLOW_LOOPBACK_SOURCES": "true"}
 EventPrinter = Callable[[dict[str, Any]], None]

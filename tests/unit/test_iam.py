@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
-from tests.conftest import REPO
+from tests.cfn import transformed
 
 # APIs without resource-level permissions: "*" is what they require.
 STAR_ONLY_ACTIONS = {
@@ -27,23 +24,6 @@ STAR_ONLY_ACTIONS = {
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 }
-
-
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-@cache
-def transformed() -> dict[str, Any]:
-    template = yaml_parse((REPO / "template.yaml").read_text())
-    for resource in template["Resources"].values():  # the translator wants S3 locations, as after `sam package`
-        properties = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
-            if key in properties:
-                properties[key] = f"s3://bucket/{key}"
-    result: dict[str, Any] = transform(template, {}, _NoManagedPolicies())
-    return result
 
 
 @pytest.fixture(autouse=True)
@@ -141,10 +121,75 @@ def test_state_machine_invokes_only_the_pipeline_functions() -> None:
     ]
 
 
-def test_the_schedule_may_only_start_this_state_machine() -> None:
-    schedule_roles = [name for name in resources("AWS::IAM::Role") if name.startswith("PipelineStateMachine")]
-    assert len(schedule_roles) == 1
-    assert grants(schedule_roles[0], "states") == {"states:StartExecution": ['{"Ref": "PipelineStateMachine"}']}
+def test_the_schedule_may_only_start_this_state_machine_and_store_a_dead_letter() -> None:
+    target = resources("AWS::Scheduler::Schedule")["PipelineStateMachineDaily"]["Properties"]["Target"]
+    assert target["RoleArn"] == {"Fn::GetAtt": ["ScheduleRole", "Arn"]}
+    assert not [name for name in resources("AWS::IAM::Role") if name.startswith("PipelineStateMachine")]
+    assert [action for statement in statements("ScheduleRole") for action in statement["Action"]] == [
+        "states:StartExecution",
+        "sqs:SendMessage",
+    ]
+    assert grants("ScheduleRole", "states") == {"states:StartExecution": ['{"Ref": "PipelineStateMachine"}']}
+    assert grants("ScheduleRole", "sqs") == {"sqs:SendMessage": ['{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}']}
+
+
+def test_every_service_role_is_assumable_only_from_this_account() -> None:
+    for role, service in (("StateMachineRole", "states"), ("ScheduleRole", "scheduler")):
+        trust = transformed()["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust == [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": f"{service}.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+            }
+        ], role
+
+
+def test_a_schedule_that_cannot_start_a_run_leaves_an_encrypted_dead_letter_and_an_alarm() -> None:
+    target = resources("AWS::Scheduler::Schedule")["PipelineStateMachineDaily"]["Properties"]["Target"]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    queue = transformed()["Resources"]["ScheduleDeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    alarms = resources("AWS::CloudWatch::Alarm")
+    depth = alarms["ScheduleDeadLettersAlarm"]["Properties"]
+    assert (depth["Namespace"], depth["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert depth["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}}
+    ]
+    undeliverable = alarms["ScheduleUndeliverableAlarm"]["Properties"]
+    assert undeliverable["MetricName"] == "InvocationsFailedToBeSentToDeadLetterCount"
+    # Scheduler's metrics are per schedule group: the stack's own group keeps other stacks' schedules out.
+    assert undeliverable["Dimensions"] == [{"Name": "ScheduleGroup", "Value": {"Ref": "ScheduleGroup"}}]
+    assert resources("AWS::Scheduler::Schedule")["PipelineStateMachineDaily"]["Properties"]["GroupName"] == {
+        "Ref": "ScheduleGroup"
+    }
+    for alarm in (depth, undeliverable):
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+# Properties ending in "Name" that name no resource of their own.
+NOT_PHYSICAL_NAMES = {"DisplayName", "MetricName"}
+
+
+def test_every_physical_name_includes_the_stack_name() -> None:
+    # Given two stacks of this template in one account and region (mlpipe-dev and mlpipe-prod)
+    # Then no resource gets a name the other would also get: every name set contains the stack name.
+    template = transformed()
+    named = []
+    for logical_id, resource in template["Resources"].items():
+        for key, value in resource.get("Properties", {}).items():
+            if not key.endswith("Name") or key in NOT_PHYSICAL_NAMES:
+                continue
+            if isinstance(value, dict) and value.get("Ref") in template["Resources"]:
+                continue  # a reference to another resource of the stack (GroupName), not a name of its own
+            named.append(logical_id)
+            assert "AWS::StackName" in json.dumps(value), (logical_id, key, value)
+    assert len(named) >= 8  # six log groups and two layers at least: the walk found them
 
 
 def test_buckets_are_encrypted_private_and_tls_only() -> None:

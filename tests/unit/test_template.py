@@ -9,37 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlpipe import exceptions
 from mlpipe.config import Settings, resolve_run
+from tests.cfn import asl, asl_text, template
 from tests.conftest import REPO
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML, keeping short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
-
-
-_CfnLoader.add_multi_constructor(
-    "!",
-    lambda loader, tag, node: {
-        tag: (
-            loader.construct_sequence(node)
-            if isinstance(node, yaml.SequenceNode)
-            else loader.construct_mapping(node)
-            if isinstance(node, yaml.MappingNode)
-            else loader.construct_scalar(node)
-        )
-    },
-)
-
-
-def template() -> dict[str, Any]:
-    return dict(yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader))
-
-
-def asl() -> dict[str, Any]:
-    return dict(json.loads((REPO / "statemachine" / "pipeline.asl.json").read_text()))
 
 
 def test_cfn_lint_reports_nothing() -> None:
@@ -55,7 +28,7 @@ def test_cfn_lint_reports_nothing() -> None:
 
 def test_definition_substitutions_match_the_asl_placeholders() -> None:
     machine = template()["Resources"]["PipelineStateMachine"]["Properties"]
-    placeholders = set(re.findall(r"\$\{(\w+)\}", (REPO / "statemachine" / "pipeline.asl.json").read_text()))
+    placeholders = set(re.findall(r"\$\{(\w+)\}", asl_text()))
     assert set(machine["DefinitionSubstitutions"]) == placeholders
 
 
@@ -122,3 +95,46 @@ def test_schedule_input_is_an_input_the_plan_accepts() -> None:
     assert scheduled == json.loads((REPO / "events" / "schedule.json").read_text())
     settings = Settings(artifact_root="s3://a-bucket/artifacts", publish_uri="s3://m-bucket/iris", timezone="UTC")
     assert resolve_run(scheduled, settings).run_date == "2026-11-25"
+
+
+def _retry_waits(retry: dict[str, Any]) -> float:
+    """The longest total wait a Retry block can add: each interval before jitter, capped by MaxDelaySeconds."""
+    cap = retry.get("MaxDelaySeconds", float("inf"))
+    return sum(min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, cap) for n in range(retry["MaxAttempts"]))
+
+
+def worst_case_execution_seconds() -> float:
+    """Every Task state (a run passes each at most once: the Choices only go forward), each attempt its Retry blocks
+    allow taking the function's whole Timeout, plus every backoff at its longest (full jitter only shortens them)."""
+    resources = template()["Resources"]
+    substitutions = resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    default_timeout = template()["Globals"]["Function"]["Timeout"]
+    # Each placeholder stands for its own name (the timeout for a number), so a Task names its function's ARN key.
+    definition = asl({key: key for key in substitutions} | {"ExecutionTimeoutSeconds": "0"})
+    total = 0.0
+    for name, state in definition["States"].items():
+        if state["Type"] != "Task":
+            continue
+        function = substitutions[state["Parameters"]["FunctionName"]]["GetAtt"].removesuffix(".Arn")
+        timeout = resources[function]["Properties"].get("Timeout", default_timeout)
+        retries = state.get("Retry", [])
+        attempts = 1 + sum(retry["MaxAttempts"] for retry in retries)
+        total += attempts * timeout + sum(_retry_waits(retry) for retry in retries)
+        assert timeout <= 900, name  # Lambda's limit, so no attempt can take longer than its Timeout
+    return total
+
+
+def test_the_execution_times_out_after_the_worst_case_of_its_tasks() -> None:
+    worst = worst_case_execution_seconds()
+    parameter = template()["Parameters"]["ExecutionTimeoutSeconds"]
+    assert parameter["Default"] >= worst
+    assert parameter["Default"] < worst + 300, "a default far above the worst case delays the alarm"
+    substitutions = template()["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["ExecutionTimeoutSeconds"] == {"Ref": "ExecutionTimeoutSeconds"}
+    assert '"TimeoutSeconds": ${ExecutionTimeoutSeconds},' in asl_text()  # unquoted: an integer once substituted
+    assert asl()["TimeoutSeconds"] == 3600  # the local runner's value
+
+
+def test_no_state_has_a_timeout_of_its_own() -> None:
+    # A Task's own TimeoutSeconds would cut a retrying task short of its Retry blocks' budget.
+    assert all("TimeoutSeconds" not in state for state in asl()["States"].values())
