@@ -16,7 +16,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "source_url", "dataset_uri"),
-        optional=("max_source_bytes", "cv_folds", "dataset"),
+        optional=("max_source_bytes", "cv_folds", "dataset", "identities", "execution_id"),
         settings=SETTINGS,
     )
     return download(
@@ -26,4 +26,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
         description=fields.get("dataset", SETTINGS.dataset),
         settings=SETTINGS,
+        identity=fields.get("identities", {}).get("download"),
+        execution_id=fields.get("execution_id"),
     ).as_dict()

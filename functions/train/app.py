@@ -16,7 +16,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "dataset_uri", "model_uri"),
-        optional=("estimator", "hyperparameters", "cv_folds", "dataset"),
+        optional=("estimator", "hyperparameters", "cv_folds", "dataset", "identities", "execution_id"),
         settings=SETTINGS,
     )
     estimator = fields.get("estimator", SETTINGS.estimator)
@@ -29,4 +29,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cv_folds=fields.get("cv_folds", SETTINGS.cv_folds),
         description=fields.get("dataset", SETTINGS.dataset),
         settings=SETTINGS,
+        identity=fields.get("identities", {}).get("train"),
+        execution_id=fields.get("execution_id"),
     ).as_dict()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROOT = Path(".pipeline")
+SAMPLE_SOURCE_ID = "sample:iris"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -48,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
     )
     run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
+    run.add_argument(
+        "--force",
+        choices=["download", "train", "upload"],
+        help="run this task and every later one even though their outputs exist (new targets; nothing overwritten)",
+    )
     _add_dataset_arguments(run)
     run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
 
@@ -60,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="S3 in memory (moto), the bundled sample as the source, and missing inputs made first",
     )
 
+    _add_status_command(commands)
+
     args = parser.parse_args(argv)
     # Powertools: no EMF metric blobs on stdout (it carries the summary), and only warnings in the logs.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -67,9 +75,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "status":
+        return _status(args)
     if args.command == "run":
         return _run(args)
     return _invoke(args)
+
+
+def _add_status_command(commands: Any) -> None:
+    """``pipeline status``: every dataset, model and published model found, by run date."""
+    status = commands.add_parser(
+        "status",
+        help="what exists: datasets, models and published models by run date, with identities and states",
+        description="List every dataset, model and published model under the roots, by run date: identity, state "
+        "(present, or incomplete: a model without its card), size, when it was made; for models the CV accuracy "
+        "and the estimator with its non-default hyperparameters; the newest published model of each date.",
+    )
+    dates = status.add_mutually_exclusive_group()
+    dates.add_argument("--run-date", help="one date, YYYY-MM-DD")
+    dates.add_argument("--from", dest="first", help="the first date of a range, YYYY-MM-DD")
+    status.add_argument("--to", dest="last", help="the last date of a range, YYYY-MM-DD (with --from)")
+    status.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"), help="default: %(default)s")
+    status.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+    status.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.status import collect_status, format_status
+
+    first, last = (args.run_date, args.run_date) if args.run_date else (args.first, args.last)
+    try:
+        status = collect_status(args.artifact_root, args.publish_uri, first=first, last=last)
+    except PipelineError as exc:
+        print(f"pipeline status: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 
     real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
-    for key in ("run_date", "estimator", "hyperparameters", "cv_folds"):
+    for key in ("run_date", "estimator", "hyperparameters", "cv_folds", "force"):
         if getattr(args, key) is not None:
             execution_input[key] = getattr(args, key)
     dataset = dataset_from_args(args)
@@ -137,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         execution_input["source_url"] = args.source_url or stack.enter_context(serve_sample())
+        if not args.source_url:  # served on a new port each run: named so that its identity stays the same
+            execution_input["source_id"] = SAMPLE_SOURCE_ID
         stack.enter_context(local_aws(real_s3=real_s3))
         pipeline = LocalPipeline()
         summary = pipeline.run(execution_input, on_event=None if args.json else show)

@@ -17,10 +17,10 @@ import pytest
 from mlpipe import exceptions
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, NOTHING_WRITTEN, SAMPLE, stores_empty
-from tests.integration.conftest import DATE, PUBLISHED_KEY, states
+from tests.integration.conftest import DATASET_KEY, DATE, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY, states
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
-DATASET = f"s3://{ARTIFACTS}/runs/{DATE}/dataset.csv"
+DATASET = f"s3://{ARTIFACTS}/{DATASET_KEY}"
 IRIS = SAMPLE.read_bytes()
 ROWS = IRIS.decode().splitlines()
 
@@ -239,7 +239,7 @@ def test_crlf_bom_and_trailing_blank_lines_are_accepted_end_to_end(
     http_server.routes["/data"] = respond(200, text)
     summary = pipeline.run(run_input(source_url=http_server.url("/data")))
     assert summary["status"] == "SUCCEEDED", summary["error"]
-    metrics = aws.get_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/metrics.json")["Body"].read()
+    metrics = aws.get_object(Bucket=ARTIFACTS, Key=METRICS_KEY)["Body"].read()
     assert b'"rows": 150' in metrics
 
 
@@ -299,12 +299,12 @@ BAD_INPUTS = {
     "artifact-root-missing-bucket": (
         {"artifact_root": "s3://no-such-mlpipe-bucket/runs"},
         exceptions.StorageError,
-        "s3://no-such-mlpipe-bucket/runs/2026-11-25/: the bucket does not exist",
+        "s3://no-such-mlpipe-bucket/runs/2026-11-25/dataset-",
     ),
     "publish-uri-missing-bucket": (
         {"publish_uri": "s3://no-such-mlpipe-models/iris"},
         exceptions.StorageError,
-        "s3://no-such-mlpipe-models/iris/2026-11-25/: the bucket does not exist",
+        "s3://no-such-mlpipe-models/iris/2026-11-25/published-",
     ),
     "publish-uri-under-a-file": (
         {"publish_uri": "/etc/hostname/models"},
@@ -442,7 +442,7 @@ def test_a_bucket_that_cannot_be_written_fails_the_download_and_leaves_nothing(
     summary = pipeline.run(run_input())
     assert summary["error"]["type"] == "StorageError"
     assert "access denied" in summary["error"]["message"]
-    assert f"s3://{ARTIFACTS}/runs/{DATE}/dataset.csv" in summary["error"]["message"]
+    assert f"s3://{ARTIFACTS}/{DATASET_KEY}" in summary["error"]["message"]
     assert stores_empty(aws) == NOTHING_WRITTEN
 
 
@@ -451,13 +451,13 @@ def test_a_model_that_no_longer_matches_its_sha256_is_not_published(
 ) -> None:
     pipeline.run(run_input())
     aws.delete_object(Bucket=MODELS, Key=PUBLISHED_KEY)
-    aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/model.pkl", Body=b"replaced by someone")
+    aws.put_object(Bucket=ARTIFACTS, Key=MODEL_KEY, Body=b"replaced by someone")
     before = stores_empty(aws)[MODELS]
     summary = pipeline.run(run_input())
     assert summary["status"] == "FAILED"
     assert states(summary) == {"download": "present", "train": "present", "upload": "failed"}
     assert summary["error"]["type"] == "IntegrityError"
-    assert f"s3://{ARTIFACTS}/runs/{DATE}/model.pkl has sha256" in summary["error"]["message"]
+    assert f"s3://{ARTIFACTS}/{MODEL_KEY} has sha256" in summary["error"]["message"]
     assert "corrupted or replaced" in summary["error"]["message"]
     assert stores_empty(aws)[MODELS] == before  # nothing new at the publish location
     assert PUBLISHED_KEY not in [o["Key"] for o in aws.list_objects_v2(Bucket=MODELS).get("Contents", [])]

@@ -18,7 +18,15 @@ from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.targets import S3Target, target_for
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, NOTHING_WRITTEN, SAMPLE, stores_empty
-from tests.integration.conftest import DATE, states
+from tests.integration.conftest import (
+    DATASET_KEY,
+    LINEAGE_KEY,
+    METRICS_KEY,
+    MODEL_KEY,
+    PUBLISHED_KEY,
+    PUBLISHED_METRICS_KEY,
+    states,
+)
 
 Input = Callable[..., dict[str, Any]]
 IRIS = SAMPLE.read_bytes()
@@ -92,11 +100,11 @@ class Crash(BaseException):
 
 
 CRASH_POINTS = {
-    "dataset": f"{ARTIFACTS}/runs/{DATE}/dataset.csv",
-    "model": f"{ARTIFACTS}/runs/{DATE}/model.pkl",
-    "metrics": f"{ARTIFACTS}/runs/{DATE}/metrics.json",
-    "published-model": f"{MODELS}/iris/{DATE}/model.pkl",
-    "published-metrics": f"{MODELS}/iris/{DATE}/metrics.json",
+    "dataset": f"{ARTIFACTS}/{DATASET_KEY}",
+    "model": f"{ARTIFACTS}/{MODEL_KEY}",
+    "metrics": f"{ARTIFACTS}/{METRICS_KEY}",
+    "published-model": f"{MODELS}/{PUBLISHED_KEY}",
+    "published-metrics": f"{MODELS}/{PUBLISHED_METRICS_KEY}",
 }
 
 
@@ -208,8 +216,8 @@ def test_two_executions_of_one_date_write_each_target_once_and_both_succeed(
     # and nothing was overwritten: every object has exactly one version
     written = stores_empty(aws)
     assert written == {
-        ARTIFACTS: [f"runs/{DATE}/dataset.csv", f"runs/{DATE}/metrics.json", f"runs/{DATE}/model.pkl"],
-        MODELS: [f"iris/{DATE}/metrics.json", f"iris/{DATE}/model.pkl"],
+        ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY]),
+        MODELS: [PUBLISHED_METRICS_KEY, PUBLISHED_KEY],
     }
     assert http_server.requests.count("/data") == 2
 
@@ -257,7 +265,7 @@ def test_s3_errors_that_survive_the_retries_fail_the_task_clearly(
     summary = pipeline.run(run_input())
     assert summary["status"] == "FAILED"
     assert summary["error"]["type"] == "StorageUnavailableError"
-    assert f"cannot write s3://{ARTIFACTS}/runs/{DATE}/dataset.csv" in summary["error"]["message"]
+    assert f"cannot write s3://{ARTIFACTS}/{DATASET_KEY}" in summary["error"]["message"]
     assert "SlowDown" in summary["error"]["message"]
     # 5 SDK attempts in each of 3 invocations (the ASL retries StorageUnavailableError twice)
     assert s3_faults.calls["PutObject"] == 15
@@ -269,7 +277,7 @@ def test_a_conditional_write_still_in_flight_elsewhere_is_retried_not_taken_as_p
 ) -> None:
     # 409 ConditionalRequestConflict: another If-None-Match write of the key has not finished yet
     s3_faults.fail("PutObject", (409, "ConditionalRequestConflict"))
-    target = target_for(f"s3://{ARTIFACTS}/runs/{DATE}/dataset.csv")
+    target = target_for(f"s3://{ARTIFACTS}/{DATASET_KEY}")
     target.write_bytes(IRIS)
     assert target.read_bytes() == IRIS
     assert s3_faults.calls["PutObject"] == 2

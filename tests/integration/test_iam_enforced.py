@@ -48,11 +48,14 @@ Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 AsRole = Callable[[str], contextlib.AbstractContextManager[None]]
 DATE = "2026-11-25"
 PUBLISH_PREFIX = str(template()["Parameters"]["PublishPrefix"]["Default"])
-DATASET_KEY = f"artifacts/{DATE}/dataset.csv"
-MODEL_KEY = f"artifacts/{DATE}/model.pkl"
-METRICS_KEY = f"artifacts/{DATE}/metrics.json"
-PUBLISHED_KEY = f"{PUBLISH_PREFIX}/{DATE}/model.pkl"
 EVENTS = REPO / "events"
+# The targets of the sample run (events/download.json), whose folders hold their identities.
+_RUN = json.loads((EVENTS / "download.json").read_text())
+DATASET_KEY = _RUN["dataset_uri"].split("/", 3)[3]
+MODEL_KEY = _RUN["model_uri"].split("/", 3)[3]
+METRICS_KEY = MODEL_KEY.rsplit("/", 1)[0] + "/metrics.json"
+PUBLISHED_KEY = _RUN["published_uri"].split("/", 3)[3]
+LINEAGE_KEY = DATASET_KEY.rsplit("/", 1)[0] + "/lineage.json"
 ACCOUNT = "123456789012"  # moto's default account
 # What the template's intrinsics stand for in this test: the stack's buckets are the test's, PublishBucket is empty.
 VALUES = {
@@ -180,7 +183,7 @@ def test_the_download_role_writes_the_dataset(aws: Any, http_server: Any, invoke
     with as_role("DownloadRole"):
         assert invoke("download", run_event(http_server))["state"] == "ran"
         assert invoke("download", run_event(http_server))["state"] == "present"
-    assert written(aws) == {ARTIFACTS: [DATASET_KEY], MODELS: []}
+    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY]), MODELS: []}
 
 
 def test_the_train_role_reads_the_dataset_and_writes_the_model(
@@ -190,7 +193,7 @@ def test_the_train_role_reads_the_dataset_and_writes_the_model(
     with as_role("TrainRole"):
         assert invoke("train", run_event(http_server))["state"] == "ran"
         assert invoke("train", run_event(http_server))["state"] == "present"
-    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, MODEL_KEY, METRICS_KEY]), MODELS: []}
+    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, MODEL_KEY, METRICS_KEY]), MODELS: []}
 
 
 def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
@@ -198,7 +201,7 @@ def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke:
     with as_role("UploadRole"):
         assert invoke("upload", run_event(http_server))["state"] == "ran"
         assert invoke("upload", run_event(http_server))["state"] == "present"
-    assert written(aws)[MODELS] == sorted([PUBLISHED_KEY, f"{PUBLISH_PREFIX}/{DATE}/metrics.json"])
+    assert written(aws)[MODELS] == sorted([PUBLISHED_KEY, PUBLISHED_KEY.rsplit("/", 1)[0] + "/metrics.json"])
 
 
 def test_the_report_role_needs_no_storage(aws: Any, invoke: Invoke, as_role: AsRole) -> None:

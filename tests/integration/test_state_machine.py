@@ -9,7 +9,16 @@ from typing import Any
 
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys, s3_versions
-from tests.integration.conftest import DATASET_KEY, DATE, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY, states
+from tests.integration.conftest import (
+    DATASET_KEY,
+    DATE,
+    LINEAGE_KEY,
+    METRICS_KEY,
+    MODEL_KEY,
+    PUBLISHED_KEY,
+    run_keys,
+    states,
+)
 
 Input = Callable[..., dict[str, Any]]
 
@@ -20,13 +29,13 @@ def test_fresh_run_runs_all_three_tasks(aws: Any, pipeline: LocalPipeline, run_i
         "status": "SUCCEEDED",
         "run_date": DATE,
         "tasks": {
-            "download": {"state": "ran", "target": f"s3://{ARTIFACTS}/runs/{DATE}/dataset.csv"},
-            "train": {"state": "ran", "target": f"s3://{ARTIFACTS}/runs/{DATE}/model.pkl"},
-            "upload": {"state": "ran", "target": f"s3://{MODELS}/iris/{DATE}/model.pkl"},
+            "download": {"state": "ran", "target": f"s3://{ARTIFACTS}/{DATASET_KEY}"},
+            "train": {"state": "ran", "target": f"s3://{ARTIFACTS}/{MODEL_KEY}"},
+            "upload": {"state": "ran", "target": f"s3://{MODELS}/{PUBLISHED_KEY}"},
         },
         "error": None,
     }
-    assert s3_keys(aws, ARTIFACTS) == [DATASET_KEY, METRICS_KEY, MODEL_KEY]
+    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY])
     assert PUBLISHED_KEY in s3_keys(aws, MODELS)
 
 
@@ -78,7 +87,7 @@ def test_failed_train_is_resumed_after_the_fix_reusing_the_dataset(
     assert states(failed) == {"download": "ran", "train": "failed", "upload": "not_run"}
     assert failed["error"]["type"] == "InvalidHyperparametersError"
     assert "break_ties must be False" in failed["error"]["message"]
-    assert s3_keys(aws, ARTIFACTS) == [DATASET_KEY]
+    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY])
     assert s3_keys(aws, MODELS) == []
     # When the cause is fixed and the run date is run again
     requests_before = len(http_server.requests)
@@ -117,7 +126,7 @@ def test_runs_for_two_dates_are_independent(aws: Any, pipeline: LocalPipeline, r
     pipeline.run(run_input())
     summary = pipeline.run(run_input(run_date="2026-11-26"))
     assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}
-    assert "iris/2026-11-26/model.pkl" in s3_keys(aws, MODELS)
+    assert run_keys(run_date="2026-11-26")["published"] in s3_keys(aws, MODELS)
 
 
 def test_published_model_unpickles_and_predicts(aws: Any, pipeline: LocalPipeline, run_input: Input) -> None:
@@ -133,5 +142,6 @@ def test_local_directory_store_behaves_like_s3(tmp_path: Any, pipeline: LocalPip
     second = pipeline.run(local)
     assert states(first) == {"download": "ran", "train": "ran", "upload": "ran"}
     assert states(second) == {"download": "present", "train": "present", "upload": "present"}
-    assert (tmp_path / "published" / DATE / "model.pkl").is_file()
-    assert first["tasks"]["upload"]["target"] == (tmp_path / "published" / DATE / "model.pkl").as_uri()
+    (published,) = (tmp_path / "published" / DATE).glob("published-*/model.pkl")
+    assert first["tasks"]["upload"]["target"] == published.as_uri()
+    assert (published.parent / "metrics.json").is_file()

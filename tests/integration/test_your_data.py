@@ -203,7 +203,8 @@ def test_another_estimator_and_a_description_through_the_state_machine(
         run_input(source_url=serve(http_server, case), estimator=case.estimator, dataset=case.description)
     )
     assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}, summary
-    card = json.loads(aws.get_object(Bucket=MODELS, Key=f"iris/{DATE}/metrics.json")["Body"].read())
+    published = summary["tasks"]["upload"]["target"].replace(f"s3://{MODELS}/", "").replace("model.pkl", "metrics.json")
+    card = json.loads(aws.get_object(Bucket=MODELS, Key=published)["Body"].read())
     assert card["estimator"]["class"] == "sklearn.linear_model.LogisticRegression"
     assert card["dataset"]["resolved"]["label_column"] == "diagnosis"
     assert sorted(card["classes"]) == ["benign", "malignant"]

@@ -35,11 +35,13 @@ def test_run_date_wins_over_the_scheduled_time() -> None:
     assert run.run_date == "2026-01-02"
 
 
-def test_every_target_is_keyed_by_the_run_date() -> None:
+def test_every_target_is_keyed_by_the_run_date_and_its_identity() -> None:
     run = resolve_run({"run_date": "2026-01-02"}, SETTINGS)
-    assert run.dataset_uri == "s3://artifacts-bucket/artifacts/2026-01-02/dataset.csv"
-    assert run.model_uri == "s3://artifacts-bucket/artifacts/2026-01-02/model.pkl"
-    assert run.published_uri == "s3://models-bucket/iris/2026-01-02/model.pkl"
+    ids = {task: entry["identity"] for task, entry in run.identities.items()}
+    assert run.dataset_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['download']}/dataset.csv"
+    assert run.model_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['train']}/model.pkl"
+    assert run.published_uri == f"s3://models-bucket/iris/2026-01-02/{ids['upload']}/model.pkl"
+    assert [ids[t].split("-")[0] for t in ("download", "train", "upload")] == ["dataset", "model", "published"]
 
 
 def test_input_hyperparameters_are_merged_over_the_deployed_ones() -> None:

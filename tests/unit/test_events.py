@@ -31,7 +31,13 @@ def test_state_machine_inputs_are_plan_events_too(name: str, capsys: pytest.Capt
     assert main(["invoke", "plan", str(EVENTS / name), "--offline"]) == 0
     planned = json.loads(capsys.readouterr().out)
     assert planned["run"]["run_date"] == "2026-11-25"
-    assert planned["run"]["dataset_uri"] == "s3://example-mlpipe-artifacts/artifacts/2026-11-25/dataset.csv"
+    # The task events are the run this input plans (less the execution id), so they stay in step with the plan.
+    task_event = json.loads((EVENTS / "download.json").read_text())
+    assert planned["run"] | {"execution_id": None} == task_event | {"execution_id": None}
+    for task in ("train", "upload"):
+        assert json.loads((EVENTS / f"{task}.json").read_text()) == task_event
+    report = json.loads((EVENTS / "report.json").read_text())
+    assert report["run"] == task_event
 
 
 def test_a_bad_event_file_is_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,8 +146,9 @@ def test_plan_starts_at_download_when_nothing_exists(aws: Any, http_server: Any,
         },
     )
     assert plan["start_at"] == "download"
-    assert plan["run"]["dataset_uri"] == DATASET
-    assert plan["run"]["published_uri"] == PUBLISHED
+    ids = {task: entry["identity"] for task, entry in plan["run"]["identities"].items()}
+    assert plan["run"]["dataset_uri"] == f"s3://{ARTIFACTS}/runs/{DATE}/{ids['download']}/dataset.csv"
+    assert plan["run"]["published_uri"] == f"s3://{MODELS}/iris/{DATE}/{ids['upload']}/model.pkl"
     assert {name: task["state"] for name, task in plan["tasks"].items()} == dict.fromkeys(
         ("download", "train", "upload"), "pending"
     )

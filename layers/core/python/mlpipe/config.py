@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import check_source_url
+from mlpipe.identity import TASKS, run_identities
 from mlpipe.targets import join_uri, split_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
@@ -34,6 +36,8 @@ INPUT_FIELDS = frozenset(
         "scheduled_time",
         "trigger",
         "source_url",
+        "source_id",
+        "force",
         "artifact_root",
         "publish_uri",
         "dataset",
@@ -153,6 +157,11 @@ class Run:
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     execution_id: str | None = None
+    source_id: str | None = None
+    force: str | None = None
+    # Each target's identity and the inputs it is made from, by task (mlpipe.identity): recorded in
+    # the lineage written beside each output.
+    identities: dict[str, Any] = field(default_factory=dict)
 
     def to_event(self) -> dict[str, Any]:
         """The JSON object the state machine passes to every task."""
@@ -196,6 +205,8 @@ class Run:
             fields["hyperparameters"] = validate_hyperparameters(check_estimator(estimator), fields["hyperparameters"])
         if "dataset" in fields:
             fields["dataset"] = DatasetDescription.from_value(fields["dataset"])
+        if "identities" in fields and not isinstance(fields["identities"], dict):
+            raise InvalidRequestError(f"identities must be an object (the plan's), got {fields['identities']!r}")
         if "cv_folds" in fields:
             _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
         if "max_source_bytes" in fields:
@@ -258,6 +269,14 @@ def resolve_run(
     if not isinstance(source_url, str):
         raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
     check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
+    source_id = execution_input.get("source_id") or source_url
+    if not isinstance(source_id, str) or len(source_id) > 2048:
+        raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {source_id!r}")
+    force = execution_input.get("force")
+    if force is not None and force not in TASKS:
+        raise InvalidRequestError(
+            f"force must be one of {', '.join(TASKS)} (that task and every later one rerun), got {force!r}"
+        )
     roots: dict[str, str] = {}
     for name in ("artifact_root", "publish_uri"):
         value = execution_input.get(name) or getattr(settings, name)
@@ -281,16 +300,30 @@ def resolve_run(
         maximum=MAX_SOURCE_BYTES_LIMIT,
     )
     local = settings.allow_local_storage
+    identities = run_identities(
+        run_date=run_date,
+        source_id=source_id,
+        description=description.to_dict(),
+        estimator=estimator,
+        hyperparameters=hyper,
+        cv_folds=cv_folds,
+        force=force,
+        nonce=execution_id or f"uuid:{uuid.uuid4()}",
+    )
+    ids = {task: found.id for task, found in identities.items()}
     return Run(
         run_date=run_date,
         source_url=source_url,
-        dataset_uri=join_uri(roots["artifact_root"], run_date, "dataset.csv", allow_local=local),
-        model_uri=join_uri(roots["artifact_root"], run_date, "model.pkl", allow_local=local),
-        published_uri=join_uri(roots["publish_uri"], run_date, "model.pkl", allow_local=local),
+        dataset_uri=join_uri(roots["artifact_root"], run_date, ids["download"], "dataset.csv", allow_local=local),
+        model_uri=join_uri(roots["artifact_root"], run_date, ids["train"], "model.pkl", allow_local=local),
+        published_uri=join_uri(roots["publish_uri"], run_date, ids["upload"], "model.pkl", allow_local=local),
         hyperparameters=hyper,
         estimator=estimator,
         dataset=description.to_dict(),
         cv_folds=cv_folds,
         max_source_bytes=max_bytes,
         execution_id=execution_id,
+        source_id=source_id if source_id != source_url else None,
+        force=force,
+        identities={task: found.to_dict() for task, found in identities.items()},
     )

@@ -72,3 +72,7 @@ class StorageUnavailableError(StorageError):
 
 class TargetExistsError(PipelineError):
     """A conditional write found the target already written by someone else (internal: means "present")."""
+
+
+class TargetChangedError(PipelineError):
+    """A compare-and-swap found the object changed since it was read (internal: read again and retry)."""

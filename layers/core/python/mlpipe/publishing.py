@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from mlpipe.artifacts import read_metrics, write_model
 from mlpipe.exceptions import IntegrityError
@@ -18,8 +19,13 @@ class PublishResult:
     sha256: str
 
 
-def publish_model(model: Target, published: Target, *, allow_local: bool = True) -> PublishResult:
-    """Copy ``model`` (and its metrics.json) to ``published`` after checking the model's sha256.
+def publish_model(
+    model: Target, published: Target, *, allow_local: bool = True, publication: dict[str, Any] | None = None
+) -> PublishResult:
+    """Copy ``model`` (and its card) to ``published`` after checking the model's sha256.
+
+    ``publication`` (a lineage record) becomes the published card's ``publication`` section, with
+    the model's URI and sha256 as its input.
 
     Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
     bytes have (the model was corrupted or replaced after training): nothing is published then.
@@ -32,6 +38,8 @@ def publish_model(model: Target, published: Target, *, allow_local: bool = True)
             f"{model.uri} has sha256 {actual}, but its metrics.json records {metrics['model_sha256']}: the model "
             "was corrupted or replaced after training and is not published; delete it and rerun to retrain"
         )
+    if publication is not None:
+        metrics = metrics | {"publication": publication | {"input_targets": [{"uri": model.uri, "sha256": actual}]}}
     wrote = write_model(
         published,
         payload,

@@ -16,6 +16,7 @@ report as "present". S3 gets that from ``If-None-Match: *`` on ``PutObject`` and
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import re
@@ -23,12 +24,19 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
+from mlpipe.exceptions import (
+    InvalidRequestError,
+    StorageError,
+    StorageUnavailableError,
+    TargetChangedError,
+    TargetExistsError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,6 +48,8 @@ _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
 _S3_EXISTS = {"412", "PreconditionFailed"}
 _S3_IN_FLIGHT = {"409", "ConditionalRequestConflict"}
 CONFLICT_ATTEMPTS = 4
+LOCK_WAIT_SECONDS = 10.0
+LOCK_STALE_SECONDS = 30.0
 _S3_TRANSIENT = {
     "500",
     "502",
@@ -85,6 +95,17 @@ class Target(ABC):
     @abstractmethod
     def delete(self) -> None:
         """Remove the object if it exists (used by tests and by operators resetting a run)."""
+
+    @abstractmethod
+    def read_versioned(self) -> tuple[bytes | None, str | None]:
+        """The object's bytes and a version token (None, None when it does not exist), for ``replace_if``."""
+
+    @abstractmethod
+    def replace_if(self, data: bytes, version: str | None) -> None:
+        """Write ``data`` only if the object is still at ``version`` (None: only if it does not exist).
+
+        A compare-and-swap: TargetChangedError when someone else wrote it since it was read.
+        """
 
     def read_bytes(self) -> bytes:
         """The whole object; only for small objects such as metrics.json."""
@@ -186,6 +207,42 @@ class LocalTarget(Target):
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def read_versioned(self) -> tuple[bytes | None, str | None]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.uri}: {exc}") from exc
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if(self, data: bytes, version: str | None) -> None:
+        # The swap is a rename under a lock file that only one writer can create (O_EXCL); a lock
+        # older than LOCK_STALE_SECONDS was left by a killed writer and is broken.
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - lock.stat().st_mtime > LOCK_STALE_SECONDS:
+                        lock.unlink()
+                        continue
+                if time.monotonic() > deadline:
+                    raise StorageError(f"cannot write {self.uri}: {lock} is held by another writer") from None
+                time.sleep(0.01)
+        try:
+            os.close(fd)
+            if self.read_versioned()[1] != version:
+                raise TargetChangedError(f"{self.uri} changed since it was read")
+            with self.atomic_write(overwrite=True) as handle:
+                handle.write(data)
+        finally:
+            lock.unlink(missing_ok=True)
+
 
 # --- S3 -----------------------------------------------------------------------------------------
 class S3Target(Target):
@@ -256,6 +313,26 @@ class S3Target(Target):
             self.client.delete_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
             raise storage_error(exc, f"cannot delete {self.uri}") from exc
+
+    def read_versioned(self) -> tuple[bytes | None, str | None]:
+        if not self.exists():
+            return None, None
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            return response["Body"].read(), str(response["ETag"])
+        except Exception as exc:
+            if _error_code(exc) in _S3_MISSING:
+                return None, None
+            raise storage_error(exc, f"cannot read {self.uri}") from exc
+
+    def replace_if(self, data: bytes, version: str | None) -> None:
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, **condition)  # type: ignore[arg-type]
+        except Exception as exc:
+            if _error_code(exc) in _S3_EXISTS | _S3_IN_FLIGHT | _S3_MISSING:
+                raise TargetChangedError(f"{self.uri} changed since it was read") from exc
+            raise storage_error(exc, f"cannot write {self.uri}") from exc
 
 
 def _error_code(exc: BaseException) -> str:
@@ -370,3 +447,57 @@ def join_uri(base: str, *parts: str, allow_local: bool = True) -> str:
     if scheme == "s3":
         return f"s3://{location.rstrip('/')}/{tail}"
     return Path(location, tail).as_uri()
+
+
+# --- listing --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredObject:
+    """An object found under a root: its URI, its path relative to the root, size and last change."""
+
+    uri: str
+    relative: str
+    size: int
+    modified: str  # ISO 8601, UTC
+
+
+def list_under(root: str, *, allow_local: bool = True) -> list[StoredObject]:
+    """Every complete object under ``root`` (a prefix URI or a directory), sorted by relative path.
+
+    Hidden files (a local write's ``.partial`` spool) are left out. A missing directory or an empty
+    prefix lists nothing; a missing bucket raises StorageError.
+    """
+    scheme, location = split_uri(root, allow_local=allow_local)
+    found: list[StoredObject] = []
+    if scheme == "s3":
+        bucket, _, prefix = location.partition("/")
+        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(
+                        StoredObject(
+                            uri=f"s3://{bucket}/{item['Key']}",
+                            relative=item["Key"][len(prefix) :],
+                            size=int(item["Size"]),
+                            modified=item["LastModified"].astimezone(dt.UTC).isoformat(timespec="seconds"),
+                        )
+                    )
+        except Exception as exc:
+            raise storage_error(exc, f"cannot list s3://{bucket}/{prefix}") from exc
+        return sorted(found, key=lambda o: o.relative)
+    base = Path(location)
+    if not base.is_dir():
+        return []
+    for path in base.rglob("*"):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(base).parts):
+            stat = path.stat()
+            found.append(
+                StoredObject(
+                    uri=path.as_uri(),
+                    relative=path.relative_to(base).as_posix(),
+                    size=stat.st_size,
+                    modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds"),
+                )
+            )
+    return sorted(found, key=lambda o: o.relative)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlpipe.artifacts import model_complete
-from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.config import Run, Settings, resolve_run, sibling_uri
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.lineage import LINEAGE_FILE, lineage_record, write_lineage
 from mlpipe.planning import plan_run
 from mlpipe.targets import Target, target_for
 
@@ -51,10 +52,13 @@ def download(
     cv_folds: int,
     description: DatasetDescription,
     settings: Settings,
+    identity: dict[str, Any] | None = None,
+    execution_id: str | None = None,
 ) -> TaskOutcome:
     """Fetch ``source_url`` into ``dataset_uri`` unless the dataset is already there.
 
-    The body is checked against ``description`` while it streams; nothing is written unless it passes.
+    The body is checked against ``description`` while it streams; nothing is written unless it
+    passes. Then ``lineage.json`` beside it records ``identity`` (from the plan) and the source.
     """
     target = target_for(dataset_uri, allow_local=settings.allow_local_storage)
     if target.exists():
@@ -73,6 +77,13 @@ def download(
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
+    record = lineage_record(
+        identity,
+        execution_id=execution_id,
+        input_targets=[{"uri": source_url, "sha256": stats.sha256}],
+        output={"uri": target.uri, "sha256": stats.sha256, "bytes": stats.bytes, "rows": stats.rows},
+    )
+    write_lineage(target_for(sibling_uri(target.uri, LINEAGE_FILE), allow_local=settings.allow_local_storage), record)
     return TaskOutcome("ran", target.uri, {"rows": stats.rows, "bytes": stats.bytes, "sha256": stats.sha256})
 
 
@@ -85,8 +96,13 @@ def train(
     cv_folds: int,
     description: DatasetDescription,
     settings: Settings,
+    identity: dict[str, Any] | None = None,
+    execution_id: str | None = None,
 ) -> TaskOutcome:
-    """Train on ``dataset_uri`` and write the model (with metrics.json) unless both are already there."""
+    """Train on ``dataset_uri`` and write the model (with its card) unless both are already there.
+
+    The card's ``lineage`` section records ``identity`` (from the plan) and the dataset's URI and sha256.
+    """
     from mlpipe.training import train_model  # pandas and scikit-learn load only when training really happens
 
     local = settings.allow_local_storage
@@ -102,6 +118,7 @@ def train(
         cv_folds=cv_folds,
         description=description,
         allow_local=local,
+        lineage=lineage_record(identity, execution_id=execution_id, input_targets=[]),
     )
     details = {
         "training_seconds": round(result.seconds, 4),
@@ -112,8 +129,18 @@ def train(
     return TaskOutcome("ran" if result.wrote else "present", model.uri, details)
 
 
-def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOutcome:
-    """Publish ``model_uri`` to ``published_uri`` unless it is already published."""
+def upload(
+    model_uri: str,
+    published_uri: str,
+    *,
+    settings: Settings,
+    identity: dict[str, Any] | None = None,
+    execution_id: str | None = None,
+) -> TaskOutcome:
+    """Publish ``model_uri`` to ``published_uri`` unless it is already published.
+
+    The published card's ``publication`` section records ``identity`` and the model's URI and sha256.
+    """
     from mlpipe.publishing import publish_model
 
     local = settings.allow_local_storage
@@ -121,7 +148,8 @@ def upload(model_uri: str, published_uri: str, *, settings: Settings) -> TaskOut
     if model_complete(published, allow_local=local):
         return TaskOutcome("present", published.uri)
     model = _input(model_uri, "model", made_by="train", allow_local=local)
-    result = publish_model(model, published, allow_local=local)
+    record = lineage_record(identity, execution_id=execution_id, input_targets=[])
+    result = publish_model(model, published, allow_local=local, publication=record)
     return TaskOutcome("ran" if result.wrote else "present", published.uri, {"sha256": result.sha256})
 
 

@@ -157,8 +157,12 @@ def train_model(
     cv_folds: int,
     description: DatasetDescription | None = None,
     allow_local: bool = True,
+    lineage: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit ``estimator`` on ``dataset``; write ``model`` and its card (metrics.json) beside it.
+
+    ``lineage`` (a lineage record) becomes the card's ``lineage`` section, with the dataset's URI
+    and sha256 as its input.
 
     Raises InvalidDatasetError (the stored dataset does not match its description, or has too few
     rows per class for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the
@@ -180,6 +184,12 @@ def train_model(
     from sklearn.utils._param_validation import InvalidParameterError
 
     description = description or DatasetDescription()
+    planned = ((lineage or {}).get("inputs") or {}).get("scikit_learn")
+    if planned and ".".join(sklearn.__version__.split(".")[:2]) != planned:
+        raise TrainingError(
+            f"the plan named scikit-learn {planned} in the model's identity, but training has {sklearn.__version__}: "
+            "the core layer's estimator_constraints.json and the ML layer disagree; rebuild both from this repository"
+        )
     with dataset.open_read() as handle:
         stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, description, cv_folds)
         handle.seek(0)
@@ -293,6 +303,11 @@ def train_model(
         "model_bytes": len(payload),
         "model_sha256": hashlib.sha256(payload).hexdigest(),
     }
+    if lineage is not None:
+        metrics["lineage"] = lineage | {
+            "input_targets": [{"uri": dataset.uri, "sha256": stats.sha256}],
+            "versions": lineage.get("versions", {}) | metrics["versions"],
+        }
     wrote = write_model(model, payload, metrics, allow_local=allow_local)
     return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)
 

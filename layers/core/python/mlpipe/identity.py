@@ -1,0 +1,105 @@
+"""Identities: what a target is made from is part of its name, in the spirit of Luigi's ``task_id``.
+
+Each target's location holds a short, stable identity: its family and the first 12 hex digits of
+the sha256 of its significant inputs, as canonical JSON. The plan step computes all three before
+anything runs, so the same inputs give the same locations (and Luigi's skip), and changed inputs
+give new locations (and a rerun of what they change), while nothing is ever overwritten:
+
+- dataset: the run date, the source as the user named it (``source_id``, default the URL), the
+  dataset description;
+- model: the dataset's identity, the estimator, its effective hyperparameters that change the fit
+  (defaults filled in; ``n_jobs``, ``verbose``, ``cache_size`` left out), the CV folds, the
+  preprocessing, ``TRAINING_CODE_VERSION`` and scikit-learn's minor version;
+- published model: the model's identity.
+
+Settings that do not change an output (timeouts, retries, log levels, the size limit) are not part
+of any identity. A forced task (``force``) adds the execution's id to its own identity, so it and
+every task after it write new targets beside the old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.estimators import ESTIMATORS, scikit_learn_minor, significant_hyperparameters
+
+# Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
+# every model identity changes with it, so the next run of each date retrains.
+TRAINING_CODE_VERSION = 2
+TASKS = ("download", "train", "upload")
+FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}
+DIGITS = 12
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A target's identity (``family-0123456789ab``) and the inputs it is the hash of."""
+
+    family: str
+    digest: str
+    inputs: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """``<family>-<12 hex digits>``: the folder the target lives in."""
+        return f"{self.family}-{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as the run and the lineage record carry it."""
+        return {"identity": self.id, "inputs": self.inputs}
+
+
+def identity(family: str, inputs: dict[str, Any]) -> Identity:
+    """The identity of a ``family`` target made from ``inputs`` (any JSON-able mapping)."""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return Identity(family, hashlib.sha256(f"{family}\n{canonical}".encode()).hexdigest()[:DIGITS], inputs)
+
+
+def preprocessing(estimator: str, description: dict[str, Any]) -> dict[str, Any]:
+    """What the model's preprocessing is made of, as far as the inputs decide it."""
+    spec = ESTIMATORS[estimator]
+    return {"scale_numeric": spec.scale, "impute": description.get("missing") == "impute", "one_hot": True}
+
+
+def run_identities(
+    *,
+    run_date: str,
+    source_id: str,
+    description: dict[str, Any],
+    estimator: str,
+    hyperparameters: dict[str, Any],
+    cv_folds: int,
+    force: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, Identity]:
+    """The identities of the run's three targets, keyed by task (download, train, upload).
+
+    ``force`` names the first task to redo whatever exists; ``nonce`` (the execution's id) then
+    enters that task's identity, and through it every later one's.
+    """
+    forced = TASKS.index(force) if force else len(TASKS)
+
+    def salt(task: str) -> dict[str, Any]:
+        return {"force": nonce} if TASKS.index(task) == forced else {}
+
+    dataset = identity(
+        "dataset", {"run_date": run_date, "source": source_id, "description": description} | salt("download")
+    )
+    model = identity(
+        "model",
+        {
+            "dataset": dataset.id,
+            "estimator": estimator,
+            "hyperparameters": significant_hyperparameters(estimator, hyperparameters),
+            "cv_folds": cv_folds,
+            "preprocessing": preprocessing(estimator, description),
+            "training_code_version": TRAINING_CODE_VERSION,
+            "scikit_learn": scikit_learn_minor(),
+        }
+        | salt("train"),
+    )
+    published = identity("published", {"model": model.id} | salt("upload"))
+    return {"download": dataset, "train": model, "upload": published}

@@ -1,0 +1,49 @@
+"""Lineage: beside every output, what made it (its identity and inputs), from which input targets, when and by whom.
+
+The dataset's record is ``lineage.json`` beside ``dataset.csv``; a model's and a published model's
+are the ``lineage`` and ``publication`` sections of its card (``metrics.json``). Together they
+trace a published model back to the exact dataset bytes (URI and sha256) and parameters that made
+it, and to the executions that made each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import platform
+from typing import Any
+
+from mlpipe.exceptions import TargetExistsError
+from mlpipe.targets import Target
+
+LINEAGE_FILE = "lineage.json"
+
+
+def lineage_record(
+    identity: dict[str, Any] | None,
+    *,
+    execution_id: str | None,
+    input_targets: list[dict[str, Any]],
+    output: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One output's lineage: ``identity`` (``{"identity", "inputs"}`` from the plan), its input targets
+    (``{"uri", "sha256"}``), the output itself, the execution, the time and the versions."""
+    from mlpipe import __version__
+
+    identity = identity or {}
+    return {
+        "identity": identity.get("identity"),
+        "inputs": identity.get("inputs"),
+        "input_targets": input_targets,
+        "output": output,
+        "execution_id": execution_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": {"mlpipe": __version__, "python": platform.python_version()},
+    }
+
+
+def write_lineage(target: Target, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``target`` (a lineage.json) unless a concurrent writer of the same output got there first."""
+    with contextlib.suppress(TargetExistsError):
+        target.write_bytes((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())

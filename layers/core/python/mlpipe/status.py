@@ -1,0 +1,135 @@
+"""What exists: every dataset, model and published model under the roots, by run date, with its identity and state.
+
+Targets live at ``<root>/<run date>/<family>-<digest>/<file>`` (``mlpipe.identity``). A dataset is
+present when ``dataset.csv`` is there; a model or a published model when both ``model.pkl`` and
+its card are, and *incomplete* when only one of them is (a crash between the two writes, or a
+hand-deleted file). Models carry their CV accuracy and estimator (from the card); for each date
+the newest published model (by when it was published) is marked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from mlpipe.config import parse_run_date
+from mlpipe.exceptions import InvalidRequestError
+from mlpipe.identity import FAMILIES
+from mlpipe.targets import StoredObject, list_under, target_for
+
+COMPLETE = {
+    "dataset": {"dataset.csv"},
+    "model": {"model.pkl", "metrics.json"},
+    "published": {"model.pkl", "metrics.json"},
+}
+MAIN_FILE = {"dataset": "dataset.csv", "model": "model.pkl", "published": "model.pkl"}
+
+
+def collect_status(
+    artifact_root: str,
+    publish_uri: str,
+    *,
+    first: str | None = None,
+    last: str | None = None,
+    allow_local: bool = True,
+) -> dict[str, Any]:
+    """``{"runs": [{"run_date", "datasets", "models", "published"}]}`` for the dates in ``[first, last]``."""
+    for value in (first, last):
+        if value is not None:
+            parse_run_date(value)
+    if first and last and last < first:
+        raise InvalidRequestError(f"the range ends ({last}) before it starts ({first})")
+    groups: dict[tuple[str, str, str], dict[str, StoredObject]] = defaultdict(dict)
+    for root in (artifact_root, publish_uri):
+        for item in list_under(root, allow_local=allow_local):
+            parts = item.relative.split("/")
+            if len(parts) != 3:
+                continue
+            run_date, folder, name = parts
+            family = folder.split("-", 1)[0]
+            if family not in FAMILIES.values() or (root == publish_uri) != (family == "published"):
+                continue
+            if (first and run_date < first) or (last and run_date > last):
+                continue
+            groups[(run_date, family, folder)][name] = item
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: {"datasets": [], "models": [], "published": []}
+    )
+    for (run_date, family, folder), files in sorted(groups.items()):
+        entry = _entry(family, folder, files, allow_local=allow_local)
+        runs[run_date]["datasets" if family == "dataset" else "models" if family == "model" else "published"].append(
+            entry
+        )
+    result = []
+    for run_date in sorted(runs):
+        published = runs[run_date]["published"]
+        complete = [p for p in published if p["state"] == "present"]
+        newest = max(complete, key=lambda p: p["made"] or "", default=None)
+        for entry in published:
+            entry["newest"] = entry is newest
+        result.append({"run_date": run_date, **runs[run_date]})
+    return {"runs": result}
+
+
+def _entry(family: str, folder: str, files: dict[str, StoredObject], *, allow_local: bool) -> dict[str, Any]:
+    main = files.get(MAIN_FILE[family])
+    state = "present" if COMPLETE[family] <= set(files) else "incomplete"
+    any_file = main or next(iter(files.values()))
+    entry: dict[str, Any] = {
+        "uri": main.uri if main else any_file.uri.rsplit("/", 1)[0] + "/" + MAIN_FILE[family],
+        "identity": folder,
+        "state": state,
+        "size": main.size if main else None,
+        "made": any_file.modified,
+    }
+    if family == "dataset":
+        lineage = _read_json(files.get("lineage.json"), allow_local=allow_local)
+        entry["made"] = lineage.get("created_at") or entry["made"]
+        entry["source"] = (lineage.get("inputs") or {}).get("source")
+        return entry
+    card = _read_json(files.get("metrics.json"), allow_local=allow_local)
+    section = card.get("publication" if family == "published" else "lineage") or {}
+    entry["made"] = section.get("created_at") or entry["made"]
+    entry["cv_accuracy"] = (card.get("cv_accuracy") or {}).get("mean")
+    estimator = card.get("estimator") or {}
+    entry["estimator"] = estimator.get("name")
+    entry["hyperparameters"] = estimator.get("non_default_hyperparameters")
+    if family == "model":
+        entry["dataset"] = ((card.get("lineage") or {}).get("inputs") or {}).get("dataset")
+    else:
+        entry["model"] = (section.get("inputs") or {}).get("model")
+    return entry
+
+
+def _read_json(item: StoredObject | None, *, allow_local: bool) -> dict[str, Any]:
+    if item is None:
+        return {}
+    try:
+        value = json.loads(target_for(item.uri, allow_local=allow_local).read_bytes())
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """A readable table, one line per target, grouped by run date."""
+    lines: list[str] = []
+    for run in status["runs"]:
+        lines.append(f"===== {run['run_date']} =====")
+        for kind, entries in (("dataset", run["datasets"]), ("model", run["models"]), ("published", run["published"])):
+            for entry in entries:
+                detail = ""
+                if kind != "dataset":
+                    accuracy = entry.get("cv_accuracy")
+                    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
+                    params = json.dumps(entry.get("hyperparameters") or {}, sort_keys=True)
+                    detail = f"  cv {shown}  {entry.get('estimator') or '-'} {params}"
+                newest = "  (newest)" if entry.get("newest") else ""
+                size = entry["size"] if entry["size"] is not None else "-"
+                head = f"  {kind:<9} {entry['identity']:<22} {entry['state']:<10} {size:>9} B  {entry['made']}"
+                lines.append(head + detail + newest)
+                lines.append(f"            {entry['uri']}")
+    if not lines:
+        lines.append("nothing found")
+    return "\n".join(lines)
