@@ -145,3 +145,31 @@ def test_join_uri_appends_segments() -> None:
     assert join_uri("s3://bucket/prefix/", "2026-01-02", "model.pkl") == "s3://bucket/prefix/2026-01-02/model.pkl"
     assert join_uri("s3://bucket", "a.csv") == "s3://bucket/a.csv"
     assert join_uri("/tmp/root", "a", "b.csv") == "file:///tmp/root/a/b.csv"
+
+
+def test_replace_if_swaps_only_the_version_that_was_read(make_target: Callable[[str], Any]) -> None:
+    from mlpipe.exceptions import TargetChangedError
+
+    target = make_target("champion.json")
+    assert target.read_versioned() == (None, None)
+    target.replace_if(b"first", None)  # only if it does not exist
+    with pytest.raises(TargetChangedError):
+        target.replace_if(b"again", None)
+    data, version = target.read_versioned()
+    assert data == b"first"
+    target.replace_if(b"second", version)
+    with pytest.raises(TargetChangedError):
+        target.replace_if(b"stale", version)  # the version read before is gone
+    assert target.read_bytes() == b"second"
+
+
+def test_list_under_finds_complete_objects_only(make_target: Callable[[str], Any]) -> None:
+    from mlpipe.targets import list_under
+
+    make_target("2026-01-01/model-a/model.pkl").write_bytes(b"m")
+    make_target("2026-01-01/model-a/metrics.json").write_bytes(b"{}")
+    root = make_target("x").uri.rsplit("/", 1)[0]
+    found = list_under(root)
+    assert [o.relative for o in found] == ["2026-01-01/model-a/metrics.json", "2026-01-01/model-a/model.pkl"]
+    assert [o.size for o in found] == [2, 1]
+    assert list_under(root + "/nothing-here") == []

@@ -1,0 +1,231 @@
+"""The champion: one current model for consumers, at ``<publish location>/champion.json``.
+
+The manifest::
+
+    {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"cv_accuracy", ...},
+     "promoted_at", "promoted_by", "action": "promote" | "manual" | "rollback",
+     "previous": <the previous champion's manifest, without its own previous> | null}
+
+Every change is a compare-and-swap (``Target.replace_if``: ``If-Match`` on the ETag read, or
+``If-None-Match: *`` for the first one, on S3; a lock file and an atomic rename locally) retried on
+a conflict, so two executions promoting at once end with the newer one as champion and neither
+write lost: each change is also recorded as its own object under ``champion-history/``, which
+``champion_history`` lists oldest first.
+
+Promotion rules (``promote``, called after a publish): a model that passed the gate becomes the
+champion when its run date is the newest so far (a backfill of older dates publishes them but
+does not move the champion; a second model for the same date, from changed hyperparameters or a
+force, does). ``set_champion`` (``pipeline promote``) and ``rollback`` set it by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.artifacts import read_metrics
+from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError
+from mlpipe.targets import Target, join_uri, list_under, target_for
+
+CHAMPION_FILE = "champion.json"
+HISTORY_DIR = "champion-history"
+CAS_ATTEMPTS = 20
+METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion attempt did: whether the champion moved, why, and the champion afterwards."""
+
+    promoted: bool
+    reason: str
+    champion: dict[str, Any] | None
+
+    def as_dict(self, publish_uri: str) -> dict[str, Any]:
+        """The promote step's result, for the run's summary."""
+        champion = self.champion or {}
+        return {
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "champion_uri": champion_uri(publish_uri),
+            "model_uri": champion.get("model_uri"),
+            "identity": champion.get("identity"),
+        }
+
+
+def champion_uri(publish_uri: str) -> str:
+    """The manifest's URI under a publish location."""
+    return join_uri(publish_uri, CHAMPION_FILE)
+
+
+def read_champion(publish_uri: str, *, allow_local: bool = True) -> dict[str, Any] | None:
+    """The current champion's manifest, or None when there is none yet."""
+    data, _ = target_for(champion_uri(publish_uri), allow_local=allow_local).read_versioned()
+    return _parse(data, champion_uri(publish_uri)) if data is not None else None
+
+
+def champion_history(publish_uri: str, *, allow_local: bool = True) -> list[dict[str, Any]]:
+    """Every change of champion, oldest first (each a manifest, with its ``previous``)."""
+    entries = []
+    for item in list_under(join_uri(publish_uri, HISTORY_DIR), allow_local=allow_local):
+        data = target_for(item.uri, allow_local=allow_local).read_bytes()
+        entries.append(_parse(data, item.uri))
+    return sorted(entries, key=lambda e: (e.get("promoted_at") or "", e.get("sequence") or 0))
+
+
+def manifest_for(
+    published: Target, card: dict[str, Any], *, run_date: str, promoted_by: str, action: str
+) -> dict[str, Any]:
+    """A manifest naming the published model ``published`` (with its card ``card``) as champion."""
+    publication = card.get("publication") or {}
+    metrics = {name: _metric(card, name) for name in METRICS}
+    return {
+        "model_uri": published.uri,
+        "identity": publication.get("identity") or published.uri.rsplit("/", 2)[-2],
+        "sha256": card["model_sha256"],
+        "run_date": run_date,
+        "classes": card.get("classes"),
+        "estimator": (card.get("estimator") or {}).get("name"),
+        "metrics": metrics,
+        "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "promoted_by": promoted_by,
+        "action": action,
+        "previous": None,
+    }
+
+
+def promote(
+    publish_uri: str,
+    published_uri: str,
+    run_date: str,
+    *,
+    promoted_by: str,
+    allow_local: bool = True,
+) -> Promotion:
+    """Make the published model the champion if its run date is the newest so far (compare-and-swap)."""
+    published = target_for(published_uri, allow_local=allow_local)
+    card = read_metrics(published, allow_local=allow_local)
+    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
+
+    def decide(current: dict[str, Any] | None) -> str | None:
+        if current is None:
+            return None
+        if current.get("identity") == manifest["identity"]:
+            return f"already the champion ({current['identity']})"
+        if str(current.get("run_date")) > run_date:
+            newer = current.get("run_date")
+            return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
+        return None
+
+    return _swap(publish_uri, manifest, decide, allow_local=allow_local)
+
+
+def set_champion(publish_uri: str, published_uri: str, *, promoted_by: str, allow_local: bool = True) -> Promotion:
+    """Make a published model the champion by hand, whatever its date, after checking its bytes against its card."""
+    published = target_for(published_uri, allow_local=allow_local)
+    if not published.exists():
+        raise InvalidRequestError(f"there is no published model at {published.uri}")
+    card = read_metrics(published, allow_local=allow_local)
+    actual = published.sha256()
+    if actual != card["model_sha256"]:
+        raise IntegrityError(f"{published.uri} has sha256 {actual}, but its card records {card['model_sha256']}")
+    run_date = published.uri.rsplit("/", 3)[-3]
+    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="manual")
+    return _swap(publish_uri, manifest, lambda current: None, allow_local=allow_local)
+
+
+def rollback(publish_uri: str, *, promoted_by: str, allow_local: bool = True) -> Promotion:
+    """Make the previous champion the champion again (its ``previous`` becomes the one rolled back)."""
+    for _ in range(CAS_ATTEMPTS):
+        target = target_for(champion_uri(publish_uri), allow_local=allow_local)
+        data, version = target.read_versioned()
+        current = _parse(data, target.uri) if data is not None else None
+        if current is None or not current.get("previous"):
+            raise InvalidRequestError(f"{target.uri} has no previous champion to roll back to")
+        manifest = dict(current["previous"]) | {
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "promoted_by": promoted_by,
+            "action": "rollback",
+            "previous": _without_previous(current),
+        }
+        try:
+            _write(target, publish_uri, manifest, version, allow_local=allow_local)
+        except TargetChangedError:
+            continue
+        return Promotion(True, f"rolled back to {manifest['identity']}", manifest)
+    raise StorageError(f"cannot roll back {champion_uri(publish_uri)}: it kept changing ({CAS_ATTEMPTS} attempts)")
+
+
+def load_champion(publish_uri: str) -> tuple[Any, dict[str, Any]]:
+    """``(model, card)`` of the current champion, checked like ``load_model`` and against the manifest's sha256."""
+    from mlpipe.loading import load_model
+
+    manifest = read_champion(publish_uri)
+    if manifest is None:
+        raise IntegrityError(f"there is no champion at {champion_uri(publish_uri)}; publish a model first")
+    try:
+        model, card = load_model(str(manifest["model_uri"]))
+    except IntegrityError as exc:
+        raise IntegrityError(f"the champion {manifest.get('identity')} ({manifest['model_uri']}): {exc}") from exc
+    if card["model_sha256"] != manifest.get("sha256"):
+        raise IntegrityError(
+            f"the champion {manifest.get('identity')} ({manifest['model_uri']}) has sha256 {card['model_sha256']}, "
+            f"but champion.json records {manifest.get('sha256')}; it was replaced after promotion"
+        )
+    return model, card
+
+
+def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, allow_local: bool) -> Promotion:
+    target = target_for(champion_uri(publish_uri), allow_local=allow_local)
+    for _ in range(CAS_ATTEMPTS):
+        data, version = target.read_versioned()
+        current = _parse(data, target.uri) if data is not None else None
+        refusal = decide(current)
+        if refusal is not None:
+            return Promotion(False, refusal, current)
+        new = manifest | {
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "previous": _without_previous(current) if current else None,
+        }
+        try:
+            _write(target, publish_uri, new, version, allow_local=allow_local)
+        except TargetChangedError:
+            continue  # someone else changed the champion since we read it: decide again on the new one
+        what = "the first champion" if current is None else f"the champion, replacing {current.get('identity')}"
+        return Promotion(True, f"promoted {new['identity']} to {what}", new)
+    raise StorageError(f"cannot update {target.uri}: it kept changing ({CAS_ATTEMPTS} attempts)")
+
+
+def _write(
+    target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, allow_local: bool
+) -> None:
+    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    target.replace_if(document, version)
+    stamp = manifest["promoted_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    name = f"{stamp}-{manifest['identity']}-{uuid.uuid4().hex[:6]}.json"
+    target_for(join_uri(publish_uri, HISTORY_DIR, name), allow_local=allow_local).write_bytes(document)
+
+
+def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if manifest is None else {k: v for k, v in manifest.items() if k != "previous"} | {"previous": None}
+
+
+def _metric(card: dict[str, Any], name: str) -> float | None:
+    if name == "cv_accuracy":
+        return (card.get("cv_accuracy") or {}).get("mean")
+    if name == "training_accuracy":
+        return card.get("training_accuracy")
+    return (card.get("cv_metrics") or {}).get(name)
+
+
+def _parse(data: bytes | None, uri: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data or b"")
+    except ValueError as exc:
+        raise IntegrityError(f"{uri} is not valid JSON ({exc}); restore it from champion-history/") from exc
+    if not isinstance(value, dict) or "model_uri" not in value:
+        raise IntegrityError(f"{uri} is not a champion manifest (no model_uri); restore it from champion-history/")
+    return value
