@@ -16,7 +16,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "dataset_uri", "model_uri"),
-        optional=("estimator", "hyperparameters", "cv_folds", "dataset", "identities", "execution_id"),
+        optional=(
+            "estimator",
+            "hyperparameters",
+            "cv_folds",
+            "dataset",
+            "identities",
+            "execution_id",
+            "publish_root",
+            "min_cv_accuracy",
+            "max_regression",
+        ),
         settings=SETTINGS,
     )
     estimator = fields.get("estimator", SETTINGS.estimator)
@@ -31,4 +41,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings=SETTINGS,
         identity=fields.get("identities", {}).get("train"),
         execution_id=fields.get("execution_id"),
+        publish_root=fields.get("publish_root"),
+        min_cv_accuracy=fields.get("min_cv_accuracy", SETTINGS.min_cv_accuracy),
+        max_regression=fields.get("max_regression", SETTINGS.max_regression),
     ).as_dict()

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_local.lambdas import FUNCTIONS
+
 DEFAULT_ROOT = Path(".pipeline")
 SAMPLE_SOURCE_ID = "sample:iris"
 EXIT_FAILED = 1
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
 
     invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
-    invoke.add_argument("function", choices=["plan", "download", "train", "upload", "report"])
+    invoke.add_argument("function", choices=FUNCTIONS)
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/download.json")
     invoke.add_argument(
         "--offline",
@@ -245,19 +247,25 @@ def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
             if isinstance(value, str) and value.startswith("s3://"):
                 with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                     s3.create_bucket(Bucket=value[5:].split("/", 1)[0])
-        # Make the function's inputs, by the layout's conventions (siblings in the run's folder).
+        # Make the function's inputs: the targets of the tasks before it, named in the event (a run object).
         run_date = event.get("run_date", "2026-01-01")
         model_uri = event.get("model_uri")
-        dataset_uri = event.get("dataset_uri") or (model_uri.rsplit("/", 1)[0] + "/dataset.csv" if model_uri else None)
-        if function in {"train", "upload"} and dataset_uri:
+        dataset_uri = event.get("dataset_uri")
+        published_uri = event.get("published_uri")
+        if function in {"train", "upload", "promote"} and dataset_uri:
             print(f"(offline) making the input {dataset_uri}", file=sys.stderr)
             load_handler("download")(
                 {"run_date": run_date, "source_url": sample_url, "dataset_uri": dataset_uri}, LambdaContext("download")
             )
-        if function == "upload" and model_uri:
+        if function in {"upload", "promote"} and model_uri:
             print(f"(offline) making the input {model_uri}", file=sys.stderr)
             load_handler("train")(
                 {"run_date": run_date, "dataset_uri": dataset_uri, "model_uri": model_uri}, LambdaContext("train")
+            )
+        if function == "promote" and published_uri:
+            print(f"(offline) making the input {published_uri}", file=sys.stderr)
+            load_handler("upload")(
+                {"run_date": run_date, "model_uri": model_uri, "published_uri": published_uri}, LambdaContext("upload")
             )
         yield event
 

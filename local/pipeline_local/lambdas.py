@@ -27,7 +27,9 @@ from typing import Any
 
 MOTO_SERIES = "5.2."
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = ("plan", "download", "train", "upload", "report")
+# One folder per function, each with its handler (template.yaml's CodeUri; tests/unit/test_template.py
+# checks that the template, this list and the ASL name the same functions).
+FUNCTIONS = tuple(sorted(path.parent.name for path in (REPO_ROOT / "functions").glob("*/app.py")))
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 

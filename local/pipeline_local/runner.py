@@ -181,7 +181,14 @@ def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
     try:
         cause = json.loads(status.get("cause") or "")
         error = cause["error"]
-        return {"status": "FAILED", "run_date": cause.get("run_date"), "tasks": cause["tasks"], "error": error}
+        return {
+            "status": "FAILED",
+            "run_date": cause.get("run_date"),
+            "tasks": cause["tasks"],
+            "gate": cause.get("gate"),
+            "champion": cause.get("champion"),
+            "error": error,
+        }
     except (ValueError, KeyError, TypeError):
         # The execution did not reach the Fail state (for instance the report step itself failed).
         return {
@@ -206,6 +213,10 @@ def describe_event(event: dict[str, Any]) -> str | None:
             tasks = output.get("tasks") if isinstance(output, dict) else None
             if details["name"] == "Plan the run" and isinstance(output, dict):
                 note = f"  (start at: {output.get('start_at')})"
+            elif details["name"] == "Promote if newest" and isinstance(output, dict):
+                note = f"  ({(output.get('champion') or {}).get('reason')})"
+            elif details["name"] == "Is the model good enough?" and isinstance(tasks, dict):
+                note = f"  ({((tasks.get('train') or {}).get('gate') or {}).get('reason')})"
             elif isinstance(tasks, dict):
                 key = {"Download dataset": "download", "Train model": "train", "Publish model": "upload"}
                 task = tasks.get(key.get(details["name"], ""))

@@ -89,9 +89,10 @@ def test_s3_roots_go_to_the_server_named_by_aws_endpoint_url(tmp_path: Path, s3_
         env={"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"},
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models", Prefix="iris/2026-11-25/")["Contents"]]
     assert [key.rsplit("/", 1)[1] for key in keys] == ["metrics.json", "model.pkl"]
     assert keys[0].startswith("iris/2026-11-25/published-")
+    assert s3.head_object(Bucket="local-models", Key="iris/champion.json")["ContentLength"] > 0
 
 
 def test_dataset_flags_and_another_estimator_make_the_run(tmp_path: Path, http_server: Any) -> None:

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 EVENTS = REPO / "events"
 
 
-@pytest.mark.parametrize("function", ["plan", "download", "train", "upload", "report"])
+@pytest.mark.parametrize("function", ["plan", "download", "train", "upload", "promote", "report"])
 def test_each_function_runs_its_event_file_offline(function: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["invoke", function, str(EVENTS / f"{function}.json"), "--offline"]) == 0
     result: dict[str, Any] = json.loads(capsys.readouterr().out)
@@ -22,6 +22,8 @@ def test_each_function_runs_its_event_file_offline(function: str, capsys: pytest
         assert result["start_at"] == "download"
     elif function == "report":
         assert result["summary"]["status"] == "SUCCEEDED"
+    elif function == "promote":
+        assert result["promoted"] is True
     else:
         assert result["state"] == "ran"
 
@@ -31,10 +33,11 @@ def test_state_machine_inputs_are_plan_events_too(name: str, capsys: pytest.Capt
     assert main(["invoke", "plan", str(EVENTS / name), "--offline"]) == 0
     planned = json.loads(capsys.readouterr().out)
     assert planned["run"]["run_date"] == "2026-11-25"
-    # The task events are the run this input plans (less the execution id), so they stay in step with the plan.
+    # The task events are the run this input plans (less the execution id), so they stay in step with the
+    # plan: tools/regenerate_events.py rewrites them.
     task_event = json.loads((EVENTS / "download.json").read_text())
     assert planned["run"] | {"execution_id": None} == task_event | {"execution_id": None}
-    for task in ("train", "upload"):
+    for task in ("train", "upload", "promote"):
         assert json.loads((EVENTS / f"{task}.json").read_text()) == task_event
     report = json.loads((EVENTS / "report.json").read_text())
     assert report["run"] == task_event

@@ -78,9 +78,11 @@ def test_train_passes_hyperparameters_to_the_svc(aws: Any, http_server: Any, inv
 
 def test_train_reports_present_without_reading_the_dataset(aws: Any, http_server: Any, invoke: Invoke) -> None:
     aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/model.pkl", Body=b"model")
-    aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/metrics.json", Body=b"{}")
-    # No dataset exists: a train that looked at its input would fail.
-    assert invoke("train", run_event(http_server)) == {"state": "present", "target": MODEL}
+    card = {"model_sha256": "0" * 64, "cv_accuracy": {"mean": 0.9}, "classes": ["a", "b"]}
+    aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/metrics.json", Body=json.dumps(card).encode())
+    # No dataset exists: a train that looked at its input would fail. The gate's numbers come from the card.
+    result = invoke("train", run_event(http_server))
+    assert (result["state"], result["target"], result["gate"]["cv_accuracy"]) == ("present", MODEL, 0.9)
     assert s3_keys(aws, ARTIFACTS) == [f"runs/{DATE}/metrics.json", f"runs/{DATE}/model.pkl"]
 
 
@@ -177,6 +179,8 @@ def test_report_marks_the_failed_task_and_what_did_not_run(invoke: Invoke) -> No
             "train": {"state": "failed", "target": "m"},
             "upload": {"state": "not_run", "target": "p"},
         },
+        "gate": None,
+        "champion": None,
         "error": {"task": "train", "type": "TrainingError", "message": "it broke"},
     }
     assert json.loads(report["cause"])["error"]["message"] == "it broke"

@@ -83,10 +83,14 @@ def test_download_and_train_write_only_under_artifacts() -> None:
     for role in ("DownloadRole", "TrainRole"):
         s3 = grants(role, "s3")
         assert set(s3) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
-        for resource in s3["s3:PutObject"] + s3["s3:GetObject"]:
+        for resource in s3["s3:PutObject"]:
             assert "/artifacts/*" in resource
             assert "ModelsBucket" not in resource
             assert "PublishBucket" not in resource
+        outside = [r for r in s3["s3:GetObject"] if "/artifacts/*" not in r]
+        # train reads the champion's manifest (the gate compares with it), and nothing else outside artifacts
+        assert all(r.count("${PublishPrefix}/champion.json") == 1 for r in outside), outside
+        assert role == "TrainRole" or not outside
 
 
 def test_upload_reads_artifacts_and_writes_only_the_publish_prefix() -> None:
@@ -115,6 +119,7 @@ def test_state_machine_invokes_only_the_pipeline_functions() -> None:
     assert sorted(t["Fn::GetAtt"][0] for t in targets) == [
         "DownloadFunction",
         "PlanFunction",
+        "PromoteFunction",
         "ReportFunction",
         "TrainFunction",
         "UploadFunction",

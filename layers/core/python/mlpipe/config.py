@@ -45,6 +45,8 @@ INPUT_FIELDS = frozenset(
         "hyperparameters",
         "cv_folds",
         "max_source_bytes",
+        "min_cv_accuracy",
+        "max_regression",
     }
 )
 
@@ -63,6 +65,22 @@ def _json_env(env: Mapping[str, str], name: str) -> Any:
         return json.loads(env.get(name, "") or "{}")
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"environment variable {name} is not valid JSON: {exc}") from exc
+
+
+def _fraction(value: Any, name: str) -> float | None:
+    """None (off), or a number in [0, 1] (an accuracy, or a drop in accuracy)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidRequestError(
+                f"{name} must be a number between 0 and 1 (or empty: off), got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidRequestError(f"{name} must be a number between 0 and 1 (or null: off), got {value!r}")
+    return float(value)
 
 
 def _positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
@@ -84,6 +102,11 @@ class Settings:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     cv_folds: int = DEFAULT_CV_FOLDS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+    # The quality gate (mlpipe.gate); None = off.
+    min_cv_accuracy: float | None = None
+    max_regression: float | None = None
+    # Where a promotion is announced (an EventBridge bus name); None = nowhere (local runs).
+    event_bus: str | None = None
     timezone: str = "UTC"
     # How hard the download tries: per-request timeouts, attempts inside one invocation (the state
     # machine's Retry adds more, spaced further apart) and the first backoff interval.
@@ -123,6 +146,9 @@ class Settings:
             hyperparameters=validate_hyperparameters(estimator, hyper, where="HYPERPARAMETERS"),
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
             max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES", maximum=MAX_SOURCE_BYTES_LIMIT),
+            min_cv_accuracy=_fraction(env.get("MIN_CV_ACCURACY") or None, "MIN_CV_ACCURACY"),
+            max_regression=_fraction(env.get("MAX_REGRESSION") or None, "MAX_REGRESSION"),
+            event_bus=env.get("EVENT_BUS_NAME") or None,
             timezone=env.get("TIMEZONE") or "UTC",
             source_connect_timeout=connect_timeout,
             source_read_timeout=read_timeout,
@@ -162,6 +188,10 @@ class Run:
     # Each target's identity and the inputs it is made from, by task (mlpipe.identity): recorded in
     # the lineage written beside each output.
     identities: dict[str, Any] = field(default_factory=dict)
+    # The publish location's root (where champion.json is) and the quality gate: not part of any identity.
+    publish_root: str | None = None
+    min_cv_accuracy: float | None = None
+    max_regression: float | None = None
 
     def to_event(self) -> dict[str, Any]:
         """The JSON object the state machine passes to every task."""
@@ -205,6 +235,11 @@ class Run:
             fields["hyperparameters"] = validate_hyperparameters(check_estimator(estimator), fields["hyperparameters"])
         if "dataset" in fields:
             fields["dataset"] = DatasetDescription.from_value(fields["dataset"])
+        for name in ("min_cv_accuracy", "max_regression"):
+            if name in fields:
+                fields[name] = _fraction(fields[name], name)
+        if "publish_root" in fields:
+            split_uri(fields["publish_root"], allow_local=settings.allow_local_storage)
         if "identities" in fields and not isinstance(fields["identities"], dict):
             raise InvalidRequestError(f"identities must be an object (the plan's), got {fields['identities']!r}")
         if "cv_folds" in fields:
@@ -325,5 +360,8 @@ def resolve_run(
         execution_id=execution_id,
         source_id=source_id if source_id != source_url else None,
         force=force,
+        publish_root=roots["publish_uri"],
+        min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
+        max_regression=_fraction(execution_input.get("max_regression", settings.max_regression), "max_regression"),
         identities={task: found.to_dict() for task, found in identities.items()},
     )

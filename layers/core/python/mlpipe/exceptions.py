@@ -55,6 +55,10 @@ class IntegrityError(PipelineError):
     """A stored artifact does not match its recorded sha256 (corrupted or replaced)."""
 
 
+class ModelRejectedError(PipelineError):
+    """The quality gate refused the model (the state machine's Choice; this class names it for the docs and tests)."""
+
+
 class IncompatibleModelError(PipelineError):
     """A model was pickled by another scikit-learn version than the one loading it."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipe.artifacts import model_complete
+from mlpipe.artifacts import model_complete, read_metrics
 from mlpipe.config import Run
+from mlpipe.gate import gate_for
 from mlpipe.targets import target_for
 
 TASKS = ("download", "train", "upload")
@@ -31,8 +32,29 @@ def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
         start_at = name
     first = TASKS.index(start_at) if start_at != "none" else len(TASKS)
     targets = {"download": run.dataset_uri, "train": run.model_uri, "upload": run.published_uri}
-    tasks = {}
+    tasks: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(TASKS):
         state = "pending" if index >= first else "present" if present[name] else "not_run"
         tasks[name] = {"state": state, "target": targets[name]}
+    if start_at == "upload":  # the model exists: the gate decides on its card without retraining
+        card = read_metrics(target_for(run.model_uri, allow_local=allow_local), allow_local=allow_local)
+        tasks["train"]["gate"] = gate_for(
+            card, run.model_uri, run.publish_root, run.min_cv_accuracy, run.max_regression, allow_local=allow_local
+        )
+    elif start_at == "none" and run.publish_root and promotion_due(run, allow_local=allow_local):
+        start_at = "promote"  # published, but never promoted (say the promote step failed): resume there
     return {"run": run.to_event(), "tasks": tasks, "start_at": start_at}
+
+
+def promotion_due(run: Run, *, allow_local: bool) -> bool:
+    """True when the run's published model should be champion and has never been (no history entry names it)."""
+    from mlpipe.champion import HISTORY_DIR, read_champion
+    from mlpipe.targets import join_uri, list_under
+
+    assert run.publish_root is not None
+    identity = run.published_uri.rsplit("/", 2)[-2]
+    champion = read_champion(run.publish_root, allow_local=allow_local)
+    if champion is not None and (champion.get("identity") == identity or str(champion.get("run_date")) > run.run_date):
+        return False
+    history = list_under(join_uri(run.publish_root, HISTORY_DIR, allow_local=allow_local), allow_local=allow_local)
+    return not any(f"-{identity}-" in item.relative for item in history)

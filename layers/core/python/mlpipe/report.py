@@ -13,8 +13,10 @@ STATES = ("present", "ran", "failed", "not_run")
 def build_report(state: dict[str, Any]) -> dict[str, Any]:
     """Turn the state machine's state into ``{"summary": ..., "cause": ...}``.
 
-    ``state`` holds ``run`` and ``tasks`` (from the planning step and the tasks' results) and, after
-    a failure, ``failed_task`` and ``error`` (Step Functions' ``{"Error", "Cause"}``). A task still
+    ``state`` holds ``run`` and ``tasks`` (from the planning step and the tasks' results; train's
+    carries the gate's numbers), ``champion`` (the promote step's result) and, after a failure,
+    ``failed_task`` and ``error`` (Step Functions' ``{"Error", "Cause"}``); a failed task ``gate``
+    is the quality gate's rejection, reported as ``ModelRejectedError``. A task still
     "pending" when the run ends did not run. ``cause`` is the summary as a JSON string, for the
     Fail state's Cause.
     """
@@ -30,16 +32,23 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
         elif task_state not in STATES:
             task_state = "not_run"
         tasks[name] = {"state": task_state, "target": entry.get("target")}
+    gate = (planned.get("train") or {}).get("gate") if isinstance(planned.get("train"), dict) else None
+    champion = state.get("champion") if isinstance(state.get("champion"), dict) else None
     error = None
-    if failed_task or state.get("error"):
+    if failed_task == "gate":  # the gate's Choice rejected the model: no Lambda error, the reason is the gate's
+        error = {"task": "gate", "type": "ModelRejectedError", "message": str((gate or {}).get("reason"))}
+    elif failed_task or state.get("error"):
         error = {"task": failed_task or "plan", **describe_error(state.get("error") or {})}
     summary = {
         "status": "FAILED" if error else "SUCCEEDED",
         "run_date": run.get("run_date"),
         "tasks": tasks,
+        "gate": gate,
+        "champion": champion,
         "error": error,
     }
-    return {"summary": summary, "cause": json.dumps({"error": error, "tasks": tasks, "run_date": summary["run_date"]})}
+    cause = {key: summary[key] for key in ("error", "tasks", "run_date", "gate", "champion")}
+    return {"summary": summary, "cause": json.dumps(cause)}
 
 
 def describe_error(error: dict[str, Any]) -> dict[str, str]:

@@ -11,11 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlpipe.artifacts import model_complete
+from mlpipe.artifacts import model_complete, read_metrics
 from mlpipe.config import Run, Settings, resolve_run, sibling_uri
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.gate import gate_for
 from mlpipe.lineage import LINEAGE_FILE, lineage_record, write_lineage
 from mlpipe.planning import plan_run
 from mlpipe.targets import Target, target_for
@@ -98,17 +99,26 @@ def train(
     settings: Settings,
     identity: dict[str, Any] | None = None,
     execution_id: str | None = None,
+    publish_root: str | None = None,
+    min_cv_accuracy: float | None = None,
+    max_regression: float | None = None,
 ) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with its card) unless both are already there.
 
-    The card's ``lineage`` section records ``identity`` (from the plan) and the dataset's URI and sha256.
+    The card's ``lineage`` section records ``identity`` (from the plan) and the dataset's URI and
+    sha256. Either way the outcome carries ``gate`` (mlpipe.gate): the model's CV accuracy against
+    the thresholds and the champion under ``publish_root``, for the state machine's gate.
     """
     from mlpipe.training import train_model  # pandas and scikit-learn load only when training really happens
 
     local = settings.allow_local_storage
     model = target_for(model_uri, allow_local=local)
+
+    def gate(card: dict[str, Any]) -> dict[str, Any]:
+        return gate_for(card, model.uri, publish_root, min_cv_accuracy, max_regression, allow_local=local)
+
     if model_complete(model, allow_local=local):
-        return TaskOutcome("present", model.uri)
+        return TaskOutcome("present", model.uri, {"gate": gate(read_metrics(model, allow_local=local))})
     dataset = _input(dataset_uri, "dataset", made_by="download", allow_local=local)
     result = train_model(
         dataset,
@@ -125,8 +135,59 @@ def train(
         "rows": result.metrics["rows"],
         "cv_accuracy": result.metrics["cv_accuracy"]["mean"],
         "sha256": result.metrics["model_sha256"],
+        "gate": gate(result.metrics),
     }
     return TaskOutcome("ran" if result.wrote else "present", model.uri, details)
+
+
+def promote(
+    published_uri: str, run_date: str, *, publish_root: str, execution_id: str | None, settings: Settings
+) -> dict[str, Any]:
+    """Make the published model the champion when its run date is the newest so far; announce it.
+
+    Announcing is a ``Model promoted`` event (source ``mlpipe``, detail: the manifest) on
+    ``settings.event_bus``, when one is set.
+    """
+    from mlpipe.champion import promote as promote_champion
+
+    result = promote_champion(
+        publish_root,
+        published_uri,
+        run_date,
+        promoted_by=execution_id or "pipeline",
+        allow_local=settings.allow_local_storage,
+    )
+    outcome = result.as_dict(publish_root)
+    if result.promoted and settings.event_bus and result.champion is not None:
+        outcome["event"] = announce(result.champion, settings.event_bus)
+    return outcome
+
+
+def announce(manifest: dict[str, Any], bus: str) -> str:
+    """Put the ``Model promoted`` event on ``bus``; return "sent" or why not (the promotion stands either way)."""
+    import json
+
+    import boto3
+
+    try:
+        response = boto3.client("events").put_events(
+            Entries=[
+                {
+                    "Source": "mlpipe",
+                    "DetailType": "Model promoted",
+                    "Detail": json.dumps(manifest),
+                    "EventBusName": bus,
+                }
+            ]
+        )
+    except Exception as exc:
+        LOG.error("the Model promoted event was not sent: %s", exc)
+        return f"not sent: {exc}"
+    if response.get("FailedEntryCount"):
+        reason = response["Entries"][0].get("ErrorMessage", "unknown")
+        LOG.error("the Model promoted event was not sent: %s", reason)
+        return f"not sent: {reason}"
+    return "sent"
 
 
 def upload(
