@@ -89,3 +89,15 @@ def test_hyperparameters_of_the_wrong_type_or_range_are_refused(value: dict[str,
 def test_valid_hyperparameters_pass_unchanged() -> None:
     value = {"C": 0.5, "kernel": "poly", "degree": 2, "gamma": "auto", "class_weight": "balanced", "random_state": 0}
     assert validate_hyperparameters(value) == value
+
+
+@pytest.mark.parametrize("value", ["2026-2-2", "02/02/2026", "tomorrow"])
+def test_a_run_date_string_in_the_wrong_shape_names_the_format_only(value: str) -> None:
+    with pytest.raises(InvalidRequestError, match="YYYY-MM-DD") as error:
+        resolve_run({"run_date": value}, SETTINGS)
+    assert "must be a string" not in str(error.value)
+
+
+def test_a_run_date_that_is_not_a_string_says_so() -> None:
+    with pytest.raises(InvalidRequestError, match="must be a string YYYY-MM-DD"):
+        resolve_run({"run_date": 20260202}, SETTINGS)
