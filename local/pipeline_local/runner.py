@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -28,6 +29,30 @@ SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-pipeline"
 LOCAL_ENV = {"MLPIPE_ALLOW_LOCAL_STORAGE": "true", "MLPIPE_ALLOW_LOOPBACK_SOURCES": "true"}
 EventPrinter = Callable[[dict[str, Any]], None]
+# Between two looks at a running execution when nothing was heard from the interpreter.
+MIN_POLL_SECONDS = 0.005
+MAX_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """A task the state machine is about to retry: which state, after which error, when, which attempt."""
+
+    state: str
+    error: str
+    delay_seconds: float
+    attempt: int
+    max_attempts: int
+
+    def describe(self) -> str:
+        """``retrying Download dataset in 15 s (attempt 2 of 4): SourceUnavailableError``."""
+        return (
+            f"retrying {self.state} in {self.delay_seconds:.3g} s "
+            f"(attempt {self.attempt} of {self.max_attempts}): {self.error}"
+        )
+
+
+RetryPrinter = Callable[[RetryNotice], None]
 
 
 def moto_config(*, real_s3: bool) -> dict[str, Any]:
@@ -106,6 +131,7 @@ class LocalPipeline:
         from botocore.config import Config
 
         self.retry_delay_scale = retry_delay_scale
+        self._retries: list[RetryNotice] = []
         with _environment({**LOCAL_ENV, **(env or {})}):
             self.lambdas = InProcessLambdas({name: load_handler(name) for name in FUNCTIONS})
         definition = asl_path.read_text()
@@ -125,12 +151,21 @@ class LocalPipeline:
         )["stateMachineArn"]
 
     def run(
-        self, execution_input: dict[str, Any], *, on_event: EventPrinter | None = None, timeout: float = 600.0
+        self,
+        execution_input: dict[str, Any],
+        *,
+        on_event: EventPrinter | None = None,
+        on_retry: RetryPrinter | None = None,
+        timeout: float = 600.0,
     ) -> dict[str, Any]:
-        """Start an execution, wait for it, and return its summary."""
-        with self.lambdas.active(), _retry_delays(self.retry_delay_scale):
+        """Start an execution, wait for it, and return its summary.
+
+        ``on_event`` gets each history event as it happens, ``on_retry`` each retry of a task (just
+        before the interpreter waits for it).
+        """
+        with self.lambdas.active(), _retry_delays(self.retry_delay_scale, on_retry=self._retried):
             arn = self.start(execution_input)
-            return self.wait(arn, on_event=on_event, timeout=timeout)
+            return self.wait(arn, on_event=on_event, on_retry=on_retry, timeout=timeout)
 
     def start(self, execution_input: dict[str, Any]) -> str:
         """Start an execution (the Lambda routing must be active) and return its ARN."""
@@ -142,23 +177,46 @@ class LocalPipeline:
         return str(response["executionArn"])
 
     def wait(
-        self, execution_arn: str, *, on_event: EventPrinter | None = None, timeout: float = 600.0
+        self,
+        execution_arn: str,
+        *,
+        on_event: EventPrinter | None = None,
+        on_retry: RetryPrinter | None = None,
+        timeout: float = 600.0,
     ) -> dict[str, Any]:
-        """Poll an execution until it ends, passing each new history event to ``on_event``; return the summary."""
+        """Follow an execution until it ends, passing each new history event to ``on_event``; return the summary.
+
+        The history is fetched again only when the interpreter added an event (moto's
+        GetExecutionHistory ignores ``maxResults`` and ``nextToken`` and returns a deep copy of all of
+        it), and at most every ``MAX_POLL_SECONDS`` otherwise, so a task waiting out a Retry interval
+        costs no CPU.
+        """
         deadline = time.monotonic() + timeout
         seen = 0
-        while True:
-            status = self.sfn.describe_execution(executionArn=execution_arn)
-            events = self.history(execution_arn)
-            for event in events[seen:]:
-                if on_event:
-                    on_event(event)
-            seen = len(events)
-            if status["status"] != "RUNNING":
-                return summary_from_execution(status)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
-            time.sleep(0.02)
+        pause = MIN_POLL_SECONDS
+        changed = threading.Event()
+        with _history_notifications(changed):
+            while True:
+                changed.clear()
+                status = self.sfn.describe_execution(executionArn=execution_arn)
+                events = self.history(execution_arn)
+                for event in events[seen:]:
+                    if on_event:
+                        on_event(event)
+                seen = len(events)
+                while self._retries:
+                    notice = self._retries.pop(0)
+                    if on_retry:
+                        on_retry(notice)
+                if status["status"] != "RUNNING":
+                    return summary_from_execution(status)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
+                pause = MIN_POLL_SECONDS if changed.wait(pause) else min(pause * 2, MAX_POLL_SECONDS)
+
+    def _retried(self, notice: RetryNotice) -> None:
+        self._retries.append(notice)
+        _notify_listeners()
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """All history events of an execution, oldest first."""
@@ -202,13 +260,16 @@ def describe_event(event: dict[str, Any]) -> str | None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             output = json.loads(details.get("output") or "null")
             tasks = output.get("tasks") if isinstance(output, dict) else None
-            if details["name"] == "Plan the run" and isinstance(output, dict):
+            key = {"Download dataset": "download", "Train model": "train", "Publish model": "upload"}
+            caught = output.get("error") if isinstance(output, dict) else None
+            if details["name"] in {"Plan the run", *key} and isinstance(caught, dict):
+                note = f"  (failed: {caught.get('Error')})"  # its Catch put the error in $.error
+            elif details["name"] == "Plan the run" and isinstance(output, dict):
                 note = f"  (start at: {output.get('start_at')})"
             elif isinstance(tasks, dict):
-                key = {"Download dataset": "download", "Train model": "train", "Publish model": "upload"}
                 task = tasks.get(key.get(details["name"], ""))
                 if isinstance(task, dict):
-                    note = f"  ({task.get('state')}: {task.get('target')})"
+                    note = f"  ({describe_state(task.get('state'))}: {task.get('target')})"
         return f"{stamp}  end    {details['name']}{note}"
     if kind in {"TaskFailed", "LambdaFunctionFailed"}:
         details = event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails") or {}
@@ -216,6 +277,21 @@ def describe_event(event: dict[str, Any]) -> str | None:
     if kind in {"ExecutionFailed", "ExecutionSucceeded"}:
         return f"{stamp}  {kind}"
     return None
+
+
+# What a task's state means, for the progress lines: the summary's four, and the plan's "pending".
+STATE_MEANINGS = {
+    "pending": "will run",
+    "ran": "made its output",
+    "present": "its output was already there",
+    "failed": "failed",
+    "not_run": "its output is missing but not needed",
+}
+
+
+def describe_state(state: Any) -> str:
+    """``pending (will run)``: a task's state and, for the plan's ``pending``, what it means."""
+    return f"{state} ({STATE_MEANINGS['pending']})" if state == "pending" else str(state)
 
 
 @contextlib.contextmanager
@@ -232,13 +308,34 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-class _ScaledTime:
-    """Stands in for the ``time`` module inside moto's retrier, scaling its ``sleep``."""
+class _RetrierTime:
+    """Stands in for the ``time`` module inside moto's retrier: reports each retry and scales its ``sleep``.
 
-    def __init__(self, scale: float) -> None:
+    The retrier calls ``time.sleep(interval)`` once it decided to retry; ``_watch_retrier`` has put
+    what it was evaluating (the retrier and the execution's environment) in ``current`` just before.
+    """
+
+    def __init__(self, scale: float, on_retry: Callable[[RetryNotice], None] | None) -> None:
         self.scale = scale
+        self.on_retry = on_retry
+        self.current = threading.local()
 
     def sleep(self, seconds: float) -> None:
+        evaluating = getattr(self.current, "value", None)
+        if self.on_retry and evaluating is not None:
+            retrier, env, error = evaluating
+            with contextlib.suppress(KeyError, AttributeError, TypeError):
+                attempts = retrier.max_attempts
+                self.on_retry(
+                    RetryNotice(
+                        state=str(env.states.context_object.context_object_data["State"]["Name"]),
+                        error=str(getattr(error, "error_name", error)),
+                        delay_seconds=seconds * self.scale,
+                        # the attempt number it stored counts retries from 0; the first try was attempt 1
+                        attempt=int(attempts._access_attempt_number(env)) + 2,
+                        max_attempts=int(attempts.attempts) + 1,
+                    )
+                )
         time.sleep(seconds * self.scale)
 
     def __getattr__(self, name: str) -> Any:
@@ -246,17 +343,66 @@ class _ScaledTime:
 
 
 @contextlib.contextmanager
-def _retry_delays(scale: float) -> Iterator[None]:
-    """Scale the state machine's Retry intervals (tests use 0; a normal run keeps them as written)."""
+def _retry_delays(scale: float, on_retry: Callable[[RetryNotice], None] | None = None) -> Iterator[None]:
+    """Scale the state machine's Retry intervals (tests use 0) and report each retry to ``on_retry``."""
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-    if scale == 1.0:
-        yield
-        return
     namespace = vars(retrier_decl)  # the retrier calls time.sleep() through its module global `time`
-    original = namespace["time"]
-    namespace["time"] = _ScaledTime(scale)
+    original_time = namespace["time"]
+    stand_in = _RetrierTime(scale, on_retry)
+    retrier_class = retrier_decl.RetrierDecl
+    original_eval = retrier_class._eval_body
+
+    def eval_body(retrier: Any, env: Any) -> None:
+        stand_in.current.value = (retrier, env, env.stack[-1] if env.stack else None)  # the error being matched
+        try:
+            original_eval(retrier, env)
+        finally:
+            stand_in.current.value = None
+
+    namespace["time"] = stand_in
+    retrier_class._eval_body = eval_body  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        namespace["time"] = original
+        namespace["time"] = original_time
+        retrier_class._eval_body = original_eval  # type: ignore[method-assign]
+
+
+_listeners: set[threading.Event] = set()
+_listeners_lock = threading.Lock()
+
+
+def _notify_listeners() -> None:
+    for listener in list(_listeners):
+        listener.set()
+
+
+@contextlib.contextmanager
+def _history_notifications(changed: threading.Event) -> Iterator[None]:
+    """Set ``changed`` whenever moto's interpreter adds an event to an execution's history.
+
+    moto's ``EventManager.add_event`` is wrapped while at least one listener is registered, so
+    executions followed from several threads at once each hear of every event.
+    """
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    with _listeners_lock:
+        if not _listeners:
+            original = EventManager.add_event
+
+            def add_event(manager: Any, *args: Any, **kwargs: Any) -> int:
+                event_id: int = original(manager, *args, **kwargs)
+                _notify_listeners()
+                return event_id
+
+            add_event.original = original  # type: ignore[attr-defined]
+            EventManager.add_event = add_event  # type: ignore[method-assign,assignment]
+        _listeners.add(changed)
+    try:
+        yield
+    finally:
+        with _listeners_lock:
+            _listeners.discard(changed)
+            if not _listeners:
+                EventManager.add_event = EventManager.add_event.original  # type: ignore[attr-defined,method-assign]
