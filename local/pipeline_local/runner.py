@@ -115,6 +115,30 @@ def _defer_moto_batch() -> None:
     sys.modules["moto.batch"] = package
 
 
+_parsed: dict[str, Any] = {}
+
+
+def _parse_each_definition_once() -> None:
+    """Parse an ASL definition once per process: moto parses it on CreateStateMachine and on every execution.
+
+    ANTLR makes a parse cost ~0.1 s. The parsed program is a tree of immutable components (an
+    execution's state lives in its own ``Environment``), so executions can share it.
+    """
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    if getattr(AmazonStateLanguageParser.parse, "memoized", False):
+        return
+    original = AmazonStateLanguageParser.parse
+
+    def parse(definition: str) -> Any:
+        if definition not in _parsed:
+            _parsed[definition] = original(definition)  # a definition that fails to parse raises, uncached
+        return _parsed[definition]
+
+    parse.memoized = True  # type: ignore[attr-defined]
+    AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+
 class QuietHandler(SimpleHTTPRequestHandler):
     """Serves files without logging each request to stderr."""
 
@@ -165,6 +189,7 @@ class LocalPipeline:
         self._retries: list[RetryNotice] = []
         with _environment({**LOCAL_ENV, **(env or {})}):
             self.lambdas = InProcessLambdas({name: load_handler(name) for name in FUNCTIONS})
+        _parse_each_definition_once()
         definition = asl_path.read_text()
         for key, value in SUBSTITUTIONS.items():
             definition = definition.replace("${" + key + "}", value)
@@ -328,7 +353,11 @@ def describe_event(event: dict[str, Any]) -> str | None:
             if details["name"] in {"Plan the run", *key} and isinstance(caught, dict):
                 note = f"  (failed: {caught.get('Error')})"  # its Catch put the error in $.error
             elif details["name"] == "Plan the run" and isinstance(output, dict):
-                note = f"  (start at: {output.get('start_at')})"
+                pending = [name for name, task in (tasks or {}).items() if task.get("state") == "pending"]
+                will_run = "nothing to run"
+                if pending:
+                    will_run = f"pending, {STATE_MEANINGS['pending']}: {', '.join(pending)}"
+                note = f"  (start at: {output.get('start_at')}; {will_run})"
             elif isinstance(tasks, dict):
                 task = tasks.get(key.get(details["name"], ""))
                 if isinstance(task, dict):

@@ -55,6 +55,7 @@ def test_text_mode_prints_each_state_and_the_summary(tmp_path: Path) -> None:
         assert f"start  {state}" in result.stderr
         assert f"end    {state}" in result.stderr
     assert "SUCCEEDED: ran download, train, upload" in result.stdout
+    assert "end    Plan the run  (start at: download; pending, will run: download, train, upload)" in result.stderr
 
 
 def test_a_failed_run_exits_non_zero_with_the_error_in_the_json(tmp_path: Path) -> None:
