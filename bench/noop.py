@@ -124,15 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args(argv)
     pipeline = str(Path(sys.executable).with_name("pipeline"))
+    luigi_python = str(Path(args.luigi_python).absolute())  # the runs happen in other directories
     with tempfile.TemporaryDirectory(prefix="bench-noop-") as tmp:
         ours_dir, luigi_dir = Path(tmp, "pipeline"), Path(tmp, "luigi")
         ours_dir.mkdir()
         luigi_dir.mkdir()
         (luigi_dir / "seed_pipeline.py").write_text(LUIGI_PIPELINE)
         ours = time_command([pipeline, "run", "--run-date", RUN_DATE], ours_dir, args.runs)
-        bare = time_command([args.luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
+        bare = time_command([luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
         (luigi_dir / "seed_imports.py").write_text(SEED_IMPORTS)
-        luigi = time_command([args.luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
+        luigi = time_command([luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
     print("no-op run, every output present (wall time of a fresh process):")
     print(describe("pipeline run (real ASL on moto)", ours))
     print(describe("Luigi, the seed's imports", luigi))
