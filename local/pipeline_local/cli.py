@@ -85,14 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Powertools: no EMF metric blobs on stdout (it carries the summary), and only warnings in the logs.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if args.verbose else "WARNING")
-    if not args.verbose:
-        os.environ.setdefault(CONSOLE_ERRORS_ENV, "true")
     # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "run":
-        return _run(args)
-    return _invoke(args)
+    from pipeline_local.runner import _environment
+
+    console = {} if args.verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
+    with _environment(console):  # for this command only (main is also called in-process, by tests)
+        if args.command == "run":
+            return _run(args)
+        return _invoke(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -233,16 +235,21 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _invoke(args: argparse.Namespace) -> int:
     from pipeline_local.lambdas import LambdaContext, error_payload, load_handler
+    from pipeline_local.runner import _environment
 
     try:
         event = json.loads(args.event.read_text())
     except (OSError, ValueError) as exc:
         print(f"pipeline invoke: cannot read the event file {args.event}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    local_run: dict[str, str] = {}
     if not args.offline and os.environ.get("AWS_ENDPOINT_URL"):
         # Storage on a local S3-compatible server is a local run: the source may be on this machine too.
-        os.environ.setdefault("MLPIPE_ALLOW_LOOPBACK_SOURCES", "true")
-    with _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared:
+        local_run["MLPIPE_ALLOW_LOOPBACK_SOURCES"] = os.environ.get("MLPIPE_ALLOW_LOOPBACK_SOURCES", "true")
+    with (
+        _environment(local_run),
+        _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared,
+    ):
         handler = load_handler(args.function)
         try:
             result = handler(prepared, LambdaContext(args.function))
