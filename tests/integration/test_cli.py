@@ -250,3 +250,13 @@ def test_invoke_plan_says_what_pending_means(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["tasks"]["download"]["state"] == "pending"
     assert "download  pending (will run)" in result.stderr
+
+
+def test_a_download_that_fails_while_streaming_leaves_no_directory(tmp_path: Path, http_server: Any) -> None:
+    # Given a source that answers, but not with the dataset (the target is open when validation fails)
+    (http_server.root / "bad.data").write_text("<html><body>maintenance</body></html>\n")
+    result = pipeline("--json", "--source-url", http_server.url("/bad.data"), "--run-date", "2026-02-02", cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["type"] == "InvalidDatasetError"
+    # Then not even the run's directory is left under the artifact root
+    assert not (tmp_path / ".pipeline").exists(), sorted(str(p) for p in (tmp_path / ".pipeline").rglob("*"))
