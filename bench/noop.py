@@ -7,10 +7,10 @@ interpreter with the handlers in-process; the reference is the seed's Luigi pipe
 (requests, pandas, scikit-learn's SVC, pickle) at the top, as the seed's does. The same module
 with those imports left out is timed too, as the floor of Luigi itself. Each is a fresh
 subprocess (interpreter start and imports included), timed from the outside, after one run made
-every output present. Prints the median and the spread of ``--runs`` runs of each; it checks
-nothing.
+every output present, the three taking turns. Prints the median and the spread of ``--runs``
+runs of each; it checks nothing.
 
-    python -m bench.noop --luigi-python .venv-bench/bin/python [--runs 7]
+    python -m bench.noop --luigi-python .venv-bench/bin/python [--runs 9]
 
 (``make bench-noop`` installs Luigi, requirements/bench.txt, into .venv-bench and runs this.)
 """
@@ -18,6 +18,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import subprocess
 import sys
@@ -98,14 +99,20 @@ LUIGI_PIPELINE = textwrap.dedent(
 )
 
 
-def time_command(command: list[str], cwd: Path, runs: int) -> list[float]:
-    """Wall seconds of ``runs`` runs of ``command`` (each must exit 0), after one untimed run."""
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)  # makes every output present
-    times = []
+def time_commands(commands: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, list[float]]:
+    """Wall seconds of ``runs`` runs of each command (each must exit 0), after one untimed run of each.
+
+    The commands take turns, round after round, so a load that comes and goes on the machine
+    weighs on all of them alike.
+    """
+    for command, cwd in commands.values():
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True)  # makes every output present
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
+        for name, (command, cwd) in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -121,24 +128,36 @@ def main(argv: list[str] | None = None) -> int:
     """Time both no-op runs and print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--luigi-python", required=True, help="a Python with Luigi (make bench-noop: .venv-bench)")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument(
+        "--pipeline",
+        help="the command to time instead of this venv's `pipeline` (e.g. another checkout's), split like a shell",
+    )
     args = parser.parse_args(argv)
-    pipeline = str(Path(sys.executable).with_name("pipeline"))
+    pipeline = shlex.split(args.pipeline) if args.pipeline else [str(Path(sys.executable).with_name("pipeline"))]
     luigi_python = str(Path(args.luigi_python).absolute())  # the runs happen in other directories
     with tempfile.TemporaryDirectory(prefix="bench-noop-") as tmp:
-        ours_dir, luigi_dir = Path(tmp, "pipeline"), Path(tmp, "luigi")
-        ours_dir.mkdir()
-        luigi_dir.mkdir()
+        ours_dir, bare_dir, luigi_dir = Path(tmp, "pipeline"), Path(tmp, "luigi-bare"), Path(tmp, "luigi")
+        for directory in (ours_dir, bare_dir, luigi_dir):
+            directory.mkdir()
+        (bare_dir / "seed_pipeline.py").write_text(LUIGI_PIPELINE)
         (luigi_dir / "seed_pipeline.py").write_text(LUIGI_PIPELINE)
-        ours = time_command([pipeline, "run", "--run-date", RUN_DATE], ours_dir, args.runs)
-        bare = time_command([luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
         (luigi_dir / "seed_imports.py").write_text(SEED_IMPORTS)
-        luigi = time_command([luigi_python, "seed_pipeline.py", RUN_DATE], luigi_dir, args.runs)
+        luigi_command = [luigi_python, "seed_pipeline.py", RUN_DATE]
+        times = time_commands(
+            {
+                "ours": ([*pipeline, "run", "--run-date", RUN_DATE], ours_dir),
+                "luigi": (luigi_command, luigi_dir),
+                "bare": (luigi_command, bare_dir),
+            },
+            args.runs,
+        )
     print("no-op run, every output present (wall time of a fresh process):")
-    print(describe("pipeline run (real ASL on moto)", ours))
-    print(describe("Luigi, the seed's imports", luigi))
-    print(describe("Luigi alone (no imports)", bare))
-    print(f"ratio pipeline / Luigi with the seed's imports: {statistics.median(ours) / statistics.median(luigi):.2f}")
+    print(describe("pipeline run (real ASL on moto)", times["ours"]))
+    print(describe("Luigi, the seed's imports", times["luigi"]))
+    print(describe("Luigi alone (no imports)", times["bare"]))
+    ratio = statistics.median(times["ours"]) / statistics.median(times["luigi"])
+    print(f"ratio pipeline / Luigi with the seed's imports: {ratio:.2f}")
     return 0
 
 
