@@ -5,12 +5,20 @@
 # make check-size       - unzipped size of each function + its layers, both builds, against the budget
 # make check-imports    - each handler imports from the build (this machine's arch), train trains
 # make bench            - size table, cold start, warm durations and cost per run (after both builds)
-# Each creates or updates the venv it needs first. `python3` is 3.12 here through .python-version (pyenv).
+# make bench-noop        - a no-op `pipeline run` against the same pipeline in Luigi (installs Luigi in .venv-bench)
+# Each creates or updates the venv it needs first (run and invoke: requirements/run.txt; the rest:
+# requirements/dev.txt). `python3` is 3.12 here through .python-version (pyenv).
 
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# One venv, two stamps: make run needs only requirements/run.txt; make test adds requirements/dev.txt
+# (which includes run.txt) to the same venv. The dev stamp depends on the run stamp, so a change of
+# run.txt brings both up to date, and a venv made by make run becomes a dev venv on the first make test.
+RUN_STAMP := $(VENV)/.run-stamp
+STAMP     := $(VENV)/.dev-stamp
+PY312_CHECK = @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "error: $(PYTHON) is Python %d.%d; the Lambda runtime is python3.12: install 3.12 (pyenv install 3.12) or run make PYTHON=python3.12" % sys.version_info[:2])'
+PIP       := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 FUNCTION ?= download
 EVENT  ?= events/$(FUNCTION).json
 
@@ -30,17 +38,32 @@ BUILD_DIR_x86_64 := .aws-sam/build
 BUILD_DIR_arm64  := .aws-sam/build-arm64
 BUILD_DIRS := $(foreach arch,$(ARCHS),$(BUILD_DIR_$(arch)))
 BENCH_OUT  := .aws-sam/bench
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 
-.PHONY: venv sam-venv run test lint typecheck pytest invoke build build-all $(addprefix build-,$(ARCHS)) \
-	validate check-size check-imports bench clean
+.PHONY: venv run-venv sam-venv run test lint typecheck pytest invoke build build-all $(addprefix build-,$(ARCHS)) \
+	validate check-size check-imports bench bench-noop clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements/dev.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "error: $(PYTHON) is Python %d.%d; the Lambda runtime is python3.12: install 3.12 (pyenv install 3.12) or run make PYTHON=python3.12" % sys.version_info[:2])'
+run-venv: $(RUN_STAMP)
+
+$(RUN_STAMP): requirements/run.txt pyproject.toml
+	$(PY312_CHECK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) -r requirements/run.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP) requirements/dev.txt
+	$(PIP) -r requirements/dev.txt
+	touch $@
+
+# Luigi, for bench/noop.py's reference pipeline only, in a venv of its own.
+$(BENCH_STAMP): requirements/bench.txt
+	$(PY312_CHECK)
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
 	touch $@
 
 sam-venv: $(SAM_STAMP)
@@ -51,10 +74,10 @@ $(SAM_STAMP): requirements/sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	touch $@
 
-run: venv
+run: run-venv
 	$(BIN)/pipeline run
 
-invoke: venv
+invoke: run-venv
 	$(BIN)/pipeline invoke $(FUNCTION) $(EVENT) --offline
 
 lint: venv
@@ -121,6 +144,10 @@ bench: venv
 	$(BIN)/python -m bench.coldstart $(BUILD_DIRS) --json-out $(BENCH_OUT)/coldstart.json
 	$(BIN)/python -m bench.warm --json-out $(BENCH_OUT)/warm.json
 	$(BIN)/python -m bench.cost --warm $(BENCH_OUT)/warm.json --coldstart $(BENCH_OUT)/coldstart.json
+
+# A no-op `pipeline run` (everything present) against an equivalent Luigi pipeline; medians, not a check.
+bench-noop: run-venv $(BENCH_STAMP)
+	$(BIN)/python -m bench.noop --luigi-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf .pipeline .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipe import build_report
+from mlpipe import PipelineError, Settings, build_report
 from mlpipe.observability import instrumented, record_run
+
+try:
+    SETTINGS: Settings | None = Settings.from_env()
+except PipelineError:  # the plan names the bad setting; the report still reports, without resolving the run
+    SETTINGS = None
 
 
 @instrumented("report")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"summary": {...}, "cause": "<summary as JSON>"}``."""
-    report = build_report(event)
+    report = build_report(event, SETTINGS)
     record_run(report["summary"])
     return report

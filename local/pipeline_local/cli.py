@@ -1,8 +1,10 @@
 """The ``pipeline`` command: run the whole state machine locally, or invoke one function with an event file.
 
 pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
-             [--estimator NAME] [--hyperparameters JSON] [--cv-folds N] [dataset flags] [--json]
-pipeline invoke FUNCTION EVENT_FILE [--offline]
+             [--estimator NAME] [--hyperparameters JSON] [--cv-folds N] [--force TASK] [dataset flags]
+             [--max-source-bytes N] [--json] [--verbose]
+pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
+pipeline status [--run-date D | --from D1 --to D2] [--json]
 """
 
 from __future__ import annotations
@@ -23,14 +25,36 @@ DEFAULT_ROOT = Path(".pipeline")
 SAMPLE_SOURCE_ID = "sample:iris"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DESCRIPTION = (
+    "Run the training pipeline's state machine on this machine (its real ASL, the real handlers "
+    "in-process, no AWS account needed), or invoke one function's handler with an event file."
+)
+RUN_DESCRIPTION = (
+    "Execute statemachine/pipeline.asl.json on moto's Step Functions interpreter, each Lambda task "
+    "running the real handler in this process. Prints each state as it starts and ends, each retry, "
+    "then the run's summary. Only missing outputs are made: a second run reports every task present. "
+    "Exit status 0 when the run succeeded, 1 when it failed, 2 on a usage error."
+)
+INVOKE_DESCRIPTION = (
+    "Run one function's real handler in this process with an event file (events/*.json), like "
+    "`sam local invoke` but without Docker. Storage is real S3 (or AWS_ENDPOINT_URL, which makes it a "
+    "local run that may download from 127.0.0.1) unless --offline."
+)
+# Set for the handlers when errors should be readable lines (mlpipe.observability), i.e. unless --verbose.
+CONSOLE_ERRORS_ENV = "MLPIPE_CONSOLE_ERRORS"
+# Scales the state machine's Retry intervals in a local run (0: retry at once); for tests and impatient people.
+RETRY_DELAY_SCALE_ENV = "MLPIPE_RETRY_DELAY_SCALE"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="pipeline", description=DESCRIPTION)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
 
-    run = commands.add_parser("run", help="run the state machine on this machine (moto + in-process handlers)")
+    run = commands.add_parser(
+        "run", help="run the state machine on this machine (moto + in-process handlers)", description=RUN_DESCRIPTION
+    )
     run.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
     run.add_argument(
         "--artifact-root",
@@ -42,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=str(DEFAULT_ROOT / "published"),
         help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
     )
-    run.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
+    run.add_argument("--run-date", type=_run_date, help="YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--estimator",
         help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
@@ -58,8 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_dataset_arguments(run)
     run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
+    run.add_argument("--min-cv-accuracy", type=float, help="the gate: publish only models with CV accuracy >= this")
+    run.add_argument(
+        "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
+    )
+    _add_run_extras(run)
 
-    invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
+    invoke = commands.add_parser(
+        "invoke",
+        help="invoke one function's handler with an event file, without Docker",
+        description=INVOKE_DESCRIPTION,
+    )
+    _add_verbose(invoke)
     invoke.add_argument("function", choices=FUNCTIONS)
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/download.json")
     invoke.add_argument(
@@ -69,19 +103,179 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     _add_status_command(commands)
+    _add_champion_commands(commands)
 
     args = parser.parse_args(argv)
     # Powertools: no EMF metric blobs on stdout (it carries the summary), and only warnings in the logs.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    verbose = getattr(args, "verbose", False)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if verbose else "WARNING")
     # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "status":
-        return _status(args)
-    if args.command == "run":
-        return _run(args)
-    return _invoke(args)
+    from pipeline_local.runner import _environment
+
+    console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
+    with _environment(console):  # for this command only (main is also called in-process, by tests)
+        if args.command == "status":
+            return _status(args)
+        if args.command in CHAMPION_COMMANDS:
+            return _champion(args)
+        if args.command == "run":
+            return _run(args)
+        return _invoke(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that takes no abbreviations of long options (``--run-dat`` is an error)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+class _SubcommandParser(_Parser):
+    """A subcommand's parser: an argument it does not know is reported with its own usage, not the top level's.
+
+    (argparse's subparsers hand unknown arguments back to the main parser, which names only itself.)
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse like ``parse_args``: unknown arguments are an error of this subcommand."""
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("mlpipe")
+        except PackageNotFoundError:
+            installed = "unknown (not installed)"
+        print(f"{parser.prog} {installed}")
+        parser.exit()
+
+
+def _add_run_extras(run: argparse.ArgumentParser) -> None:
+    """The ``run`` options beyond the execution input's basic fields."""
+    run.add_argument(
+        "--max-source-bytes",
+        type=int,
+        help="refuse a source larger than this many bytes (default 64 MiB, at most 256 MiB)",
+    )
+    _add_verbose(run)
+
+
+def _add_verbose(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="the functions' JSON logs at INFO level, with a traceback for every failure "
+        "(default: an expected failure is one line)",
+    )
+
+
+def _run_date(text: str) -> str:
+    from mlpipe.config import parse_run_date
+    from mlpipe.exceptions import PipelineError
+
+    try:
+        return parse_run_date(text).isoformat()
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _retry_delay_scale() -> float:
+    text = os.environ.get(RETRY_DELAY_SCALE_ENV, "1")
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = -1.0
+    if not scale >= 0:
+        raise SystemExit(f"pipeline run: {RETRY_DELAY_SCALE_ENV}={text!r} must be a number >= 0")
+    return scale
+
+
+CHAMPION_COMMANDS = ("champion", "promote", "rollback")
+
+
+def _add_champion_commands(commands: Any) -> None:
+    """``pipeline champion``, ``promote`` and ``rollback``: the current model to serve, and setting it by hand."""
+    champion = commands.add_parser(
+        "champion",
+        help="the current champion and its history",
+        description="Print the current champion (the model to serve, champion.json) and every change before it.",
+    )
+    promote = commands.add_parser(
+        "promote",
+        help="make a published model the champion by hand",
+        description="Make a published model of a run date the champion (checked: it exists, its bytes match its "
+        "card); with several for the date, name one with --identity (pipeline status lists them).",
+    )
+    promote.add_argument("--run-date", type=_run_date, required=True, help="YYYY-MM-DD")
+    promote.add_argument("--identity", help="published-<id>: which of the date's published models")
+    rollback = commands.add_parser(
+        "rollback",
+        help="make the previous champion the champion again",
+        description="Make the previous champion the champion again; the one rolled back becomes its previous.",
+    )
+    for command in (champion, promote, rollback):
+        command.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+        command.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _champion(args: argparse.Namespace) -> int:
+    from mlpipe import champion
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.status import collect_status
+
+    who = f"pipeline {args.command} ({os.environ.get('USER', 'someone')})"
+    try:
+        if args.command == "promote":
+            runs = collect_status(args.publish_uri, args.publish_uri, first=args.run_date, last=args.run_date)["runs"]
+            published = [p for run in runs for p in run["published"] if p["state"] == "present"]
+            chosen = [p for p in published if args.identity in (None, p["identity"])]
+            if len(chosen) != 1:
+                listed = ", ".join(p["identity"] for p in published) or "none"
+                print(
+                    f"pipeline promote: {len(chosen)} published models match on {args.run_date} (there are: {listed}); "
+                    "name one with --identity",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+            result = champion.set_champion(args.publish_uri, chosen[0]["uri"], promoted_by=who)
+            print(result.reason, file=sys.stderr)
+        elif args.command == "rollback":
+            print(champion.rollback(args.publish_uri, promoted_by=who).reason, file=sys.stderr)
+        current = champion.read_champion(args.publish_uri)
+        history = champion.champion_history(args.publish_uri)
+    except PipelineError as exc:
+        print(f"pipeline {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"champion": current, "history": history}, indent=2))
+        return 0
+    if current is None:
+        print(f"no champion yet under {args.publish_uri}")
+        return 0
+    accuracy = (current.get("metrics") or {}).get("cv_accuracy")
+    print(f"champion: {current['identity']} ({current['run_date']}, cv {accuracy}) {current['model_uri']}")
+    print("history, newest first:")
+    for entry in reversed(history):
+        when, action, identity = entry["promoted_at"], entry["action"], entry["identity"]
+        print(f"  {when}  {action:<8} {identity}  ({entry['run_date']})  by {entry['promoted_by']}")
+    return 0
 
 
 def _add_status_command(commands: Any) -> None:
@@ -163,11 +357,20 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline_local.runner import LocalPipeline, describe_event, local_aws, serve_sample
+    from pipeline_local.runner import LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
 
     real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
-    for key in ("run_date", "estimator", "hyperparameters", "cv_folds", "force"):
+    for key in (
+        "run_date",
+        "estimator",
+        "hyperparameters",
+        "cv_folds",
+        "force",
+        "max_source_bytes",
+        "min_cv_accuracy",
+        "max_regression",
+    ):
         if getattr(args, key) is not None:
             execution_input[key] = getattr(args, key)
     dataset = dataset_from_args(args)
@@ -179,13 +382,18 @@ def _run(args: argparse.Namespace) -> int:
         if line:
             print(line, file=sys.stderr, flush=True)
 
+    def show_retry(notice: RetryNotice) -> None:
+        print(f"{' ' * 14}{notice.describe()}", file=sys.stderr, flush=True)
+
     with contextlib.ExitStack() as stack:
         execution_input["source_url"] = args.source_url or stack.enter_context(serve_sample())
         if not args.source_url:  # served on a new port each run: named so that its identity stays the same
             execution_input["source_id"] = SAMPLE_SOURCE_ID
         stack.enter_context(local_aws(real_s3=real_s3))
-        pipeline = LocalPipeline()
-        summary = pipeline.run(execution_input, on_event=None if args.json else show)
+        pipeline = LocalPipeline(retry_delay_scale=_retry_delay_scale())
+        summary = pipeline.run(
+            execution_input, on_event=None if args.json else show, on_retry=None if args.json else show_retry
+        )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -209,13 +417,21 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _invoke(args: argparse.Namespace) -> int:
     from pipeline_local.lambdas import LambdaContext, error_payload, load_handler
+    from pipeline_local.runner import _environment
 
     try:
         event = json.loads(args.event.read_text())
     except (OSError, ValueError) as exc:
         print(f"pipeline invoke: cannot read the event file {args.event}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared:
+    local_run: dict[str, str] = {}
+    if not args.offline and os.environ.get("AWS_ENDPOINT_URL"):
+        # Storage on a local S3-compatible server is a local run: the source may be on this machine too.
+        local_run["MLPIPE_ALLOW_LOOPBACK_SOURCES"] = os.environ.get("MLPIPE_ALLOW_LOOPBACK_SOURCES", "true")
+    with (
+        _environment(local_run),
+        _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared,
+    ):
         handler = load_handler(args.function)
         try:
             result = handler(prepared, LambdaContext(args.function))
@@ -223,7 +439,19 @@ def _invoke(args: argparse.Namespace) -> int:
             print(json.dumps(error_payload(exc) | {"stackTrace": None}, indent=2))
             return EXIT_FAILED
     print(json.dumps(result, indent=2))
+    _explain_plan(result)
     return 0
+
+
+def _explain_plan(result: Any) -> None:
+    """After ``invoke plan``: each task's state in words on stderr (the JSON's ``pending`` means "will run")."""
+    from pipeline_local.runner import describe_state
+
+    tasks = result.get("tasks") if isinstance(result, dict) else None
+    if isinstance(tasks, dict):
+        for name, task in tasks.items():
+            if isinstance(task, dict):
+                print(f"  {name:<9} {describe_state(task.get('state'))}", file=sys.stderr)
 
 
 @contextlib.contextmanager

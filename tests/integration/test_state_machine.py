@@ -33,8 +33,12 @@ def test_fresh_run_runs_all_three_tasks(aws: Any, pipeline: LocalPipeline, run_i
             "train": {"state": "ran", "target": f"s3://{ARTIFACTS}/{MODEL_KEY}"},
             "upload": {"state": "ran", "target": f"s3://{MODELS}/{PUBLISHED_KEY}"},
         },
+        "gate": summary["gate"],
+        "champion": summary["champion"],
         "error": None,
     }
+    assert summary["gate"]["passed"] is True
+    assert summary["champion"]["promoted"] is True
     assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY])
     assert PUBLISHED_KEY in s3_keys(aws, MODELS)
 

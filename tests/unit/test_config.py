@@ -114,3 +114,15 @@ def test_the_input_description_is_merged_over_the_deployed_one() -> None:
     assert (run.dataset["delimiter"], run.dataset["label_column"], run.dataset["missing"]) == (";", "y", "impute")
     with pytest.raises(InvalidRequestError, match=r"dataset\.label_column must be a column name"):
         resolve_run({"run_date": "2026-01-02", "dataset": {"label_column": True}}, settings)
+
+
+@pytest.mark.parametrize("value", ["2026-2-2", "02/02/2026", "tomorrow"])
+def test_a_run_date_string_in_the_wrong_shape_names_the_format_only(value: str) -> None:
+    with pytest.raises(InvalidRequestError, match="YYYY-MM-DD") as error:
+        resolve_run({"run_date": value}, SETTINGS)
+    assert "must be a string" not in str(error.value)
+
+
+def test_a_run_date_that_is_not_a_string_says_so() -> None:
+    with pytest.raises(InvalidRequestError, match="must be a string YYYY-MM-DD"):
+        resolve_run({"run_date": 20260202}, SETTINGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,11 @@ def test_a_bad_event_file_is_reported_not_raised(tmp_path: Path, capsys: pytest.
     path.write_text("{not json")
     assert main(["invoke", "download", str(path)]) == 2
     assert "cannot read the event file" in capsys.readouterr().err
+
+
+def test_the_command_leaves_the_console_log_setting_behind_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # main() runs in-process here: the readable-logs switch must not leak into the functions' JSON logs later
+    assert "MLPIPE_CONSOLE_ERRORS" not in os.environ
+    assert main(["invoke", "plan", str(EVENTS / "plan.json"), "--offline"]) == 0
+    assert "download  pending (will run)" in capsys.readouterr().err
+    assert "MLPIPE_CONSOLE_ERRORS" not in os.environ

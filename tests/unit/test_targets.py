@@ -110,7 +110,7 @@ def test_local_partial_files_are_hidden_and_removed(tmp_path: Path) -> None:
         handle.write(b"x")
         assert [p.name.startswith(".model.pkl.") for p in (tmp_path / "d").iterdir()] == [True]
         raise Boom
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()  # the directory the write made goes too
 
 
 def test_s3_errors_other_than_404_are_raised_with_the_uri(aws: Any) -> None:
@@ -173,3 +173,24 @@ def test_list_under_finds_complete_objects_only(make_target: Callable[[str], Any
     assert [o.relative for o in found] == ["2026-01-01/model-a/metrics.json", "2026-01-01/model-a/model.pkl"]
     assert [o.size for o in found] == [2, 1]
     assert list_under(root + "/nothing-here") == []
+
+
+def test_a_failed_local_write_removes_the_directories_it_made(tmp_path: Path) -> None:
+    # Given a root that exists, and a target two directories below it that do not
+    (tmp_path / "root").mkdir()
+    target = LocalTarget(tmp_path / "root" / "artifacts" / "2026-01-01" / "dataset.csv")
+    # When the write fails
+    with pytest.raises(Boom), target.atomic_write() as handle:
+        handle.write(b"partial")
+        raise Boom
+    # Then neither the file nor the directories made for it are left; the root that existed stays
+    assert [p.name for p in tmp_path.rglob("*")] == ["root"]
+
+
+def test_a_failed_local_write_keeps_directories_that_existed(tmp_path: Path) -> None:
+    (tmp_path / "2026-01-01").mkdir()
+    (tmp_path / "2026-01-01" / "other.csv").write_bytes(b"x")
+    target = LocalTarget(tmp_path / "2026-01-01" / "dataset.csv")
+    with pytest.raises(Boom), target.atomic_write():
+        raise Boom
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["2026-01-01", "other.csv"]

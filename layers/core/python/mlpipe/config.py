@@ -256,8 +256,10 @@ def sibling_uri(uri: str, name: str) -> str:
 
 def parse_run_date(value: Any) -> dt.date:
     """``YYYY-MM-DD`` to a date, or InvalidRequestError saying what is wrong."""
-    if not isinstance(value, str) or len(value) != 10:
+    if not isinstance(value, str):
         raise InvalidRequestError(f"run_date must be a string YYYY-MM-DD, got {value!r}")
+    if len(value) != 10:
+        raise InvalidRequestError(f"run_date {value!r} is not a date YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:

@@ -10,23 +10,32 @@ Every handler is wrapped by ``instrumented(task)``, which
   and errors are Lambda's own, free metrics;
 - logs a failure with its error type before the exception goes on to Step Functions.
 
-Locally ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off stdout.
+Locally ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off stdout, and the ``pipeline`` command
+sets ``MLPIPE_CONSOLE_ERRORS=true`` (unless ``--verbose``): log records are then readable lines on
+stderr, and an expected failure (a ``PipelineError``, named and explained by its message) is one
+line without a traceback; unexpected errors keep theirs. In AWS the variable is unset: JSON as above.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from mlpipe.exceptions import PipelineError
+
 SERVICE = "mlpipe"
+CONSOLE_ERRORS_ENV = "MLPIPE_CONSOLE_ERRORS"
 NAMESPACE = "MLPipe"
 CORRELATION_ID_PATH = "execution_id || run.execution_id"
 
@@ -41,8 +50,39 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def console_errors() -> bool:
+    """True when log records should be readable lines (the local command), not JSON records."""
+    return os.environ.get(CONSOLE_ERRORS_ENV, "").lower() == "true"
+
+
+class ConsoleAwareFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON lines, or under ``MLPIPE_CONSOLE_ERRORS=true`` one readable line per record.
+
+    Decided per record, so the variable may be set after this module was imported.
+    """
+
+    INDENT = " " * 14  # under the text of the local runner's progress lines ("HH:MM:SS.mmm  ")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` as JSON, or as a console line (see the class)."""
+        if not console_errors():
+            return super().format(record)
+        error = record.exc_info[1] if record.exc_info else None
+        task = getattr(record, "task", None)
+        if isinstance(error, PipelineError):
+            return f"{self.INDENT}{task or 'task'} failed: {type(error).__name__}: {error}"
+        line = f"{self.INDENT}{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 # stderr: in Lambda both streams reach CloudWatch; locally stdout carries the run's summary.
-logger = Logger(service=SERVICE, stream=_CurrentStderr())  # type: ignore[arg-type]
+logger = Logger(
+    service=SERVICE,
+    stream=_CurrentStderr(),  # type: ignore[arg-type]
+    logger_formatter=ConsoleAwareFormatter(),
+)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 copy_config_to_registered_loggers(source_logger=logger, include={"mlpipe"})
 # The plan step has no numbers of its own; an empty flush is expected, not worth a warning.

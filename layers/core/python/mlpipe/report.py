@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlpipe.config import Settings, resolve_run, run_date_for
+from mlpipe.exceptions import PipelineError
 from mlpipe.planning import TASKS
 
 STATES = ("present", "ran", "failed", "not_run")
 
 
-def build_report(state: dict[str, Any]) -> dict[str, Any]:
+def build_report(state: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """Turn the state machine's state into ``{"summary": ..., "cause": ...}``.
 
     ``state`` holds ``run`` and ``tasks`` (from the planning step and the tasks' results; train's
@@ -19,9 +21,20 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
     is the quality gate's rejection, reported as ``ModelRejectedError``. A task still
     "pending" when the run ends did not run. ``cause`` is the summary as a JSON string, for the
     Fail state's Cause.
+
+    When the plan failed, ``state`` has the execution's ``input`` instead of a run: with ``settings``
+    the run is resolved from it again (pure, no storage touched), so the summary keeps the run date
+    and the targets whenever the input allows it (a missing bucket, say), and the date alone otherwise.
     """
     run: dict[str, Any] = state["run"] if isinstance(state.get("run"), dict) else {}
+    if not run and settings is not None and "input" in state:
+        run = known_run(state["input"], settings)
     planned: dict[str, Any] = state["tasks"] if isinstance(state.get("tasks"), dict) else {}
+    if not planned and run:
+        planned = {
+            name: {"state": "not_run", "target": run.get(key)}
+            for name, key in zip(TASKS, ("dataset_uri", "model_uri", "published_uri"), strict=True)
+        }
     failed_task = state.get("failed_task")
     tasks = {}
     for name in TASKS:
@@ -49,6 +62,20 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
     }
     cause = {key: summary[key] for key in ("error", "tasks", "run_date", "gate", "champion")}
     return {"summary": summary, "cause": json.dumps(cause)}
+
+
+def known_run(execution_input: Any, settings: Settings) -> dict[str, Any]:
+    """As much of the run as an execution input gives: the whole run, else only its date, else nothing."""
+    try:
+        return resolve_run(execution_input, settings).to_event()
+    except PipelineError:
+        pass
+    try:
+        if isinstance(execution_input, dict):
+            return {"run_date": run_date_for(execution_input, settings)}
+    except PipelineError:
+        pass
+    return {}
 
 
 def describe_error(error: dict[str, Any]) -> dict[str, str]:

@@ -161,26 +161,32 @@ class LocalTarget(Target):
 
     @contextlib.contextmanager
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
+        created = _missing_directories(self.path.parent)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
                 dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial", delete=False
             )
         except OSError as exc:
+            _remove_empty(created)
             raise StorageError(
                 f"cannot write under {self.path.parent.as_uri()}: {exc}; check the artifact "
                 "root or publish URI and the directory's permissions"
             ) from exc
         tmp = Path(handle.name)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make published models unreadable to others
+        committed = False
         try:
             with handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             self._commit(tmp, overwrite=overwrite)
+            committed = True
         finally:
             tmp.unlink(missing_ok=True)
+            if not committed:  # a failed write leaves nothing behind, not even the directories it made
+                _remove_empty(created)
 
     def _commit(self, tmp: Path, *, overwrite: bool) -> None:
         try:
@@ -242,6 +248,24 @@ class LocalTarget(Target):
                 handle.write(data)
         finally:
             lock.unlink(missing_ok=True)
+
+
+def _missing_directories(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove the directories (deepest first) that are still empty; one another write filled is kept."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 # --- S3 -----------------------------------------------------------------------------------------
