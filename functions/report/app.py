@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from mlpipe import build_report
+from mlpipe.backfill import build_backfill_report
 from mlpipe.observability import instrumented, record_run
 
 
 @instrumented("report")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Return ``{"summary": {...}, "cause": "<summary as JSON>"}``."""
+    """Return ``{"summary": {...}, "cause": "<summary as JSON>"}``: a run's, or a backfill's given the Map's results."""
+    if "backfill_results" in event:
+        return build_backfill_report(event["backfill_results"])
     report = build_report(event)
     record_run(report["summary"])
     return report

@@ -174,20 +174,11 @@ class LocalPipeline:
 
 def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
     """The summary: an execution's output when it succeeded, its Cause (our JSON) when it failed."""
+    from mlpipe.report import summary_from_failure
+
     if status["status"] == "SUCCEEDED":
         return dict(json.loads(status["output"]))
-    try:
-        cause = json.loads(status.get("cause") or "")
-        error = cause["error"]
-        return {"status": "FAILED", "run_date": cause.get("run_date"), "tasks": cause["tasks"], "error": error}
-    except (ValueError, KeyError, TypeError):
-        # The execution did not reach the Fail state (for instance the report step itself failed).
-        return {
-            "status": "FAILED",
-            "run_date": None,
-            "tasks": {},
-            "error": {"type": status.get("error") or status["status"], "message": status.get("cause") or ""},
-        }
+    return summary_from_failure(status.get("error") or status["status"], status.get("cause"))
 
 
 def describe_event(event: dict[str, Any]) -> str | None:
