@@ -1,0 +1,177 @@
+"""The backfill state machine (statemachine/backfill.asl.json) on moto, starting real child executions of the pipeline.
+
+Outcomes are judged by the summaries, and targets are read from them (or from the plan), never
+spelled out here: the plan decides where a date's outputs go.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pipeline_local.runner import LocalBackfill
+from tests.conftest import ARTIFACTS, MODELS, s3_versions
+from tests.integration.conftest import states
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+DATES = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
+
+
+@pytest.fixture
+def backfill(aws: Any) -> LocalBackfill:
+    """Both state machines on moto with the real handlers; Retry intervals scaled to zero."""
+    return LocalBackfill(retry_delay_scale=0.0)
+
+
+@pytest.fixture
+def options(http_server: Any) -> dict[str, Any]:
+    """The pipeline options every date of a backfill shares: the test server's Iris file, the test buckets."""
+    return {
+        "source_url": http_server.url(),
+        "artifact_root": f"s3://{ARTIFACTS}/runs",
+        "publish_uri": f"s3://{MODELS}/iris",
+    }
+
+
+class InFlight:
+    """Counts child executions in flight: from the end of a child's plan step to the end of its report step.
+
+    Each child waits after its plan (up to ``hold`` seconds) until ``expected`` children are in
+    flight, so that the children overlap as much as the Map lets them: the maximum is then exactly
+    the Map's concurrency, and more than it if the Map started too many.
+    """
+
+    def __init__(self, expected: int, hold: float = 2.0) -> None:
+        self.expected = expected
+        self.hold = hold
+        self.now = 0
+        self.most = 0
+        self.children = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, name: str, event: Any, result: Any) -> None:
+        child_plan = name == "plan" and isinstance(event, dict) and "input" in event
+        child_report = name == "report" and isinstance(event, dict) and "backfill_results" not in event
+        with self.changed:
+            if child_plan:
+                self.children += 1
+                self.now += 1
+                self.most = max(self.most, self.now)
+                self.changed.notify_all()
+                self.changed.wait_for(lambda: self.now >= self.expected, timeout=self.hold)
+            elif child_report:
+                self.now -= 1
+                self.changed.notify_all()
+
+
+@pytest.fixture
+def in_flight(backfill: LocalBackfill) -> Iterator[Callable[[int], InFlight]]:
+    def watch(expected: int) -> InFlight:
+        counter = InFlight(expected)
+        backfill.lambdas.on_invoke = counter
+        return counter
+
+    yield watch
+    backfill.lambdas.on_invoke = None
+
+
+def _targets(summary: dict[str, Any]) -> dict[str, str]:
+    return {name: task["target"] for name, task in summary["tasks"].items()}
+
+
+def _s3(uri: str) -> tuple[str, str]:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return bucket, key
+
+
+def test_backfill_of_five_dates_two_complete_one_failing(
+    aws: Any, backfill: LocalBackfill, options: dict[str, Any], invoke: Invoke, in_flight: Callable[[int], InFlight]
+) -> None:
+    # Given two dates complete beforehand
+    before = {date: backfill.pipeline.run({**options, "run_date": date}) for date in DATES[:2]}
+    assert all(summary["status"] == "SUCCEEDED" for summary in before.values())
+    # and a date whose stored dataset is corrupt (where the plan says the dataset goes): it fails in train
+    planned = invoke("plan", {**options, "run_date": DATES[3]})
+    bucket, key = _s3(planned["tasks"]["download"]["target"])
+    aws.put_object(Bucket=bucket, Key=key, Body=b"<html><body>not a dataset</body></html>\n")
+    counter = in_flight(2)  # the template's default concurrency, through the DefinitionSubstitution
+
+    # When the five dates are backfilled
+    summary = backfill.run({"from": DATES[0], "to": DATES[-1], "input": options})
+
+    # Then every date has its summary, in order, and the totals say what happened
+    assert summary["status"] == "FAILED"
+    assert summary["totals"] == {"ran": 2, "present": 2, "failed": 1}
+    runs = {run["run_date"]: run for run in summary["runs"]}
+    assert list(runs) == DATES
+    for date in DATES[:2]:
+        assert states(runs[date]) == {"download": "present", "train": "present", "upload": "present"}
+        assert _targets(runs[date]) == _targets(before[date])
+    for date in (DATES[2], DATES[4]):
+        assert runs[date]["status"] == "SUCCEEDED"
+        assert states(runs[date]) == {"download": "ran", "train": "ran", "upload": "ran"}
+    failed = runs[DATES[3]]
+    assert failed["status"] == "FAILED"
+    assert states(failed) == {"download": "present", "train": "failed", "upload": "not_run"}
+    assert (failed["error"]["task"], failed["error"]["type"]) == ("train", "InvalidDatasetError")
+    # and the other dates' outputs are intact: published once, never overwritten
+    for date in (*DATES[:3], DATES[4]):
+        assert s3_versions(aws, *_s3(runs[date]["tasks"]["upload"]["target"])) == 1
+    assert s3_versions(aws, *_s3(failed["tasks"]["upload"]["target"])) == 0
+    # and the backfill execution failed with BackfillFailed, its Cause the same summary
+    execution = backfill.sfn.list_executions(stateMachineArn=backfill.state_machine_arn)["executions"][0]
+    described = backfill.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert described["status"] == "FAILED"
+    assert described["error"] == "BackfillFailed"
+    assert json.loads(described["cause"]) == summary
+    # and at most two dates ran at once, and two did
+    assert counter.children == 5
+    assert counter.most == 2
+
+
+def test_max_concurrency_of_the_input_is_honoured(
+    backfill: LocalBackfill, options: dict[str, Any], in_flight: Callable[[int], InFlight]
+) -> None:
+    counter = in_flight(3)
+    summary = backfill.run({"from": DATES[0], "to": DATES[3], "max_concurrency": 3, "input": options})
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["totals"] == {"ran": 4, "present": 0, "failed": 0}
+    assert counter.children == 4
+    assert counter.most == 3
+
+
+def test_a_complete_range_costs_one_plan_step_per_date(backfill: LocalBackfill, options: dict[str, Any]) -> None:
+    first = backfill.run({"from": DATES[0], "to": DATES[1], "input": options})
+    assert first["totals"] == {"ran": 2, "present": 0, "failed": 0}
+    calls_before = len(backfill.lambdas.invocations)
+    again = backfill.run({"from": DATES[0], "to": DATES[1], "input": options})
+    assert again["status"] == "SUCCEEDED"
+    assert again["totals"] == {"ran": 0, "present": 2, "failed": 0}
+    calls = [name for name, _ in backfill.lambdas.invocations[calls_before:]]
+    # the backfill's expand and report steps, and per date one plan and one report step
+    assert sorted(calls) == sorted(["plan", "report"] + ["plan", "report"] * 2)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"from": "2026-11-05", "to": "2026-11-01"}, "is before its from"),
+        ({"from": "2026-01-01", "to": "2027-01-02"}, "367 dates; at most 366"),
+        ({"from": "2026-11-31", "to": "2026-12-01"}, "not a valid date"),
+        ({"from": "2026-11-01", "to": "2026-11-02", "input": {"run_date": "2026-11-01"}}, "may not set run_date"),
+    ],
+)
+def test_a_bad_request_fails_before_any_date_starts(
+    backfill: LocalBackfill, options: dict[str, Any], request_: dict[str, Any], message: str
+) -> None:
+    summary = backfill.run({"input": options} | request_)
+    assert summary["status"] == "FAILED"
+    assert summary["runs"] == []
+    assert summary["error"]["type"] == "InvalidRequestError"
+    assert message in summary["error"]["message"]
+    assert backfill.sfn.list_executions(stateMachineArn=backfill.pipeline.state_machine_arn)["executions"] == []
+    assert [name for name, _ in backfill.lambdas.invocations] == ["plan"]
