@@ -175,3 +175,9 @@ def test_a_bad_request_fails_before_any_date_starts(
     assert message in summary["error"]["message"]
     assert backfill.sfn.list_executions(stateMachineArn=backfill.pipeline.state_machine_arn)["executions"] == []
     assert [name for name, _ in backfill.lambdas.invocations] == ["plan"]
+
+
+def test_the_local_backfill_substitutes_every_placeholder(backfill: LocalBackfill) -> None:
+    definition = backfill.sfn.describe_state_machine(stateMachineArn=backfill.state_machine_arn)["definition"]
+    assert "${" not in definition
+    assert backfill.pipeline.state_machine_arn in definition
