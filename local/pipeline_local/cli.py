@@ -2,6 +2,7 @@
 
 pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run-date YYYY-MM-DD]
              [--estimator NAME] [--hyperparameters JSON] [--cv-folds N] [dataset flags] [--json]
+pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
 pipeline invoke FUNCTION EVENT_FILE [--offline]
 """
 
@@ -28,28 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the state machine on this machine (moto + in-process handlers)")
-    run.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
-    run.add_argument(
-        "--artifact-root",
-        default=str(DEFAULT_ROOT / "artifacts"),
-        help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
+    _add_run_arguments(run)
+
+    backfill = commands.add_parser(
+        "backfill", help="run the backfill state machine: one pipeline run per date, at most N at a time"
     )
-    run.add_argument(
-        "--publish-uri",
-        default=str(DEFAULT_ROOT / "published"),
-        help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
+    backfill.add_argument("--from", dest="from_date", required=True, metavar="YYYY-MM-DD", help="first date")
+    backfill.add_argument("--to", dest="to_date", required=True, metavar="YYYY-MM-DD", help="last date (included)")
+    backfill.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="at most this many dates at once (default: the BackfillMaxConcurrency default)",
     )
-    run.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
-    run.add_argument(
-        "--estimator",
-        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
-    )
-    run.add_argument(
-        "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
-    )
-    run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
-    _add_dataset_arguments(run)
-    run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
+    _add_run_arguments(backfill, run_date=False)
 
     invoke = commands.add_parser("invoke", help="invoke one function's handler with an event file, without Docker")
     invoke.add_argument("function", choices=["plan", "download", "train", "upload", "report"])
@@ -69,7 +61,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         return _run(args)
+    if args.command == "backfill":
+        return _backfill(args)
     return _invoke(args)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True) -> None:
+    """The options of ``pipeline run``, which ``pipeline backfill`` takes too (there every date is a run date)."""
+    parser.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
+    parser.add_argument(
+        "--artifact-root",
+        default=str(DEFAULT_ROOT / "artifacts"),
+        help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--publish-uri",
+        default=str(DEFAULT_ROOT / "published"),
+        help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
+    if run_date:
+        parser.add_argument("--run-date", help="YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument(
+        "--estimator",
+        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
+    )
+    parser.add_argument(
+        "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
+    )
+    parser.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
+    _add_dataset_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,32 +139,67 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pipeline_local.runner import LocalPipeline, describe_event, local_aws, serve_sample
-
-    real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
+def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution input that the run options give (without ``source_url``, which may need a server first)."""
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
     for key in ("run_date", "estimator", "hyperparameters", "cv_folds"):
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             execution_input[key] = getattr(args, key)
     dataset = dataset_from_args(args)
     if dataset is not None:
         execution_input["dataset"] = dataset
+    return execution_input
 
-    def show(event: dict[str, Any]) -> None:
-        line = describe_event(event)
-        if line:
-            print(line, file=sys.stderr, flush=True)
 
+def _uses_real_s3(args: argparse.Namespace) -> bool:
+    return any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
+
+
+def _show(event: dict[str, Any]) -> None:
+    from pipeline_local.runner import describe_event
+
+    line = describe_event(event)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline_local.runner import LocalPipeline, local_aws, serve_sample
+
+    execution_input = execution_input_from_args(args)
     with contextlib.ExitStack() as stack:
         execution_input["source_url"] = args.source_url or stack.enter_context(serve_sample())
-        stack.enter_context(local_aws(real_s3=real_s3))
+        stack.enter_context(local_aws(real_s3=_uses_real_s3(args)))
         pipeline = LocalPipeline()
-        summary = pipeline.run(execution_input, on_event=None if args.json else show)
+        summary = pipeline.run(execution_input, on_event=None if args.json else _show)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    return 0 if summary["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from mlpipe.backfill import expand_backfill
+    from mlpipe.exceptions import InvalidRequestError
+    from pipeline_local.runner import LocalBackfill, local_aws, serve_sample
+
+    request: dict[str, Any] = {"from": args.from_date, "to": args.to_date, "input": execution_input_from_args(args)}
+    if args.max_concurrency is not None:
+        request["max_concurrency"] = args.max_concurrency
+    try:  # the expand step checks the same again; here nothing has started yet
+        expand_backfill(request)
+    except InvalidRequestError as exc:
+        print(f"pipeline backfill: InvalidRequestError: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with contextlib.ExitStack() as stack:
+        request["input"]["source_url"] = args.source_url or stack.enter_context(serve_sample())
+        stack.enter_context(local_aws(real_s3=_uses_real_s3(args)))
+        summary = LocalBackfill().run(request, on_event=None if args.json else _show)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_backfill(summary))
     return 0 if summary["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
@@ -158,6 +214,32 @@ def format_summary(summary: dict[str, Any]) -> str:
     else:
         ran = [name for name, task in summary.get("tasks", {}).items() if task["state"] == "ran"]
         lines.append("  SUCCEEDED: " + (f"ran {', '.join(ran)}" if ran else "everything was already present"))
+    return "\n".join(lines)
+
+
+def format_backfill(summary: dict[str, Any]) -> str:
+    """The backfill's summary as text: one line per date, then the totals."""
+    from mlpipe.backfill import outcome
+
+    runs = summary.get("runs", [])
+    lines = ["", f"===== Summary of the backfill: {len(runs)} date(s) ====="]
+    for run in runs:
+        state = outcome(run)
+        error = run.get("error")
+        if error:
+            note = f"{error.get('task')}: {error.get('type')}: {error.get('message')}"
+        else:
+            ran = [name for name, task in run.get("tasks", {}).items() if task["state"] == "ran"]
+            note = f"ran {', '.join(ran)}" if ran else "everything was already present"
+        lines.append(f"  {run.get('run_date')}  {state:<8} {note}")
+    if summary.get("error"):
+        error = summary["error"]
+        lines.append(f"  the backfill failed: {error.get('type')}: {error.get('message')}")
+    totals = summary.get("totals", {})
+    lines.append(
+        f"  {summary['status']}: ran {totals.get('ran', 0)}, present {totals.get('present', 0)}, "
+        f"failed {totals.get('failed', 0)}"
+    )
     return "\n".join(lines)
 
 

@@ -7,9 +7,14 @@ spelled out here: the plan decides where a date's outputs go.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -181,3 +186,83 @@ def test_the_local_backfill_substitutes_every_placeholder(backfill: LocalBackfil
     definition = backfill.sfn.describe_state_machine(stateMachineArn=backfill.state_machine_arn)["definition"]
     assert "${" not in definition
     assert backfill.pipeline.state_machine_arn in definition
+
+
+def _backfill_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("pipeline")), "backfill", *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_backfill_exits_non_zero_when_a_date_failed(tmp_path: Path, invoke: Invoke) -> None:
+    roots = ["--artifact-root", str(tmp_path / "artifacts"), "--publish-uri", str(tmp_path / "published")]
+    # Given two dates complete beforehand, by a first backfill that succeeds
+    first = _backfill_cli("--from", DATES[0], "--to", DATES[1], "--json", *roots, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["totals"] == {"ran": 2, "present": 0, "failed": 0}
+    # and a date whose stored dataset is corrupt, where the plan puts it
+    planned = invoke(
+        "plan",
+        {
+            "run_date": DATES[3],
+            "source_url": "http://127.0.0.1:9/iris.data",
+            "artifact_root": str(tmp_path / "artifacts"),
+            "publish_uri": str(tmp_path / "published"),
+        },
+    )
+    dataset = Path(unquote(urlparse(planned["tasks"]["download"]["target"]).path))
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_text("<html><body>not a dataset</body></html>\n")
+
+    # When the five dates are backfilled, two at a time
+    result = _backfill_cli(
+        "--from", DATES[0], "--to", DATES[-1], "--max-concurrency", "2", "--json", *roots, cwd=tmp_path
+    )
+
+    # Then it exits 1, and the JSON has every date's summary (as pipeline run --json prints it) and the totals
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "FAILED"
+    assert summary["totals"] == {"ran": 2, "present": 2, "failed": 1}
+    assert [run["run_date"] for run in summary["runs"]] == DATES
+    failed = summary["runs"][3]
+    assert set(failed) == {"status", "run_date", "tasks", "error"}
+    assert (failed["error"]["task"], failed["error"]["type"]) == ("train", "InvalidDatasetError")
+    for run in summary["runs"][:3] + summary["runs"][4:]:
+        published = Path(unquote(urlparse(run["tasks"]["upload"]["target"]).path))
+        assert published.is_file(), run
+
+
+def test_cli_backfill_text_mode_prints_a_line_per_date_and_the_totals(tmp_path: Path) -> None:
+    result = _backfill_cli("--from", DATES[0], "--to", DATES[1], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"  {DATES[0]}  ran      ran download, train, upload" in result.stdout
+    assert f"  {DATES[1]}  ran      ran download, train, upload" in result.stdout
+    assert "SUCCEEDED: ran 2, present 0, failed 0" in result.stdout
+    assert "start  Run the pipeline for each date" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--from", "2026-11-05", "--to", "2026-11-01"), "is before its from"),
+        (("--from", "2026-01-01", "--to", "2027-01-02"), "367 dates; at most 366"),
+        (("--from", "2026-11-01", "--to", "2026-13-01"), "not a valid date"),
+        (("--from", "2026-11-01", "--to", "2026-11-02", "--max-concurrency", "0"), "max_concurrency must be"),
+    ],
+)
+def test_cli_backfill_refuses_a_bad_range_before_anything_starts(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = _backfill_cli(*args, "--json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "InvalidRequestError" in result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / ".pipeline").exists()
