@@ -266,3 +266,23 @@ def test_cli_backfill_refuses_a_bad_range_before_anything_starts(
     assert message in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / ".pipeline").exists()
+
+
+def test_moto_still_needs_the_nested_executions_patch(backfill: LocalBackfill, options: dict[str, Any]) -> None:
+    """pipeline_local.nested supplies what moto 5.2 leaves out; when this fails, moto does it itself: drop the patch."""
+    with backfill.lambdas.active():
+        arn = backfill.sfn.start_execution(
+            stateMachineArn=backfill.state_machine_arn,
+            input=json.dumps({"from": DATES[0], "to": DATES[0], "input": options}),
+        )["executionArn"]
+        backfill.pipeline.wait(arn, timeout=60)
+    (run,) = backfill.summary(arn)["runs"]
+    assert run["error"] == {"type": "States.Runtime", "message": "'StateMachineArn'"}
+
+
+def test_the_moto_series_patched_is_the_one_pinned() -> None:
+    from pipeline_local.lambdas import MOTO_SERIES, REPO_ROOT
+
+    pins = (REPO_ROOT / "requirements" / "dev.txt").read_text().splitlines()
+    (moto_pin,) = [line for line in pins if line.startswith("moto==")]
+    assert moto_pin.removeprefix("moto==").startswith(MOTO_SERIES)
