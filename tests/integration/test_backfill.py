@@ -133,6 +133,16 @@ def test_backfill_of_five_dates_two_complete_one_failing(
     assert described["status"] == "FAILED"
     assert described["error"] == "BackfillFailed"
     assert json.loads(described["cause"]) == summary
+    # and every child execution is linked to it, and got the shared input with its date
+    children = backfill.sfn.list_executions(stateMachineArn=backfill.pipeline.state_machine_arn)["executions"]
+    inputs = [json.loads(backfill.sfn.describe_execution(executionArn=c["executionArn"])["input"]) for c in children]
+    backfilled = [i for i in inputs if "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID" in i]
+    assert sorted(i["run_date"] for i in backfilled) == DATES
+    for child_input in backfilled:
+        assert child_input == options | {
+            "run_date": child_input["run_date"],
+            "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": execution["executionArn"],
+        }
     # and at most two dates ran at once, and two did
     assert counter.children == 5
     assert counter.most == 2

@@ -25,8 +25,9 @@ DEFAULT_MAX_CONCURRENCY = 2
 # Step Functions caps an execution's Cause at 32768 characters (the Fail state's Cause).
 MAX_CAUSE_CHARS = 32768
 REQUEST_FIELDS = frozenset({"from", "to", "max_concurrency", "input"})
-# Every date sets its own run date; the rest of a pipeline execution's input is shared by all dates.
-PER_DATE_FIELDS = frozenset({"run_date", "scheduled_time"})
+# What the backfill sets for each date itself (its run date, and the link of the child to the backfill's
+# execution); the rest of a pipeline execution's input is shared by all dates.
+PER_DATE_FIELDS = frozenset({"run_date", "scheduled_time", "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"})
 OUTCOMES = ("ran", "present", "failed")
 
 
@@ -48,7 +49,7 @@ def expand_backfill(request: Any, *, default_max_concurrency: Any = None) -> dic
     """``{"from", "to", "max_concurrency"?, "input"?}`` to ``{"runs": [{"run_date", "input"}], "max_concurrency"}``.
 
     ``input`` holds the pipeline execution's options shared by every date (anything a pipeline
-    execution takes but ``run_date`` and ``scheduled_time``); each run's input is it plus the date.
+    execution takes but PER_DATE_FIELDS); each run's input is it plus the date.
     ``max_concurrency`` defaults to ``default_max_concurrency`` (the BackfillMaxConcurrency
     parameter, a string when it comes through DefinitionSubstitutions), else DEFAULT_MAX_CONCURRENCY.
     Everything is checked before any run starts: InvalidRequestError names what is wrong.
@@ -71,7 +72,7 @@ def expand_backfill(request: Any, *, default_max_concurrency: Any = None) -> dic
     per_date = sorted(set(options) & PER_DATE_FIELDS)
     if per_date:
         raise InvalidRequestError(
-            f"the backfill's input may not set {', '.join(per_date)}: each date is a run date of its own"
+            f"the backfill's input may not set {', '.join(per_date)}: the backfill sets it for each date"
         )
     unknown = sorted(set(options) - INPUT_FIELDS)
     if unknown:

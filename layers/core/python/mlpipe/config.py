@@ -41,6 +41,8 @@ INPUT_FIELDS = frozenset(
         "hyperparameters",
         "cv_folds",
         "max_source_bytes",
+        # Set by a parent execution (the backfill) to link this one to it; Step Functions reads it, the run does not.
+        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
     }
 )
 
