@@ -313,8 +313,13 @@ class LocalBackfill:
             return dict(json.loads(status["output"]))
         for event in reversed(self.pipeline.history(execution_arn)):
             details = event.get("stateExitedEventDetails") or {}
-            if details.get("name") == BACKFILL_REPORT_STATE:
-                return dict(json.loads(details["output"])["summary"])
+            output = (
+                json.loads(details.get("output") or "null") if details.get("name") == BACKFILL_REPORT_STATE else None
+            )
+            if isinstance(output, dict) and isinstance(
+                output.get("summary"), dict
+            ):  # not when it failed and was caught
+                return dict(output["summary"])
         from mlpipe.report import describe_error
 
         # Refused before any date started (InvalidRequestError), or the backfill's own steps failed.

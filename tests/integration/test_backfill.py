@@ -296,3 +296,21 @@ def test_the_moto_series_patched_is_the_one_pinned() -> None:
     pins = (REPO_ROOT / "requirements" / "dev.txt").read_text().splitlines()
     (moto_pin,) = [line for line in pins if line.startswith("moto==")]
     assert moto_pin.removeprefix("moto==").startswith(MOTO_SERIES)
+
+
+def test_a_failed_report_step_stops_the_backfill_with_its_error(
+    backfill: LocalBackfill, options: dict[str, Any]
+) -> None:
+    report = backfill.lambdas.handlers["report"]
+
+    def failing_for_backfills(event: Any, context: Any) -> Any:
+        if "backfill_results" in event:
+            raise RuntimeError("the report failed")
+        return report(event, context)
+
+    backfill.lambdas.handlers["report"] = failing_for_backfills
+    summary = backfill.run({"from": DATES[0], "to": DATES[0], "input": options})
+    assert summary["status"] == "FAILED"
+    assert summary["error"] == {"task": "backfill", "type": "RuntimeError", "message": "the report failed"}
+    execution = backfill.sfn.list_executions(stateMachineArn=backfill.state_machine_arn)["executions"][0]
+    assert backfill.sfn.describe_execution(executionArn=execution["executionArn"])["error"] == "RuntimeError"
