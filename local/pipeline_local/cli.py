@@ -5,6 +5,7 @@ pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run
              [--max-source-bytes N] [--json] [--verbose]
 pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
 pipeline status [--run-date D | --from D1 --to D2] [--json]
+pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
 """
 
 from __future__ import annotations
@@ -55,38 +56,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser(
         "run", help="run the state machine on this machine (moto + in-process handlers)", description=RUN_DESCRIPTION
     )
-    run.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
-    run.add_argument(
-        "--artifact-root",
-        default=str(DEFAULT_ROOT / "artifacts"),
-        help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
+    _add_run_arguments(run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="run the backfill state machine: one pipeline run per date, at most N at a time",
+        description="Run the backfill state machine (statemachine/backfill.asl.json) on this machine: one child "
+        "execution of the pipeline per date from --from to --to, at most --max-concurrency at a time, each resuming "
+        "what exists; one line per date and the totals. Exit status 0 only when every date succeeded.",
     )
-    run.add_argument(
-        "--publish-uri",
-        default=str(DEFAULT_ROOT / "published"),
-        help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
+    backfill.add_argument("--from", dest="from_date", required=True, metavar="YYYY-MM-DD", help="first date")
+    backfill.add_argument("--to", dest="to_date", required=True, metavar="YYYY-MM-DD", help="last date (included)")
+    backfill.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="at most this many dates at once (default: the BackfillMaxConcurrency default)",
     )
-    run.add_argument("--run-date", type=_run_date, help="YYYY-MM-DD (default: today, UTC)")
-    run.add_argument(
-        "--estimator",
-        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
-    )
-    run.add_argument(
-        "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
-    )
-    run.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
-    run.add_argument(
-        "--force",
-        choices=["download", "train", "upload"],
-        help="run this task and every later one even though their outputs exist (new targets; nothing overwritten)",
-    )
-    _add_dataset_arguments(run)
-    run.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
-    run.add_argument("--min-cv-accuracy", type=float, help="the gate: publish only models with CV accuracy >= this")
-    run.add_argument(
-        "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
-    )
-    _add_run_extras(run)
+    _add_run_arguments(backfill, run_date=False)
 
     invoke = commands.add_parser(
         "invoke",
@@ -123,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _champion(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "backfill":
+            return _backfill(args)
         return _invoke(args)
 
 
@@ -184,6 +172,43 @@ def _add_verbose(command: argparse.ArgumentParser) -> None:
         help="the functions' JSON logs at INFO level, with a traceback for every failure "
         "(default: an expected failure is one line)",
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True) -> None:
+    """The options of one run (the execution input's fields), for ``run`` and, without ``--run-date``, ``backfill``."""
+    parser.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
+    parser.add_argument(
+        "--artifact-root",
+        default=str(DEFAULT_ROOT / "artifacts"),
+        help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--publish-uri",
+        default=str(DEFAULT_ROOT / "published"),
+        help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
+    )
+    if run_date:
+        parser.add_argument("--run-date", type=_run_date, help="YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument(
+        "--estimator",
+        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
+    )
+    parser.add_argument(
+        "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
+    )
+    parser.add_argument("--cv-folds", type=int, help="folds of cross-validation (default 5)")
+    parser.add_argument(
+        "--force",
+        choices=["download", "train", "upload"],
+        help="run this task and every later one even though their outputs exist (new targets; nothing overwritten)",
+    )
+    _add_dataset_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
+    parser.add_argument("--min-cv-accuracy", type=float, help="the gate: publish only models with CV accuracy >= this")
+    parser.add_argument(
+        "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
+    )
+    _add_run_extras(parser)
 
 
 def _run_date(text: str) -> str:
@@ -356,10 +381,8 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pipeline_local.runner import LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
-
-    real_s3 = any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
+def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution input that the run options give (without ``source_url``, which may need a server first)."""
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
     for key in (
         "run_date",
@@ -371,11 +394,23 @@ def _run(args: argparse.Namespace) -> int:
         "min_cv_accuracy",
         "max_regression",
     ):
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             execution_input[key] = getattr(args, key)
     dataset = dataset_from_args(args)
     if dataset is not None:
         execution_input["dataset"] = dataset
+    return execution_input
+
+
+def _uses_real_s3(args: argparse.Namespace) -> bool:
+    return any(str(uri).startswith("s3://") for uri in (args.artifact_root, args.publish_uri))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline_local.runner import LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
+
+    real_s3 = _uses_real_s3(args)
+    execution_input = execution_input_from_args(args)
 
     def show(event: dict[str, Any]) -> None:
         line = describe_event(event)
@@ -401,6 +436,42 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from mlpipe.backfill import expand_backfill
+    from mlpipe.exceptions import InvalidRequestError
+    from pipeline_local.runner import LocalBackfill, local_aws, serve_sample
+
+    request: dict[str, Any] = {"from": args.from_date, "to": args.to_date, "input": execution_input_from_args(args)}
+    if args.max_concurrency is not None:
+        request["max_concurrency"] = args.max_concurrency
+    try:  # the expand step checks the same again; here nothing has started yet
+        expand_backfill(request)
+    except InvalidRequestError as exc:
+        print(f"pipeline backfill: InvalidRequestError: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with contextlib.ExitStack() as stack:
+        request["input"]["source_url"] = args.source_url or stack.enter_context(serve_sample())
+        if not args.source_url:
+            request["input"]["source_id"] = SAMPLE_SOURCE_ID
+        stack.enter_context(local_aws(real_s3=_uses_real_s3(args)))
+        summary = LocalBackfill(retry_delay_scale=_retry_delay_scale()).run(
+            request, on_event=None if args.json else _show
+        )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_backfill(summary))
+    return 0 if summary["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def _show(event: dict[str, Any]) -> None:
+    from pipeline_local.runner import describe_event
+
+    line = describe_event(event)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as text, like Luigi's execution summary."""
     lines = ["", f"===== Summary of run {summary.get('run_date')} ====="]
@@ -412,6 +483,32 @@ def format_summary(summary: dict[str, Any]) -> str:
     else:
         ran = [name for name, task in summary.get("tasks", {}).items() if task["state"] == "ran"]
         lines.append("  SUCCEEDED: " + (f"ran {', '.join(ran)}" if ran else "everything was already present"))
+    return "\n".join(lines)
+
+
+def format_backfill(summary: dict[str, Any]) -> str:
+    """The backfill's summary as text: one line per date, then the totals."""
+    from mlpipe.backfill import outcome
+
+    runs = summary.get("runs", [])
+    lines = ["", f"===== Summary of the backfill: {len(runs)} date(s) ====="]
+    for run in runs:
+        state = outcome(run)
+        error = run.get("error")
+        if error:
+            note = f"{error.get('task')}: {error.get('type')}: {error.get('message')}"
+        else:
+            ran = [name for name, task in run.get("tasks", {}).items() if task["state"] == "ran"]
+            note = f"ran {', '.join(ran)}" if ran else "everything was already present"
+        lines.append(f"  {run.get('run_date')}  {state:<8} {note}")
+    if summary.get("error"):
+        error = summary["error"]
+        lines.append(f"  the backfill failed: {error.get('type')}: {error.get('message')}")
+    totals = summary.get("totals", {})
+    lines.append(
+        f"  {summary['status']}: ran {totals.get('ran', 0)}, present {totals.get('present', 0)}, "
+        f"failed {totals.get('failed', 0)}"
+    )
     return "\n".join(lines)
 
 

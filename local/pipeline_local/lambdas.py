@@ -41,6 +41,17 @@ def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
+def check_moto_version() -> None:
+    """RuntimeError unless the installed moto is of MOTO_SERIES, the series this package patches."""
+    import moto
+
+    if not moto.__version__.startswith(MOTO_SERIES):
+        raise RuntimeError(
+            f"pipeline_local is written against moto {MOTO_SERIES}x, found "
+            f"{moto.__version__}; pin moto in requirements/dev.txt or update lambdas.py and nested.py"
+        )
+
+
 def load_handler(name: str, root: Path = REPO_ROOT) -> Handler:
     """Import ``functions/<name>/app.py`` afresh (so its settings are read from the current environment)."""
     path = root / "functions" / name / "app.py"
@@ -133,14 +144,9 @@ class InProcessLambdas:
     @contextlib.contextmanager
     def active(self) -> Iterator[InProcessLambdas]:
         """Patch moto's Docker-less Lambda backend for the duration of the block."""
-        import moto
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
-        if not moto.__version__.startswith(MOTO_SERIES):
-            raise RuntimeError(
-                f"pipeline_local.lambdas is written against moto {MOTO_SERIES}x, found "
-                f"{moto.__version__}; pin moto in requirements/run.txt or update this module"
-            )
+        check_moto_version()
         router = self
 
         def invoke(

@@ -322,27 +322,11 @@ def _interpreter_history(execution_arn: str) -> list[dict[str, Any]] | None:
 
 def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
     """The summary: an execution's output when it succeeded, its Cause (our JSON) when it failed."""
+    from mlpipe.report import summary_from_failure
+
     if status["status"] == "SUCCEEDED":
         return dict(json.loads(status["output"]))
-    try:
-        cause = json.loads(status.get("cause") or "")
-        error = cause["error"]
-        return {
-            "status": "FAILED",
-            "run_date": cause.get("run_date"),
-            "tasks": cause["tasks"],
-            "gate": cause.get("gate"),
-            "champion": cause.get("champion"),
-            "error": error,
-        }
-    except (ValueError, KeyError, TypeError):
-        # The execution did not reach the Fail state (for instance the report step itself failed).
-        return {
-            "status": "FAILED",
-            "run_date": None,
-            "tasks": {},
-            "error": {"type": status.get("error") or status["status"], "message": status.get("cause") or ""},
-        }
+    return summary_from_failure(status.get("error") or status["status"], status.get("cause"))
 
 
 def describe_event(event: dict[str, Any]) -> str | None:
@@ -511,3 +495,82 @@ def _history_notifications(changed: threading.Event) -> Iterator[None]:
             _listeners.discard(changed)
             if not _listeners:
                 EventManager.add_event = EventManager.add_event.original  # type: ignore[attr-defined,method-assign]
+
+
+BACKFILL_ASL_PATH = REPO_ROOT / "statemachine" / "backfill.asl.json"
+BACKFILL_REPORT_STATE = "Report the backfill"
+
+
+class LocalBackfill:
+    """The backfill state machine on moto, starting child executions of the pipeline's. Use inside ``local_aws()``.
+
+    Both state machines are created as the template creates them: the backfill's definition gets
+    the pipeline's ARN, the functions' ARNs and the default concurrency as its DefinitionSubstitutions.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        retry_delay_scale: float = 1.0,
+        default_max_concurrency: int | None = None,
+        asl_path: Path = BACKFILL_ASL_PATH,
+        name: str = "mlpipe-local",
+    ) -> None:
+        from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
+
+        self.pipeline = LocalPipeline(env=env, retry_delay_scale=retry_delay_scale, name=name)
+        self.lambdas = self.pipeline.lambdas
+        self.sfn = self.pipeline.sfn
+        substitutions = {
+            **SUBSTITUTIONS,
+            "PipelineStateMachineArn": self.pipeline.state_machine_arn,
+            "BackfillMaxConcurrency": str(default_max_concurrency or DEFAULT_MAX_CONCURRENCY),
+        }
+        definition = asl_path.read_text()
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", value)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=f"{name}-backfill-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=ROLE_ARN
+        )["stateMachineArn"]
+
+    def run(
+        self, backfill_input: dict[str, Any], *, on_event: EventPrinter | None = None, timeout: float = 3600.0
+    ) -> dict[str, Any]:
+        """Start a backfill execution, wait for it and its children, and return the backfill's summary."""
+        from pipeline_local.nested import nested_executions
+
+        with self.lambdas.active(), nested_executions(), _retry_delays(self.pipeline.retry_delay_scale):
+            response = self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=f"backfill-{uuid.uuid4().hex[:12]}",
+                input=json.dumps(backfill_input),
+            )
+            arn = str(response["executionArn"])
+            self.pipeline.wait(arn, on_event=on_event, timeout=timeout)
+            return self.summary(arn)
+
+    def summary(self, execution_arn: str) -> dict[str, Any]:
+        """The backfill's summary: its output, or the report step's when it failed; else the failure itself."""
+        status = self.sfn.describe_execution(executionArn=execution_arn)
+        if status["status"] == "SUCCEEDED":
+            return dict(json.loads(status["output"]))
+        for event in reversed(self.pipeline.history(execution_arn)):
+            details = event.get("stateExitedEventDetails") or {}
+            output = (
+                json.loads(details.get("output") or "null") if details.get("name") == BACKFILL_REPORT_STATE else None
+            )
+            if isinstance(output, dict) and isinstance(
+                output.get("summary"), dict
+            ):  # not when it failed and was caught
+                return dict(output["summary"])
+        from mlpipe.report import describe_error
+
+        # Refused before any date started (InvalidRequestError), or the backfill's own steps failed.
+        error = describe_error({"Error": status.get("error") or status["status"], "Cause": status.get("cause")})
+        return {
+            "status": "FAILED",
+            "runs": [],
+            "totals": {"ran": 0, "present": 0, "failed": 0},
+            "error": {"task": "backfill", **error},
+        }

@@ -57,3 +57,19 @@ def test_the_command_leaves_the_console_log_setting_behind_it(capsys: pytest.Cap
     assert main(["invoke", "plan", str(EVENTS / "plan.json"), "--offline"]) == 0
     assert "download  pending (will run)" in capsys.readouterr().err
     assert "MLPIPE_CONSOLE_ERRORS" not in os.environ
+
+
+def test_backfill_input_is_expanded_by_the_plan_function_as_the_backfill_asl_calls_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asl = json.loads((REPO / "statemachine" / "backfill.asl.json").read_text())
+    payload = asl["States"]["Expand the dates"]["Parameters"]["Payload"]
+    assert payload == {"backfill.$": "$", "default_max_concurrency": "${BackfillMaxConcurrency}"}
+    event = tmp_path / "expand.json"
+    backfill = json.loads((EVENTS / "backfill.json").read_text())
+    event.write_text(json.dumps({"backfill": backfill, "default_max_concurrency": "2"}))
+    assert main(["invoke", "plan", str(event)]) == 0
+    expanded = json.loads(capsys.readouterr().out)
+    assert expanded["max_concurrency"] == 2
+    assert [run["run_date"] for run in expanded["runs"]] == [f"2026-11-0{day}" for day in range(1, 8)]
+    assert expanded["runs"][0]["input"] == backfill["input"] | {"run_date": "2026-11-01"}

@@ -239,3 +239,39 @@ def test_failed_runs_raise_an_alarm_with_an_optional_email() -> None:
     assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     assert transformed()["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_backfill_starts_only_the_pipeline_and_watches_only_its_executions() -> None:
+    role = "BackfillStateMachineRole"
+    states = grants(role, "states")
+    assert set(states) == {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+    assert states["states:StartExecution"] == ['{"Ref": "PipelineStateMachine"}']
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        (resource,) = states[action]
+        assert ":execution:${PipelineStateMachine.Name}:*" in resource, resource
+    events = grants(role, "events")
+    assert set(events) == {"events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    for resources_ in events.values():
+        assert resources_ == [
+            r for r in resources_ if r.endswith(':rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"}')
+        ]
+    invoke = grants(role, "lambda")
+    assert set(invoke) == {"lambda:InvokeFunction"}
+    targets = json.loads(invoke["lambda:InvokeFunction"][0])
+    assert sorted(t["Fn::GetAtt"][0] for t in targets) == ["PlanFunction", "ReportFunction"]
+    assert {action.split(":")[0] for statement in statements(role) for action in statement["Action"]} == {
+        "states",
+        "events",
+        "lambda",
+        "logs",
+        "xray",
+    }
+
+
+def test_backfill_state_machine_is_traced_and_logs_to_its_own_group() -> None:
+    machine = transformed()["Resources"]["BackfillStateMachine"]["Properties"]
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == {"Ref": "ExecutionLogLevel"}
+    destination = machine["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert destination == {"Fn::GetAtt": ["BackfillStateMachineLogGroup", "Arn"]}
+    assert machine["RoleArn"] == {"Fn::GetAtt": ["BackfillStateMachineRole", "Arn"]}

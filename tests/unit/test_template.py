@@ -138,3 +138,54 @@ def test_the_execution_times_out_after_the_worst_case_of_its_tasks() -> None:
 def test_no_state_has_a_timeout_of_its_own() -> None:
     # A Task's own TimeoutSeconds would cut a retrying task short of its Retry blocks' budget.
     assert all("TimeoutSeconds" not in state for state in asl()["States"].values())
+
+
+def backfill_asl() -> dict[str, Any]:
+    return dict(json.loads((REPO / "statemachine" / "backfill.asl.json").read_text()))
+
+
+def _all_states(states: dict[str, Any]) -> dict[str, Any]:
+    """Every state, the Map's item processor's included."""
+    found = dict(states)
+    for state in states.values():
+        if "ItemProcessor" in state:
+            found |= _all_states(state["ItemProcessor"]["States"])
+    return found
+
+
+def test_backfill_substitutions_match_its_placeholders() -> None:
+    machine = template()["Resources"]["BackfillStateMachine"]["Properties"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", (REPO / "statemachine" / "backfill.asl.json").read_text()))
+    assert set(machine["DefinitionSubstitutions"]) == placeholders
+    assert machine["DefinitionSubstitutions"]["PipelineStateMachineArn"] == {"Ref": "PipelineStateMachine"}
+    assert machine["DefinitionSubstitutions"]["BackfillMaxConcurrency"] == {"Ref": "BackfillMaxConcurrency"}
+
+
+def test_backfill_default_concurrency_is_the_domain_default() -> None:
+    from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
+
+    assert template()["Parameters"]["BackfillMaxConcurrency"]["Default"] == DEFAULT_MAX_CONCURRENCY
+    assert template()["Outputs"]["BackfillStateMachineArn"]["Value"] == {"Ref": "BackfillStateMachine"}
+
+
+def test_every_backfill_task_retries_transient_errors_and_catches_everything() -> None:
+    tasks = {name: state for name, state in _all_states(backfill_asl()["States"]).items() if state["Type"] == "Task"}
+    assert set(tasks) == {"Expand the dates", "Run the pipeline for the date", "Report the backfill"}
+    for name, state in tasks.items():
+        assert state["Retry"], name
+        for retry in state["Retry"]:
+            assert retry["BackoffRate"] > 1, name
+            assert retry["JitterStrategy"] == "FULL", name
+            assert retry["IntervalSeconds"] >= 1, name
+            assert retry["MaxAttempts"] >= 2, name
+            # A child that ran and failed (States.TaskFailed) or a refused request is not retried.
+            assert all(error.startswith(("Lambda.", "StepFunctions.")) for error in retry["ErrorEquals"]), name
+        assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
+
+
+def test_backfill_map_takes_its_concurrency_from_the_expanded_request() -> None:
+    states = backfill_asl()["States"]
+    (map_state,) = [state for state in states.values() if state["Type"] == "Map"]
+    assert map_state["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert map_state["ItemsPath"] == "$.runs"
+    assert states["Backfill failed"] == states["Backfill failed"] | {"Type": "Fail", "Error": "BackfillFailed"}

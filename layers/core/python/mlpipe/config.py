@@ -47,6 +47,8 @@ INPUT_FIELDS = frozenset(
         "max_source_bytes",
         "min_cv_accuracy",
         "max_regression",
+        # Set by a parent execution (the backfill) to link this one to it; Step Functions reads it, the run does not.
+        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
     }
 )
 

@@ -91,3 +91,28 @@ def describe_error(error: dict[str, Any]) -> dict[str, str]:
         message = str(parsed["errorMessage"])
         error_type = str(parsed.get("errorType") or error_type)
     return {"type": error_type, "message": message}
+
+
+def summary_from_failure(error: str | None, cause: str | None) -> dict[str, Any]:
+    """The summary of a failed execution from its Error and Cause: the Cause ``build_report`` wrote, read back.
+
+    An execution that did not reach the Fail state (the report step itself failed, or it was
+    stopped) has another Cause: the summary then has no tasks, and its error is that Error and Cause.
+    """
+    try:
+        parsed = json.loads(cause or "")
+        return {
+            "status": "FAILED",
+            "run_date": parsed.get("run_date"),
+            "tasks": parsed["tasks"],
+            "gate": parsed.get("gate"),
+            "champion": parsed.get("champion"),
+            "error": parsed["error"],
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {
+            "status": "FAILED",
+            "run_date": None,
+            "tasks": {},
+            "error": {"type": error or "FAILED", "message": cause or ""},
+        }
