@@ -44,7 +44,7 @@ def heavy_modules_loaded(function: str, *then_import: str) -> list[str]:
     return sorted(set(loaded) & set(HEAVY))
 
 
-@pytest.mark.parametrize("function", ["plan", "download", "upload", "report"])
+@pytest.mark.parametrize("function", ["plan", "download", "upload", "promote", "report"])
 def test_handler_import_loads_no_ml_library(function: str) -> None:
     assert heavy_modules_loaded(function) == []
 

@@ -275,3 +275,26 @@ def test_backfill_state_machine_is_traced_and_logs_to_its_own_group() -> None:
     destination = machine["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
     assert destination == {"Fn::GetAtt": ["BackfillStateMachineLogGroup", "Arn"]}
     assert machine["RoleArn"] == {"Fn::GetAtt": ["BackfillStateMachineRole", "Arn"]}
+
+
+def test_promote_writes_only_the_champion_and_announces_only_promotions() -> None:
+    s3 = grants("PromoteRole", "s3")
+    assert set(s3) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
+    written = json.loads(s3["s3:PutObject"][0])
+    assert [entry["Fn::Sub"][0].rsplit("/", 2)[-2:] for entry in written] == [
+        ["${PublishPrefix}", "champion.json"],
+        ["champion-history", "*"],
+    ]
+    assert all("artifacts" not in r for r in s3["s3:GetObject"])
+    (statement,) = [s for s in statements("PromoteRole") if "events:PutEvents" in s["Action"]]
+    assert statement["Action"] == ["events:PutEvents"]
+    assert "event-bus/default" in json.dumps(statement["Resource"])
+    assert statement["Condition"] == {
+        "StringEquals": {"events:source": "mlpipe", "events:detail-type": "Model promoted"}
+    }
+
+
+def test_train_reads_only_the_champions_manifest_outside_artifacts() -> None:
+    listed = [s for s in statements("TrainRole") if "s3:ListBucket" in s["Action"]]
+    prefixes = sorted(json.dumps(s["Condition"]["StringLike"]["s3:prefix"]) for s in listed)
+    assert prefixes == ['"artifacts/*"', '{"Fn::Sub": "${PublishPrefix}/champion.json"}']

@@ -1,13 +1,14 @@
 """mlpipe: the domain package of the serverless training pipeline (download -> train -> publish).
 
-Consumers use ``mlpipe.load_model(uri)``, which checks a published model against its card before
-unpickling it.
+Consumers use ``mlpipe.load_champion(publish_uri)`` (the current model to serve) or
+``mlpipe.load_model(uri)``, which check a model against its card before unpickling it.
 
 It knows nothing about Lambda events: the handlers in ``functions/`` parse the event and call
 the functions below with explicit arguments. pandas and scikit-learn are imported only by
 ``mlpipe.training``, lazily, so the other functions start fast.
 """
 
+from mlpipe.champion import load_champion
 from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import PipelineError
@@ -29,6 +30,7 @@ __all__ = [
     "TaskOutcome",
     "build_report",
     "download",
+    "load_champion",
     "load_model",
     "plan",
     "resolve_run",
