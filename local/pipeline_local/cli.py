@@ -295,7 +295,8 @@ def _champion(args: argparse.Namespace) -> int:
         print(f"no champion yet under {args.publish_uri}")
         return 0
     accuracy = (current.get("metrics") or {}).get("cv_accuracy")
-    print(f"champion: {current['identity']} ({current['run_date']}, cv {accuracy}) {current['model_uri']}")
+    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
+    print(f"champion: {current['identity']} ({current['run_date']}, cv {shown}) {current['model_uri']}")
     print("history, newest first:")
     for entry in reversed(history):
         when, action, identity = entry["promoted_at"], entry["action"], entry["identity"]
@@ -477,6 +478,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = ["", f"===== Summary of run {summary.get('run_date')} ====="]
     for name, task in summary.get("tasks", {}).items():
         lines.append(f"  {name:<9} {task['state']:<8} {task.get('target') or ''}")
+    gate = summary.get("gate")
+    if isinstance(gate, dict) and not summary.get("error"):
+        lines.append(f"  gate:     {gate.get('reason')}")
+    champion = summary.get("champion")
+    if isinstance(champion, dict):
+        lines.append(f"  champion: {champion.get('reason')}")
     error = summary.get("error")
     if error:
         lines.append(f"  FAILED in {error.get('task')}: {error.get('type')}: {error.get('message')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -96,6 +97,22 @@ def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
             f"{sidecar.uri} is not a valid metrics file ({exc}); delete the model and rerun to retrain"
         ) from exc
     return metrics
+
+
+def read_checked(model: Target, *, consequence: str, allow_local: bool = True) -> tuple[bytes, dict[str, Any]]:
+    """The model's bytes and its card, once the bytes match the sha256 the card records.
+
+    IntegrityError otherwise (``consequence`` says what is then not done, e.g. "it is not published").
+    """
+    card = read_metrics(model, allow_local=allow_local)
+    payload = model.read_bytes()
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != card["model_sha256"]:
+        raise IntegrityError(
+            f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {card['model_sha256']}: the model "
+            f"was corrupted or replaced after training and {consequence}; delete it and rerun to retrain"
+        )
+    return payload, card
 
 
 def model_complete(model: Target, *, allow_local: bool = True) -> bool:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlpipe.config import INPUT_FIELDS, parse_run_date
+from mlpipe.config import INPUT_FIELDS, check_object, parse_run_date
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.report import summary_from_failure
 
@@ -54,14 +54,7 @@ def expand_backfill(request: Any, *, default_max_concurrency: Any = None) -> dic
     parameter, a string when it comes through DefinitionSubstitutions), else DEFAULT_MAX_CONCURRENCY.
     Everything is checked before any run starts: InvalidRequestError names what is wrong.
     """
-    if not isinstance(request, dict):
-        raise InvalidRequestError(f"the backfill request must be a JSON object, got {type(request).__name__}")
-    unknown = sorted(set(request) - REQUEST_FIELDS)
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown field(s) in the backfill request: {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(REQUEST_FIELDS))}"
-        )
+    check_object(request, REQUEST_FIELDS, "the backfill request")
     for name in ("from", "to"):
         if request.get(name) is None:
             raise InvalidRequestError(f"the backfill request lacks {name} (YYYY-MM-DD)")

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -251,6 +251,17 @@ class Run:
         return fields
 
 
+def check_object(value: Any, allowed: Collection[str], what: str) -> None:
+    """InvalidRequestError unless ``value`` is a JSON object whose keys are all ``allowed`` (a typo is not ignored)."""
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"{what} must be a JSON object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) in {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
 def sibling_uri(uri: str, name: str) -> str:
     """The URI of ``name`` in the same folder or prefix as ``uri``."""
     return uri.rsplit("/", 1)[0] + "/" + name
@@ -296,13 +307,7 @@ def resolve_run(
     """
     if execution_input is None:
         execution_input = {}
-    if not isinstance(execution_input, dict):
-        raise InvalidRequestError(f"the execution input must be a JSON object, got {type(execution_input).__name__}")
-    unknown = sorted(set(execution_input) - INPUT_FIELDS)
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown field(s) in the execution input: {', '.join(unknown)}; allowed: {', '.join(sorted(INPUT_FIELDS))}"
-        )
+    check_object(execution_input, INPUT_FIELDS, "the execution input")
     run_date = run_date_for(execution_input, settings, now)
     source_url = execution_input.get("source_url") or settings.source_url
     if not isinstance(source_url, str):

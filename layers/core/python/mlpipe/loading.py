@@ -5,11 +5,10 @@ A pickle runs code when it is loaded: load only models from your own bucket or d
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from typing import Any
 
-from mlpipe.artifacts import read_metrics
+from mlpipe.artifacts import read_checked
 from mlpipe.exceptions import IncompatibleModelError, IntegrityError
 from mlpipe.targets import target_for
 
@@ -27,14 +26,7 @@ def load_model(uri: str) -> tuple[Any, dict[str, Any]]:
     model = target_for(uri)
     if not model.exists():
         raise IntegrityError(f"there is no model at {model.uri}")
-    card = read_metrics(model)
-    payload = model.read_bytes()
-    actual = hashlib.sha256(payload).hexdigest()
-    if actual != card["model_sha256"]:
-        raise IntegrityError(
-            f"{model.uri} has sha256 {actual}, but its card records {card['model_sha256']}: it was corrupted or "
-            "replaced after training; it is not loaded"
-        )
+    payload, card = read_checked(model, consequence="is not loaded")
     trained_with = str(card.get("versions", {}).get("scikit_learn") or card.get("scikit_learn_version"))
     if trained_with != sklearn.__version__:
         raise IncompatibleModelError(

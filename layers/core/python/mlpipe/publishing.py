@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from mlpipe.artifacts import read_metrics, write_model
-from mlpipe.exceptions import IntegrityError
+from mlpipe.artifacts import read_checked, write_model
 from mlpipe.targets import Target
 
 
@@ -30,14 +28,8 @@ def publish_model(
     Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
     bytes have (the model was corrupted or replaced after training): nothing is published then.
     """
-    metrics = read_metrics(model, allow_local=allow_local)
-    payload = model.read_bytes()
-    actual = hashlib.sha256(payload).hexdigest()
-    if actual != metrics["model_sha256"]:
-        raise IntegrityError(
-            f"{model.uri} has sha256 {actual}, but its metrics.json records {metrics['model_sha256']}: the model "
-            "was corrupted or replaced after training and is not published; delete it and rerun to retrain"
-        )
+    payload, metrics = read_checked(model, consequence="is not published", allow_local=allow_local)
+    actual = metrics["model_sha256"]
     if publication is not None:
         metrics = metrics | {"publication": publication | {"input_targets": [{"uri": model.uri, "sha256": actual}]}}
     wrote = write_model(
