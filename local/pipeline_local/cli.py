@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_status_command(commands)
     _add_predict_command(commands)
+    _add_report_command(commands)
 
     args = parser.parse_args(argv)
     # Powertools: no EMF metric blobs on stdout (it carries the summary), and only warnings in the logs.
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args)
     if args.command == "predict":
         return _predict(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "run":
         return _run(args)
     return _invoke(args)
@@ -164,6 +167,36 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(result.predictions)} predictions to {args.output}", file=sys.stderr)
     else:
         result.write_csv(sys.stdout)
+    return 0
+
+
+def _add_report_command(commands: Any) -> None:
+    """``pipeline report``: one self-contained HTML page with the pipeline's history."""
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page: CV accuracy per run date, the champion's timeline and its metrics",
+        description="Write an HTML file (inline SVG, no scripts, nothing fetched) with every model's CV accuracy by "
+        "run date (published, champion, and trained but not published), the champion's promotions and rollbacks, "
+        "and the current champion's confusion matrix and per-class precision and recall.",
+    )
+    report.add_argument("--html", required=True, type=Path, help="the HTML file to write")
+    report.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"), help="default: %(default)s")
+    report.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.reporting_html import write_report
+
+    try:
+        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri)
+    except (PipelineError, OSError) as exc:
+        print(f"pipeline report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"wrote {args.html}: {summary['models']} models over {summary['run_dates']} run dates, "
+        f"{summary['champion_changes']} champion changes"
+    )
     return 0
 
 
