@@ -1,5 +1,5 @@
 """`pipeline report --html`: the pipeline's history as one self-contained page, made from real runs, read back as
-HTML."""
+HTML and opened in headless Chromium (tests/cdp.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mlpipe.champion import champion_history, promote, read_champion, rollback
 from mlpipe.status import collect_status
+from tests.cdp import CHROMIUM, open_page
 from tests.cli import pipeline, run_pipeline
+from tests.conftest import REPO
+
+ARTIFACTS_DIR = REPO / ".pytest-artifacts"
 
 
 @dataclass(frozen=True)
@@ -165,3 +170,59 @@ def test_an_empty_pipeline_gives_a_page_that_says_so(tmp_path: Path) -> None:
     assert "There is no champion yet" in page
     assert "No model with a CV accuracy was found" in page
     assert parse(tmp_path / "empty.html").having("circle", "point") == []
+
+
+# --- in a real browser ----------------------------------------------------------------------------
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make browser` installs it (make test does)"
+)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_report_renders_in_chromium_without_errors_or_network(
+    history: History, report: Path, tmp_path: Path
+) -> None:
+    with open_page(report.as_uri(), tmp_path / "profile") as page:
+        counts: dict[str, Any] = page.evaluate(
+            """({
+                points: document.querySelectorAll("svg.cv-chart circle.point").length,
+                champion: document.querySelectorAll("circle.point[data-kind=champion]").length,
+                rejected: document.querySelectorAll("circle.point[data-kind=rejected]").length,
+                events: document.querySelectorAll("svg.timeline circle.event").length,
+                cells: document.querySelectorAll("svg.confusion rect.cell").length,
+                chartWidth: document.querySelector("svg.cv-chart").getBoundingClientRect().width,
+                pointWidth: document.querySelector("circle.point").getBoundingClientRect().width,
+                title: document.title,
+            })"""
+        )
+        screenshot = page.screenshot(ARTIFACTS_DIR / "report.png")
+        record = page.record
+    print(f"report screenshot: {screenshot}")
+    assert record.console_errors == []
+    assert record.page_errors == []
+    assert record.requests == [report.as_uri()]  # the page itself, and nothing else
+    assert record.outside_requests == []
+    assert counts["points"] == 4
+    assert (counts["champion"], counts["rejected"], counts["events"], counts["cells"]) == (1, 1, 4, 9)
+    assert counts["chartWidth"] > 0
+    assert counts["pointWidth"] > 0  # drawn, not only present in the DOM
+    assert counts["title"] == "mlpipe: the pipeline's history"
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_browser_check_sees_errors_and_requests_when_a_page_has_them(tmp_path: Path) -> None:
+    # A page that does what the report must not: the checks above would fail on it
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>bad</title></head><body>"
+        '<img src="http://127.0.0.1:9/pixel.png">'
+        '<script>console.error("broken"); throw new Error("uncaught")</script></body></html>'
+    )
+    with open_page(bad.as_uri(), tmp_path / "profile") as page:
+        record = page.record
+    assert record.console_errors == ["broken"]
+    assert any("uncaught" in error for error in record.page_errors)
+    assert record.outside_requests == ["http://127.0.0.1:9/pixel.png"]
