@@ -13,10 +13,9 @@ Used by ``pipeline predict``, never by the Lambda handlers: it imports pandas an
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mlpipe.description import INTEGER, NUMBER
 from mlpipe.exceptions import IntegrityError, InvalidDatasetError
@@ -46,7 +45,7 @@ class Predictions:
             "accuracy": self.accuracy,
         }
 
-    def write_csv(self, handle: io.TextIOBase | Any) -> None:
+    def write_csv(self, handle: TextIO) -> None:
         """A CSV with a ``prediction`` column and, when the model has probabilities, one ``proba_<label>`` per class."""
         writer = csv.writer(handle, lineterminator="\n")
         header = ["prediction"]
