@@ -1,5 +1,6 @@
 # make run              - the pipeline end to end on this machine (no AWS account, no internet)
 # make test             - lint, type check, sam validate, both builds, their sizes and imports, the tests
+# make browser          - headless Chromium for the report's browser test (Debian's package; no-op if present)
 # make build [ARCH=...] - sam build for Lambda (x86_64 default, or arm64), offline, without Docker
 # make validate         - sam validate --lint on template.yaml
 # make check-size       - unzipped size of each function + its layers, both builds, against the budget
@@ -42,7 +43,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 
 .PHONY: venv run-venv sam-venv run test lint typecheck pytest invoke build build-all $(addprefix build-,$(ARCHS)) \
-	validate check-size check-imports bench bench-noop clean
+	validate check-size check-imports bench bench-noop clean browser
 
 venv: $(STAMP)
 
@@ -87,12 +88,22 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv browser
 	$(BIN)/pytest -q
 
 # Cheapest first, so that a typo fails in seconds: lint, types, the template; then both Lambda
 # builds, their sizes and an import of each built handler (~40 s); the test suite (~55 s) last.
-test: lint typecheck validate build-all check-size check-imports pytest
+test: lint typecheck validate build-all check-size check-imports browser pytest
+
+# tests/integration/test_report.py opens the report in headless Chromium (tests/cdp.py drives it over
+# --remote-debugging-pipe). Debian's chromium package, never a browser downloaded by a tool; installed
+# here so that make test runs that test instead of skipping it. A no-op when /usr/bin/chromium exists.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	echo "installing chromium (apt-get) for the report's browser test"; \
+	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium
 
 # ARCH is checked here rather than when the Makefile is read, so that an unrelated ARCH in the
 # environment does not break `make run` or `make test` (which builds both architectures anyway).

@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_status_command(commands)
     _add_champion_commands(commands)
+    _add_predict_command(commands)
+    _add_report_command(commands)
 
     args = parser.parse_args(argv)
     # Powertools: no EMF metric blobs on stdout (it carries the summary), and only warnings in the logs.
@@ -103,15 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
     with _environment(console):  # for this command only (main is also called in-process, by tests)
-        if args.command == "status":
-            return _status(args)
-        if args.command in CHAMPION_COMMANDS:
-            return _champion(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "backfill":
-            return _backfill(args)
-        return _invoke(args)
+        handler = {
+            "status": _status,
+            "predict": _predict,
+            "report": _report,
+            "run": _run,
+            "backfill": _backfill,
+            "invoke": _invoke,
+        }.get(args.command, _champion)  # champion, promote, rollback
+        return handler(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -232,9 +234,6 @@ def _retry_delay_scale() -> float:
     return scale
 
 
-CHAMPION_COMMANDS = ("champion", "promote", "rollback")
-
-
 def _add_champion_commands(commands: Any) -> None:
     """``pipeline champion``, ``promote`` and ``rollback``: the current model to serve, and setting it by hand."""
     champion = commands.add_parser(
@@ -333,6 +332,86 @@ def _status(args: argparse.Namespace) -> int:
         print(f"pipeline status: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+def _add_predict_command(commands: Any) -> None:
+    """``pipeline predict``: the champion's (or a given model's) prediction for every row of a CSV."""
+    predict = commands.add_parser(
+        "predict",
+        help="predict every row of a CSV with the champion (or --model), read like the model's training data",
+        description="Load the champion under --publish-uri (or the model at --model), checked against its card "
+        "(sha256, scikit-learn version), read the CSV with the model's dataset description (delimiter, header, "
+        "column names) and write one prediction per row, with class probabilities where the model has them. When "
+        "the label column is in the file, it is not used to predict and the accuracy on it is reported.",
+    )
+    source = predict.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
+    source.add_argument(
+        "--publish-uri", default=str(DEFAULT_ROOT / "published"), help="where the champion is (default: %(default)s)"
+    )
+    predict.add_argument("--input", required=True, type=Path, help="the CSV to predict")
+    predict.add_argument("--output", type=Path, help="write the predictions' CSV here (default: stdout)")
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"model_uri", "predictions", "probabilities", "accuracy"} as JSON instead of a CSV',
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.predicting import predict_file
+
+    try:
+        result = predict_file(args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri)
+    except (PipelineError, OSError) as exc:
+        print(f"pipeline predict: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.accuracy is not None:
+        print(
+            f"accuracy on the label column {result.label_column!r}: {result.accuracy:.4f} "
+            f"({result.labelled_rows} rows) with {result.model_uri}",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    elif args.output is not None:
+        with args.output.open("w", newline="", encoding="utf-8") as handle:
+            result.write_csv(handle)
+        print(f"wrote {len(result.predictions)} predictions to {args.output}", file=sys.stderr)
+    else:
+        result.write_csv(sys.stdout)
+    return 0
+
+
+def _add_report_command(commands: Any) -> None:
+    """``pipeline report``: one self-contained HTML page with the pipeline's history."""
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page: CV accuracy per run date, the champion's timeline and its metrics",
+        description="Write an HTML file (inline SVG, no scripts, nothing fetched) with every model's CV accuracy by "
+        "run date (published, champion, and trained but not published), the champion's promotions and rollbacks, "
+        "and the current champion's confusion matrix and per-class precision and recall.",
+    )
+    report.add_argument("--html", required=True, type=Path, help="the HTML file to write")
+    report.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"), help="default: %(default)s")
+    report.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.reporting_html import write_report
+
+    try:
+        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri)
+    except (PipelineError, OSError) as exc:
+        print(f"pipeline report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"wrote {args.html}: {summary['models']} models over {summary['run_dates']} run dates, "
+        f"{summary['champion_changes']} champion changes"
+    )
     return 0
 
 

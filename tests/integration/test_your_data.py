@@ -63,6 +63,8 @@ def test_each_dataset_shape_gives_a_model_that_predicts_held_out_rows(
     assert card["classes"] == model.classes_.tolist()
     assert card["estimator"]["name"] == case.estimator
     assert card["input"]["columns"] == list(case.holdout.columns)
+    # The card, not hasattr(pipeline, ...), says whether it has probabilities (a Pipeline always has the attribute).
+    assert card["input"]["predict_proba"] == hasattr(model.named_steps["classifier"], "predict_proba")
     assert 0.5 < card["cv_accuracy"]["mean"] <= 1.0
     assert card["rows"] == case.rows
 

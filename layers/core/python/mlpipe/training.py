@@ -29,7 +29,7 @@ from typing import IO, Any
 from mlpipe.artifacts import write_model
 from mlpipe.dataset import DatasetStats, validate_dataset
 from mlpipe.description import DatasetDescription
-from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, non_default_hyperparameters
+from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, has_predict_proba, non_default_hyperparameters
 from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
 from mlpipe.targets import CHUNK_SIZE, Target
 
@@ -324,8 +324,8 @@ def _typed_class_weight(params: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _has_proba(estimator: str, params: dict[str, Any]) -> bool:
-    spec = ESTIMATORS[estimator]
-    return spec.predict_proba == "always" or (spec.predict_proba == "probability" and bool(params.get("probability")))
+    # Not bool(params["probability"]): scikit-learn 1.9's default is the truthy sentinel "deprecated".
+    return has_predict_proba(estimator, params)
 
 
 def _json_label(value: Any) -> Any:

@@ -1,0 +1,202 @@
+"""Predict with a published model (the champion, or one named by URI): read a CSV the way the model's dataset was read.
+
+The input file is read by the model's own dataset description, from its card: the delimiter, the
+header (a headerless training file's columns are ``column_0``, ``column_1``, ...), the missing
+values and each feature's kind. The label column may be there: it is then not used to predict,
+and the accuracy on it is returned. Columns the model does not know are ignored; a feature column
+that is missing is an ``InvalidDatasetError`` naming it and the columns the model expects.
+
+Used by ``pipeline predict``, never by the Lambda handlers: it imports pandas and scikit-learn
+(through the unpickled model), lazily.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from mlpipe.description import INTEGER, NUMBER
+from mlpipe.exceptions import IntegrityError, InvalidDatasetError
+
+CHAMPION_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One prediction per input row; the probabilities (columns in ``classes`` order) when the model has them."""
+
+    model_uri: str
+    classes: list[Any]
+    predictions: list[Any]
+    probabilities: list[list[float]] | None
+    accuracy: float | None
+    label_column: str
+    labelled_rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: ``{"model_uri", "predictions", "probabilities", "accuracy"}`` (and the classes)."""
+        return {
+            "model_uri": self.model_uri,
+            "classes": self.classes,
+            "predictions": self.predictions,
+            "probabilities": self.probabilities,
+            "accuracy": self.accuracy,
+        }
+
+    def write_csv(self, handle: TextIO) -> None:
+        """A CSV with a ``prediction`` column and, when the model has probabilities, one ``proba_<label>`` per class."""
+        writer = csv.writer(handle, lineterminator="\n")
+        header = ["prediction"]
+        if self.probabilities is not None:
+            header += [f"proba_{label}" for label in self.classes]
+        writer.writerow(header)
+        for index, prediction in enumerate(self.predictions):
+            row: list[Any] = [prediction]
+            if self.probabilities is not None:
+                row += [repr(p) for p in self.probabilities[index]]
+            writer.writerow(row)
+
+
+def load_for_prediction(
+    *, model_uri: str | None = None, publish_uri: str | None = None
+) -> tuple[Any, dict[str, Any], str]:
+    """``(model, card, model_uri)``: the model at ``model_uri`` (``load_model``), or else the champion under
+    ``publish_uri`` (``load_champion``), with their checks (sha256, scikit-learn version)."""
+    from mlpipe.champion import champion_uri, load_champion, read_champion
+    from mlpipe.loading import load_model
+    from mlpipe.targets import target_for
+
+    if model_uri is not None:
+        model, card = load_model(model_uri)
+        return model, card, target_for(model_uri).uri
+    if publish_uri is None:
+        raise ValueError("give model_uri or publish_uri")
+    for _ in range(CHAMPION_ATTEMPTS):
+        manifest = read_champion(publish_uri)
+        if manifest is None:
+            raise IntegrityError(f"there is no champion at {champion_uri(publish_uri)}; publish a model first")
+        model, card = load_champion(publish_uri)
+        if card["model_sha256"] == manifest.get("sha256"):  # the champion did not change between the two reads
+            return model, card, str(manifest["model_uri"])
+    raise IntegrityError(f"{champion_uri(publish_uri)} kept changing while the champion was loaded; try again")
+
+
+def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]:
+    """The model's input columns of the CSV at ``path`` as a DataFrame, and the labels when the label column is there.
+
+    Raises InvalidDatasetError (a missing feature column, a row of the wrong width, a value that is
+    not a number in a numeric column, a missing value where the model was trained with
+    ``missing: reject``), naming the line and column.
+    """
+    import numpy as np
+    import pandas as pd
+
+    dataset = card.get("dataset") or {}
+    description = dataset.get("description") or {}
+    resolved = dataset.get("resolved") or {}
+    features: list[str] = list((card.get("input") or {}).get("columns") or resolved.get("feature_columns") or [])
+    label: str = str(resolved.get("label_column") or (card.get("input") or {}).get("label_column"))
+    kinds: dict[str, str] = resolved.get("kinds") or {}
+    trained_columns: list[str] = list(resolved.get("columns") or [*features, label])
+    has_header = bool((resolved.get("header") or {}).get("present"))
+    na = {str(v).strip() for v in description.get("na_values") or []}
+    reject_missing = description.get("missing", "reject") == "reject"
+    integer_labels = resolved.get("label_kind") == "integer"
+    delimiter = str(description.get("delimiter") or ",")
+    where = str(path)
+
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        rows: list[tuple[int, list[str]]] = [(reader.line_num, row) for row in reader if row]
+    if has_header:
+        if not rows:
+            raise InvalidDatasetError(f"{where} is empty; the model expects a header with: {', '.join(features)}")
+        names = [cell.strip() for cell in rows[0][1]]
+        rows = rows[1:]
+    else:
+        width = len(rows[0][1]) if rows else len(features)
+        if width == len(trained_columns):
+            names = trained_columns
+        elif width == len(trained_columns) - 1 and label in trained_columns:
+            names = [c for c in trained_columns if c != label]  # the label column left out
+        else:
+            raise InvalidDatasetError(
+                f"{where}, line 1: found {width} columns; the model was trained on a file without a header of "
+                f"{len(trained_columns)} columns ({', '.join(trained_columns)}, {label} the label): give all of them, "
+                f"or all but the label"
+            )
+    missing = [name for name in features if name not in names]
+    if missing:
+        raise InvalidDatasetError(
+            f"{where}: the model's feature column(s) {', '.join(repr(m) for m in missing)} are not in the file; "
+            f"it expects: {', '.join(features)}" + (f" (and optionally the label column {label!r})" if label else "")
+        )
+    position = {name: index for index, name in enumerate(names)}
+    columns: dict[str, list[Any]] = {name: [] for name in features}
+    labels: list[Any] | None = [] if label in position else None
+    for line, row in rows:
+        if len(row) != len(names):
+            raise InvalidDatasetError(f"{where}, line {line}: found {len(row)} columns, the header has {len(names)}")
+        for name in features:
+            cell = row[position[name]].strip()
+            if cell in na:
+                if reject_missing:
+                    raise InvalidDatasetError(
+                        f"{where}, line {line}, column {name!r}: the value is missing ({cell!r}), and the model was "
+                        "trained with missing: reject (it cannot impute); fill it in"
+                    )
+                columns[name].append(np.nan)
+            elif kinds.get(name, "numeric") == "numeric":
+                if not NUMBER.fullmatch(cell):
+                    raise InvalidDatasetError(
+                        f"{where}, line {line}, column {name!r}: {cell!r} is not a number, and the column is numeric"
+                    )
+                columns[name].append(float(cell))
+            else:
+                columns[name].append(cell)
+        if labels is not None:
+            cell = row[position[label]].strip()
+            if cell in na:
+                labels.append(None)
+            else:
+                labels.append(int(cell) if integer_labels and INTEGER.fullmatch(cell) else cell)
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype="float64" if kinds.get(name, "numeric") == "numeric" else object)
+            for name, values in columns.items()
+        },
+        columns=features,
+    )
+    return frame, labels
+
+
+def predict_file(path: Path, *, model_uri: str | None = None, publish_uri: str | None = None) -> Predictions:
+    """Load the model (``model_uri``) or the champion (``publish_uri``) and predict every row of the CSV at ``path``.
+
+    Raises IntegrityError or IncompatibleModelError (the model's checks) and InvalidDatasetError (the file).
+    """
+    model, card, uri = load_for_prediction(model_uri=model_uri, publish_uri=publish_uri)
+    frame, labels = read_input(path, card)
+    label = str(((card.get("dataset") or {}).get("resolved") or {}).get("label_column"))
+    if len(frame) == 0:
+        return Predictions(uri, list(card.get("classes") or []), [], None, None, label, 0)
+    predicted = [_plain(value) for value in model.predict(frame).tolist()]
+    classes = [_plain(value) for value in getattr(model, "classes_", card.get("classes") or [])]
+    probabilities = None
+    # hasattr(model, "predict_proba") is true for any Pipeline: the card says whether its estimator has it, and
+    # cards written before the fix for SVC's "deprecated" default said yes wrongly, so the final step is asked too.
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if (card.get("input") or {}).get("predict_proba") and hasattr(final, "predict_proba"):
+        probabilities = [[float(p) for p in row] for row in model.predict_proba(frame).tolist()]
+    accuracy = None
+    pairs = [(p, t) for p, t in zip(predicted, labels or [], strict=False) if t is not None]
+    if labels is not None and pairs:
+        accuracy = sum(p == t for p, t in pairs) / len(pairs)
+    return Predictions(uri, classes, predicted, probabilities, accuracy, label, len(pairs))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (JSON and CSV need ints and strings)."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,67 @@
+"""The report's page on its own: every string from storage escaped, one point per model, no markup injected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipe.reporting_html import model_points, render_report
+
+HOSTILE = '<script>alert("x")</script>&"\''
+
+
+def report_with(text: str) -> dict[str, Any]:
+    model = {
+        "uri": f"file:///m/{text}/model.pkl",
+        "identity": f"model-{text}",
+        "state": "present",
+        "made": text,
+        "cv_accuracy": 0.9,
+        "estimator": text,
+        "hyperparameters": {text: text},
+    }
+    published = model | {"identity": f"published-{text}", "uri": f"file:///p/{text}/model.pkl", "model": "other"}
+    status = {"runs": [{"run_date": text, "datasets": [], "models": [model], "published": [published]}]}
+    champion = {
+        "model_uri": published["uri"],
+        "identity": published["identity"],
+        "run_date": text,
+        "estimator": text,
+        "metrics": {"cv_accuracy": 0.9},
+        "promoted_at": text,
+        "promoted_by": text,
+        "action": text,
+        "previous": {"identity": text},
+    }
+    card = {
+        "rows": text,
+        "cv_accuracy": {"method": text},
+        "cv_metrics": {
+            "per_class": {text: {"precision": 1.0, "recall": 0.5, "f1": 0.6, "support": 3}, "b": {}},
+            "confusion_matrix": {"labels": [text, "b"], "matrix": [[3, 0], [1, 2]]},
+        },
+    }
+    return {
+        "artifact_root": text,
+        "publish_uri": text,
+        "status": status,
+        "champion": champion,
+        "history": [champion],
+        "card": card,
+        "card_error": None,
+        "points": model_points(status, champion),
+        "generated_at": text,
+    }
+
+
+def test_every_string_from_storage_is_escaped() -> None:
+    page = render_report(report_with(HOSTILE))
+    assert "<script" not in page
+    assert 'alert("x")' not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&quot;&#x27;" in page
+
+
+def test_a_model_that_no_published_model_references_is_rejected_and_the_champion_marked() -> None:
+    points = report_with("a")["points"]
+    assert [(p["identity"], p["kind"]) for p in points] == [("published-a", "champion"), ("model-a", "rejected")]
+    page = render_report(report_with("a"))
+    assert page.count('<circle class="point ') == 2
