@@ -371,3 +371,29 @@ def test_status_lists_what_the_runs_made_on_both_stores(store: str, tmp_path: Pa
         Path(model.removeprefix("file://")).with_name("metrics.json").unlink()
     models = status("--run-date", "2026-11-26", *roots, cwd=tmp_path, env=env)["runs"][0]["models"]
     assert [(e["uri"], e["state"]) for e in models] == [(model, "incomplete")]
+
+
+def test_champion_promote_and_rollback_commands(tmp_path: Path) -> None:
+    # Given two dates run: the newer one is champion
+    runs = [
+        json.loads(pipeline("--json", "--run-date", day, cwd=tmp_path).stdout) for day in ("2026-11-24", "2026-11-25")
+    ]
+    champion = command("champion", "--json", cwd=tmp_path)
+    assert champion.returncode == 0, champion.stderr
+    shown = json.loads(champion.stdout)
+    assert shown["champion"]["model_uri"] == runs[1]["tasks"]["upload"]["target"]
+    # When it is rolled back, the older one is champion again
+    assert command("rollback", cwd=tmp_path).returncode == 0
+    assert json.loads(command("champion", "--json", cwd=tmp_path).stdout)["champion"]["run_date"] == "2026-11-24"
+    # When the newer one is promoted by hand, it is champion again, and the history has all four changes
+    promoted = command("promote", "--run-date", "2026-11-25", cwd=tmp_path)
+    assert promoted.returncode == 0, promoted.stderr
+    final = json.loads(command("champion", "--json", cwd=tmp_path).stdout)
+    assert final["champion"]["model_uri"] == runs[1]["tasks"]["upload"]["target"]
+    assert [h["action"] for h in final["history"]] == ["promote", "promote", "rollback", "manual"]
+    text = command("champion", cwd=tmp_path).stdout
+    assert "history, newest first:" in text
+    # A date with no published model is refused, naming what there is
+    missing = command("promote", "--run-date", "2026-01-01", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "0 published models match on 2026-01-01" in missing.stderr
