@@ -149,6 +149,33 @@ def test_backfill_of_five_dates_two_complete_one_failing(
     assert counter.most == 2
 
 
+def test_a_daily_source_whose_file_for_one_date_is_missing_fails_that_date_only(
+    aws: Any, backfill: LocalBackfill, http_server: Any
+) -> None:
+    # Given a source published as one file per day ({run_date} in its URL), two dates complete
+    # beforehand, and no file for the fourth date
+    for date in DATES:
+        if date != DATES[3]:
+            (http_server.root / f"iris-{date}.csv").write_bytes((http_server.root / "iris.data").read_bytes())
+    options = {
+        "source_url": http_server.url("/iris-{run_date}.csv"),
+        "artifact_root": f"s3://{ARTIFACTS}/daily",
+        "publish_uri": f"s3://{MODELS}/daily",
+    }
+    for date in DATES[:2]:
+        assert backfill.pipeline.run({**options, "run_date": date})["status"] == "SUCCEEDED"
+    # When the five dates are backfilled
+    summary = backfill.run({"from": DATES[0], "to": DATES[-1], "input": options})
+    # Then 2 are present, 2 ran, and the date whose source fails is the one failure
+    assert summary["totals"] == {"ran": 2, "present": 2, "failed": 1}
+    failed = {run["run_date"]: run for run in summary["runs"]}[DATES[3]]
+    assert (failed["error"]["task"], failed["error"]["type"]) == ("download", "SourceRejectedError")
+    assert f"iris-{DATES[3]}.csv" in failed["error"]["message"]
+    assert f"/iris-{DATES[3]}.csv" in http_server.requests
+    # and each date fetched its own file, once
+    assert sorted(p for p in http_server.requests if p.startswith("/iris-")) == sorted(f"/iris-{d}.csv" for d in DATES)
+
+
 def test_max_concurrency_of_the_input_is_honoured(
     backfill: LocalBackfill, options: dict[str, Any], in_flight: Callable[[int], InFlight]
 ) -> None:

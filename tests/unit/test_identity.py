@@ -79,3 +79,9 @@ def test_the_model_identity_spells_out_its_inputs() -> None:
 def test_an_unknown_force_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="force must be one of download, train, upload"):
         resolve_run(BASE | {"force": "everything"}, SETTINGS)
+
+
+def test_a_daily_source_names_each_dates_file_and_enters_the_identity_with_it() -> None:
+    run = resolve_run(BASE | {"source_url": "https://example.org/data/{run_date}.csv"}, SETTINGS)
+    assert run.source_url == "https://example.org/data/2026-01-02.csv"
+    assert run.identities["download"]["inputs"]["source"] == "https://example.org/data/2026-01-02.csv"

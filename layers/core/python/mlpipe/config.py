@@ -28,6 +28,7 @@ DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
 # The download spools to the function's /tmp (512 MB by default), so a larger limit could only fail late.
 MAX_SOURCE_BYTES_LIMIT = 256 * 1024 * 1024
 DEFAULT_CV_FOLDS = 5
+RUN_DATE_PLACEHOLDER = "{run_date}"
 
 # Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
 INPUT_FIELDS = frozenset(
@@ -312,8 +313,12 @@ def resolve_run(
     source_url = execution_input.get("source_url") or settings.source_url
     if not isinstance(source_url, str):
         raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
+    # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
+    source_url = source_url.replace(RUN_DATE_PLACEHOLDER, run_date)
     check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
     source_id = execution_input.get("source_id") or source_url
+    if isinstance(source_id, str):
+        source_id = source_id.replace(RUN_DATE_PLACEHOLDER, run_date)
     if not isinstance(source_id, str) or len(source_id) > 2048:
         raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {source_id!r}")
     force = execution_input.get("force")
