@@ -17,7 +17,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = Run.from_event(
         event,
         required=("run_date", "published_uri", "publish_root"),
-        optional=("execution_id",),
+        optional=("execution_id", "max_regression"),
         settings=SETTINGS,
     )
     return promote(
@@ -26,4 +26,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         publish_root=fields["publish_root"],
         execution_id=fields.get("execution_id"),
         settings=SETTINGS,
+        max_regression=fields.get("max_regression", SETTINGS.max_regression),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,12 @@ from typing import Any
 from pipeline_local.lambdas import FUNCTIONS
 
 DEFAULT_ROOT = Path(".pipeline")
-SAMPLE_SOURCE_ID = "sample:iris"
+# The bundled sample is served on a new port each run; it enters the dataset's identity under this
+# name instead, with its own checksum, so that editing the file makes a new dataset.
+SAMPLE_SOURCE_ID = (
+    "sample:iris@"
+    + hashlib.sha256((Path(__file__).resolve().parent / "data" / "iris.data").read_bytes()).hexdigest()[:12]
+)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 DESCRIPTION = (

@@ -255,3 +255,34 @@ def test_a_promotion_is_announced_on_eventbridge(aws: Any, run_input: Input, mon
     event = json.loads(messages[0]["Body"])
     assert (event["source"], event["detail-type"]) == ("mlpipe", "Model promoted")
     assert event["detail"] == champion.read_champion(PUBLISH)
+
+
+def test_a_retried_promote_step_reports_its_own_promotion_and_writes_one_history_entry(store: str) -> None:
+    uri = publish_fake(store, DATE, "gggg")
+    first = champion.promote(store, uri, DATE, promoted_by="execution-1")
+    again = champion.promote(store, uri, DATE, promoted_by="execution-1")
+    other = champion.promote(store, uri, DATE, promoted_by="execution-2")
+    assert (first.promoted, again.promoted, other.promoted) == (True, True, False)
+    assert "earlier attempt" in again.reason
+    assert len(champion.champion_history(store)) == 1
+
+
+def test_the_promotion_checks_max_regression_against_the_champion_it_finds(store: str) -> None:
+    good, worse = publish_fake(store, DATE, "hhhh", accuracy=0.95), publish_fake(store, DATE, "iiii", accuracy=0.80)
+    champion.promote(store, good, DATE, promoted_by="a")
+    refused = champion.promote(store, worse, DATE, promoted_by="b", max_regression=0.05)
+    assert not refused.promoted
+    assert "0.8000 is more than max_regression 0.0500 below the champion published-hhhh's 0.9500" in refused.reason
+    assert champion.read_champion(store)["model_uri"] == good  # type: ignore[index]
+
+
+def test_a_rerun_does_not_undo_a_rollback(aws: Any, pipeline: LocalPipeline, run_input: Input) -> None:
+    oldest = pipeline.run(run_input(run_date="2026-11-21"))
+    pipeline.run(run_input(run_date="2026-11-23"))
+    refused = pipeline.run(run_input(run_date="2026-11-22"))  # an older date: published, not promoted
+    assert refused["champion"]["promoted"] is False
+    champion.rollback(PUBLISH, promoted_by="operator")  # back to 2026-11-21
+    rerun = pipeline.run(run_input(run_date="2026-11-22"))
+    assert set(states(rerun).values()) == {"present"}
+    assert rerun["champion"] is None  # not due: the champion was decided on after it was published
+    assert current(aws)["model_uri"] == oldest["tasks"]["upload"]["target"]  # type: ignore[index]

@@ -230,3 +230,25 @@ def test_whatever_the_validator_accepts_the_training_reader_reads_the_same(
     features, targets = read_dataset(io.BytesIO(data), URI, result, DatasetDescription())
     assert features.shape == (result.rows, 4)
     assert len(targets) == result.rows
+
+
+def test_an_overflowing_number_is_not_finite() -> None:
+    with pytest.raises(InvalidDatasetError, match=r"line 3, column 1: '1e999' is not a finite number"):
+        validate_dataset([b"a,label\n1,x\n1e999,y\n"], URI)
+
+
+def test_integer_labels_written_two_ways_are_one_class() -> None:
+    stats = validate_dataset([b"a,label\n1,01\n2,1\n3,2\n4,02\n"], URI, min_class_rows=2)
+    assert stats.class_counts == {"1": 2, "2": 2}
+
+
+def test_na_with_spaces_around_it_reads_as_missing_in_training_too() -> None:
+    from mlpipe.training import read_dataset
+
+    body = b"a,b,label\n1, NA ,x\n2,3.5 ,y\n4,5,x\n6, 7,y\n"
+    description = DatasetDescription.from_value({"missing": "impute"})
+    stats = validate_dataset([body], URI, description)
+    features, labels = read_dataset(io.BytesIO(body), URI, stats, description)
+    assert features["b"].isna().tolist() == [True, False, False, False]
+    assert features["b"].tolist()[1:] == [3.5, 5.0, 7.0]
+    assert list(labels) == ["x", "y", "x", "y"]

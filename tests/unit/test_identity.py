@@ -85,3 +85,8 @@ def test_a_daily_source_names_each_dates_file_and_enters_the_identity_with_it() 
     run = resolve_run(BASE | {"source_url": "https://example.org/data/{run_date}.csv"}, SETTINGS)
     assert run.source_url == "https://example.org/data/2026-01-02.csv"
     assert run.identities["download"]["inputs"]["source"] == "https://example.org/data/2026-01-02.csv"
+
+
+def test_an_integer_for_a_float_parameter_is_the_same_number() -> None:
+    assert ids(hyperparameters={"C": 1}) == ids() == ids(hyperparameters={"C": 1.0})
+    assert ids(hyperparameters={"C": 2}) == ids(hyperparameters={"C": 2.0}) != ids()

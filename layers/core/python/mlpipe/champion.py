@@ -20,14 +20,15 @@ force, does). ``set_champion`` (``pipeline promote``) and ``rollback`` set it by
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.artifacts import read_metrics
-from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError
+from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError, TargetExistsError
 from mlpipe.targets import Target, join_uri, list_under, target_for
 
 CHAMPION_FILE = "champion.json"
@@ -103,9 +104,16 @@ def promote(
     run_date: str,
     *,
     promoted_by: str,
+    max_regression: float | None = None,
     allow_local: bool = True,
 ) -> Promotion:
-    """Make the published model the champion if its run date is the newest so far (compare-and-swap)."""
+    """Make the published model the champion if its run date is the newest so far (compare-and-swap).
+
+    With ``max_regression``, the gate's rule is checked again against the champion found at the
+    swap (it may have changed since the gate looked): a model more than that below a champion of
+    the same label set is published but not promoted. A retried promote step that finds its own
+    earlier promotion done (same model, same ``promoted_by``) reports it as promoted again.
+    """
     published = target_for(published_uri, allow_local=allow_local)
     card = read_metrics(published, allow_local=allow_local)
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
@@ -114,7 +122,22 @@ def promote(
         if current is None:
             return None
         if current.get("identity") == manifest["identity"]:
+            if current.get("promoted_by") == promoted_by:
+                return ""  # this execution's own promotion, done on an earlier attempt
             return f"already the champion ({current['identity']})"
+        theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
+        same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
+        if (
+            max_regression is not None
+            and same_labels
+            and isinstance(theirs, int | float)
+            and isinstance(ours, int | float)
+            and ours < theirs - max_regression
+        ):
+            return (
+                f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
+                f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
+            )
         if str(current.get("run_date")) > run_date:
             newer = current.get("run_date")
             return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
@@ -184,6 +207,9 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, allow_loca
         data, version = target.read_versioned()
         current = _parse(data, target.uri) if data is not None else None
         refusal = decide(current)
+        if refusal == "" and current is not None:
+            record_history(publish_uri, current, allow_local=allow_local)  # in case the first attempt stopped short
+            return Promotion(True, f"promoted {current['identity']} (on an earlier attempt of this step)", current)
         if refusal is not None:
             return Promotion(False, refusal, current)
         new = manifest | {
@@ -204,9 +230,21 @@ def _write(
 ) -> None:
     document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     target.replace_if(document, version)
+    record_history(publish_uri, manifest, allow_local=allow_local)
+
+
+def record_history(publish_uri: str, manifest: dict[str, Any], *, allow_local: bool = True) -> None:
+    """Write the history entry of a change of champion, unless it is there already.
+
+    Its name is made from the manifest alone (when, what, by whom), so a retried promote step that
+    finds its own earlier swap done writes the same entry, once.
+    """
     stamp = manifest["promoted_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
-    name = f"{stamp}-{manifest['identity']}-{uuid.uuid4().hex[:6]}.json"
-    target_for(join_uri(publish_uri, HISTORY_DIR, name), allow_local=allow_local).write_bytes(document)
+    who = hashlib.sha256(str(manifest.get("promoted_by")).encode()).hexdigest()[:6]
+    name = f"{stamp}-{manifest['identity']}-{who}.json"
+    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    with contextlib.suppress(TargetExistsError):
+        target_for(join_uri(publish_uri, HISTORY_DIR, name), allow_local=allow_local).write_bytes(document)
 
 
 def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -241,6 +241,9 @@ class _RowCheck:
                 self.missing[index] += 1
                 continue
             self.seen_value[index] = True
+            exponent = "e" in value or "E" in value  # 1e999 has a number's shape, but is not a finite number
+            if self.numeric[index] and exponent and NUMBER.fullmatch(value) and math.isinf(float(value)):
+                _fail(self.uri, line_no, index + 1, f"{value!r} is not a finite number")
             if self.numeric[index] and not NUMBER.fullmatch(value):
                 try:
                     number = float(value)  # only to tell infinity apart from text
@@ -257,6 +260,11 @@ class _RowCheck:
     def finish(self, min_class_rows: int, size: int, sha256: str) -> DatasetStats:
         if self.rows == 0:
             _fail(self.uri, None, None, "the dataset has a header but no data rows; check the source URL")
+        if label_kind(list(self.counts)) == "integer":  # "01" and "1" are one class, as training reads them
+            merged: dict[str, int] = {}
+            for label, count in self.counts.items():
+                merged[str(int(label))] = merged.get(str(int(label)), 0) + count
+            self.counts = merged
         if len(self.counts) < 2:
             only = next(iter(self.counts))
             _fail(

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mlpipe.estimators import ESTIMATORS, scikit_learn_minor, significant_hyperparameters
+from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, scikit_learn_minor, significant_hyperparameters
 
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
@@ -56,6 +56,17 @@ def identity(family: str, inputs: dict[str, Any]) -> Identity:
     """The identity of a ``family`` target made from ``inputs`` (any JSON-able mapping)."""
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return Identity(family, hashlib.sha256(f"{family}\n{canonical}".encode()).hexdigest()[:DIGITS], inputs)
+
+
+def _same_numbers(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
+    """An integer given for a parameter whose default is a float is that float: ``{"C": 1}`` is ``{"C": 1.0}``."""
+    defaults = effective_hyperparameters(estimator, {})
+    return {
+        name: float(value)
+        if isinstance(value, int) and not isinstance(value, bool) and isinstance(defaults.get(name), float)
+        else value
+        for name, value in params.items()
+    }
 
 
 def preprocessing(estimator: str, description: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +104,7 @@ def run_identities(
         {
             "dataset": dataset.id,
             "estimator": estimator,
-            "hyperparameters": significant_hyperparameters(estimator, hyperparameters),
+            "hyperparameters": _same_numbers(estimator, significant_hyperparameters(estimator, hyperparameters)),
             "cv_folds": cv_folds,
             "preprocessing": preprocessing(estimator, description),
             "training_code_version": TRAINING_CODE_VERSION,

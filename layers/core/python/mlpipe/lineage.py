@@ -38,7 +38,7 @@ def lineage_record(
         "input_targets": input_targets,
         "output": output,
         "execution_id": execution_id,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "versions": {"mlpipe": __version__, "python": platform.python_version()},
     }
 

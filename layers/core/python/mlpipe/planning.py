@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from typing import Any
 
 from mlpipe.artifacts import model_complete, read_metrics
@@ -47,7 +49,12 @@ def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
 
 
 def promotion_due(run: Run, *, allow_local: bool) -> bool:
-    """True when the run's published model should be champion and has never been (no history entry names it)."""
+    """True when the run's published model should be champion and no decision about the champion came since.
+
+    That is the promote step that never ran (it failed after the publish): the champion is not of a
+    newer date, is not this model, and nothing changed it (promotion, rollback, a hand promotion)
+    after this model was published. A model refused for being older, or rolled back, stays so.
+    """
     from mlpipe.champion import HISTORY_DIR, read_champion
     from mlpipe.targets import join_uri, list_under
 
@@ -56,5 +63,18 @@ def promotion_due(run: Run, *, allow_local: bool) -> bool:
     champion = read_champion(run.publish_root, allow_local=allow_local)
     if champion is not None and (champion.get("identity") == identity or str(champion.get("run_date")) > run.run_date):
         return False
+    published = target_for(run.published_uri, allow_local=allow_local)
+    card = read_metrics(published, allow_local=allow_local)
+    since: dt.datetime | None = None
+    with contextlib.suppress(TypeError, ValueError):
+        since = dt.datetime.fromisoformat(str((card.get("publication") or {}).get("created_at")))
     history = list_under(join_uri(run.publish_root, HISTORY_DIR, allow_local=allow_local), allow_local=allow_local)
-    return not any(f"-{identity}-" in item.relative for item in history)
+    for item in history:
+        if f"-{identity}-" in item.relative:
+            return False  # it was champion once: a rollback or a later promotion decided against it since
+        stamp = item.relative.split("-", 1)[0]  # 20261201T214202.177297Z
+        with contextlib.suppress(ValueError):
+            changed = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+            if since is not None and changed > since:
+                return False
+    return True

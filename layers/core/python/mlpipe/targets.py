@@ -235,7 +235,10 @@ class LocalTarget(Target):
             except FileExistsError:
                 with contextlib.suppress(FileNotFoundError):
                     if time.time() - lock.stat().st_mtime > LOCK_STALE_SECONDS:
-                        lock.unlink()
+                        # Broken by a rename, which only one of several waiters can win.
+                        stale = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+                        os.rename(lock, stale)
+                        stale.unlink()
                         continue
                 if time.monotonic() > deadline:
                     raise StorageError(f"cannot write {self.uri}: {lock} is held by another writer") from None
@@ -406,6 +409,11 @@ def s3_client(conditional: bool = False) -> S3Client:
     if conditional:
         for operation in ("PutObject", "CompleteMultipartUpload"):
             shape = client.meta.service_model.operation_model(operation).input_shape
+            if operation == "PutObject" and (shape is None or "IfMatch" not in shape.members):
+                raise StorageError(
+                    f"this botocore ({client.meta.service_model.api_version} model) cannot send If-Match on PutObject: "
+                    "the champion's compare-and-swap needs a botocore with S3's If-Match (from November 2024 on)"
+                )
             if shape is None or "IfNoneMatch" not in shape.members:
                 raise StorageError(
                     f"this botocore ({client.meta.service_model.api_version} model) cannot send "

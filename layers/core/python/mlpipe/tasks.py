@@ -141,7 +141,13 @@ def train(
 
 
 def promote(
-    published_uri: str, run_date: str, *, publish_root: str, execution_id: str | None, settings: Settings
+    published_uri: str,
+    run_date: str,
+    *,
+    publish_root: str,
+    execution_id: str | None,
+    settings: Settings,
+    max_regression: float | None = None,
 ) -> dict[str, Any]:
     """Make the published model the champion when its run date is the newest so far; announce it.
 
@@ -155,9 +161,10 @@ def promote(
         published_uri,
         run_date,
         promoted_by=execution_id or "pipeline",
+        max_regression=max_regression,
         allow_local=settings.allow_local_storage,
     )
-    outcome = result.as_dict(publish_root)
+    outcome = result.as_dict(publish_root) | {"event": None}
     if result.promoted and settings.event_bus and result.champion is not None:
         outcome["event"] = announce(result.champion, settings.event_bus)
     return outcome

@@ -60,22 +60,35 @@ def read_dataset(handle: IO[bytes], uri: str, stats: DatasetStats, description: 
     features = layout.feature_names
     dtypes: dict[str, Any] = {name: "float64" if stats.kinds[name] == "numeric" else "str" for name in features}
     dtypes[label] = "str"
+    options: dict[str, Any] = {
+        "sep": description.delimiter,
+        "header": 0 if layout.header.present else None,
+        "names": list(layout.names),
+        "usecols": [label, *features],
+        "na_values": list(description.na_values),
+        "keep_default_na": False,
+        "skipinitialspace": True,
+        "skip_blank_lines": True,
+        "quotechar": '"',
+        "encoding": "utf-8-sig",
+    }
+    start = handle.tell()
     try:
-        frame = pd.read_csv(
-            handle,
-            sep=description.delimiter,
-            header=0 if layout.header.present else None,
-            names=list(layout.names),
-            usecols=[label, *features],
-            dtype=dtypes,
-            na_values=list(description.na_values),
-            keep_default_na=False,
-            skipinitialspace=True,
-            skip_blank_lines=True,
-            quotechar='"',
-            encoding="utf-8-sig",
-        )
-    except (ValueError, pd.errors.ParserError) as exc:  # the validator and pandas disagree: still the data's fault
+        frame = pd.read_csv(handle, dtype=dtypes, **options)
+    except ValueError:
+        # The fast path parses numbers in C; a cell it cannot take that the validator accepted (an NA
+        # token with trailing spaces, say) sends the numeric columns through text, stripped, instead.
+        handle.seek(start)
+        try:
+            frame = pd.read_csv(handle, dtype=dict.fromkeys([label, *features], "str"), **options)
+            na = set(description.na_values)
+            for name in features:
+                if stats.kinds[name] == "numeric":
+                    stripped = frame[name].str.strip()
+                    frame[name] = pd.to_numeric(stripped.where(~stripped.isin(na)), errors="raise")
+        except (ValueError, pd.errors.ParserError) as exc:  # the validator and pandas disagree: the data's fault
+            raise InvalidDatasetError(f"invalid dataset at {uri}: pandas cannot read it: {exc}") from exc
+    except pd.errors.ParserError as exc:
         raise InvalidDatasetError(f"invalid dataset at {uri}: pandas cannot read it: {exc}") from exc
     if len(frame) != stats.rows:
         raise InvalidDatasetError(f"invalid dataset at {uri}: pandas read {len(frame)} rows, the check {stats.rows}")
@@ -99,7 +112,10 @@ def plan_columns(frame: Any, stats: DatasetStats) -> tuple[list[int], list[int],
         if distinct <= 1:
             dropped.append({"column": name, "reason": "constant: one value in every row" if distinct else "empty"})
         elif stats.kinds[name] == "categorical" and distinct == len(present) and len(present) == len(column):
-            dropped.append({"column": name, "reason": "an id: every row has a different text value"})
+            reason = "an id: every row has a different text value"
+            if present.astype(str).str.fullmatch(r"[+-]?\d+,\d+").all():
+                reason += " (they look like numbers with a decimal comma: this pipeline reads '.' as the decimal mark)"
+            dropped.append({"column": name, "reason": reason})
         elif stats.kinds[name] == "numeric":
             numeric.append(position)
         else:
