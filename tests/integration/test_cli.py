@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +13,13 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.cli import PIPELINE
+from tests.cli import pipeline as command
 from tests.conftest import REPO
-
-PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
 
 def pipeline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return command("run", *args, cwd=cwd, env=env)
-
-
-def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINE, *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_json_summary_then_everything_present_on_the_second_run(tmp_path: Path) -> None:
