@@ -72,7 +72,7 @@ VALUES = {
     "ScheduleDeadLetterQueue.Arn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:mlpipe-test-dead-letters",
 } | {
     f"{name}LogGroup.Arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/mlpipe/test/{name.lower()}:*"
-    for name in ("Plan", "Download", "Train", "Upload", "Report")
+    for name in ("Plan", "Download", "Train", "Upload", "Promote", "Report")
 }
 CONDITIONS = {"PublishToOwnBucket": True}
 
@@ -202,6 +202,26 @@ def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke:
         assert invoke("upload", run_event(http_server))["state"] == "ran"
         assert invoke("upload", run_event(http_server))["state"] == "present"
     assert written(aws)[MODELS] == sorted([PUBLISHED_KEY, PUBLISHED_KEY.rsplit("/", 1)[0] + "/metrics.json"])
+
+
+def test_the_promote_role_moves_the_champion(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
+    make_inputs(invoke, http_server, "download", "train", "upload")
+    with as_role("PromoteRole"):
+        result = invoke("promote", run_event(http_server))
+    assert result["promoted"] is True
+    keys = written(aws)[MODELS]
+    assert f"{PUBLISH_PREFIX}/champion.json" in keys
+    assert any(k.startswith(f"{PUBLISH_PREFIX}/champion-history/") for k in keys)
+
+
+def test_the_promote_role_cannot_write_models_or_artifacts(aws: Any, as_role: AsRole) -> None:
+    from mlpipe.targets import target_for
+
+    with as_role("PromoteRole"):
+        for uri in (f"s3://{MODELS}/{PUBLISH_PREFIX}/{DATE}/x/model.pkl", f"s3://{ARTIFACTS}/artifacts/{DATE}/x.csv"):
+            with pytest.raises(StorageError, match="access denied"):
+                target_for(uri).write_bytes(b"not allowed")
+    assert written(aws) == {ARTIFACTS: [], MODELS: []}
 
 
 def test_the_report_role_needs_no_storage(aws: Any, invoke: Invoke, as_role: AsRole) -> None:
