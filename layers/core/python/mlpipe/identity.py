@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.estimators import ESTIMATORS, scikit_learn_minor, significant_hyperparameters
+from mlpipe.scaling import AUTO
 
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
-TRAINING_CODE_VERSION = 2
+TRAINING_CODE_VERSION = 3
 TASKS = ("download", "train", "upload")
 FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}
 DIGITS = 12
@@ -59,7 +60,9 @@ def identity(family: str, inputs: dict[str, Any]) -> Identity:
 
 
 def preprocessing(estimator: str, description: dict[str, Any]) -> dict[str, Any]:
-    """What the model's preprocessing is made of, as far as the inputs decide it."""
+    """What the model's preprocessing is made of, as far as the inputs decide it (``auto``: as its choice needs)."""
+    if estimator == AUTO:
+        return {"scale_numeric": AUTO, "impute": description.get("missing") == "impute", "one_hot": True}
     spec = ESTIMATORS[estimator]
     return {"scale_numeric": spec.scale, "impute": description.get("missing") == "impute", "one_hot": True}
 
