@@ -17,7 +17,10 @@ Then the cross-validation backends: 5 folds of SVC and of HGB run sequentially, 
 threads, with loky processes, and with threads whose OpenMP pools are limited to cores / n_jobs
 (what loky does in its workers), each on ``n_jobs`` = the cores available.
 
-    PYTHONPATH=layers/core/python .venv/bin/python -m bench.fit_time [--cap 8] [--quick]
+Last, ``--end-to-end``: ``train_model`` on Iris-shaped CSVs, its estimate (``fit_estimate``)
+beside the time it took (``fit_seconds``), to check the safety factor.
+
+    PYTHONPATH=layers/core/python .venv/bin/python -m bench.fit_time [--cap 8] [--quick] [--end-to-end]
 """
 
 from __future__ import annotations
@@ -139,6 +142,47 @@ def cv_backends(estimator: str, rows: int, folds: int = 5) -> dict[str, float]:
     return out
 
 
+END_TO_END = (
+    ("svc", 10_000),
+    ("svc", 30_000),
+    ("svc", 100_000),
+    ("logistic_regression", 100_000),
+    ("hist_gradient_boosting", 30_000),
+    ("hist_gradient_boosting", 300_000),
+)
+
+
+def end_to_end(cases: tuple[tuple[str, int], ...] = END_TO_END) -> None:
+    """Train through ``mlpipe.training.train_model`` on Iris-shaped CSVs; print the estimate beside the time taken."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from mlpipe.targets import target_for
+    from mlpipe.training import train_model
+
+    print("\nend to end (train_model: the CV or holdout fits, the final fit and the predictions):")
+    with tempfile.TemporaryDirectory() as tmp:
+        for estimator, rows in cases:
+            x, y = iris_like(rows, seed=0)
+            path = Path(tmp) / f"{rows}.csv"
+            table = np.column_stack([x.round(3), y]).astype(object)
+            table[:, 4] = y
+            path.write_text("".join(",".join(map(str, row)) + "\n" for row in table.tolist()))
+            model = Path(tmp) / f"{estimator}-{rows}" / "model.pkl"
+            result = train_model(
+                target_for(str(path)), target_for(str(model)), estimator=estimator, hyperparameters={}, cv_folds=5
+            )
+            card = result.metrics
+            print(
+                f"  {estimator:24} {rows:>9,} rows  {card['cv_accuracy']['method']:38} "
+                f"estimated {card['fit_estimate']['seconds']:7.2f} s  took {card['fit_seconds']:7.2f} s "
+                f"({card['fit_estimate']['jobs']} at a time)",
+                flush=True,
+            )
+
+
 def main() -> None:
     """Print each estimator's fit times, the fitted constants and the CV backend comparison."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -146,11 +190,15 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=1_000_000, help="the largest size tried")
     parser.add_argument("--only", nargs="*", default=list(ESTIMATORS), help="these estimators only")
     parser.add_argument("--repeat", type=int, default=1, help="fit each size this many times, keep the fastest")
+    parser.add_argument("--end-to-end", action="store_true", help="only the estimate against train_model's time")
     parser.add_argument("--cv-only", action="store_true", help="only the CV backend comparison")
     parser.add_argument("--no-cv", action="store_true", help="skip the CV backend comparison")
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     args = parser.parse_args()
     largest = 3_000 if args.quick else args.largest
+    if args.end_to_end:
+        end_to_end()
+        return
     print(f"cores available: {len(os.sched_getaffinity(0))}; fit seconds on Iris-shaped data, 4 features")
     constants = {}
     for estimator in [] if args.cv_only else args.only:

@@ -8,11 +8,12 @@ one-hot encoding) takes about ``c * n**a * d`` seconds; ``c`` and ``a`` are fitt
 by the benchmark on Iris-shaped data (4 features, 3 classes, Gaussian noise around the Iris class
 means with the Iris class standard deviations). The exponent of ``d`` is assumed, not measured.
 A training is ``cv_folds`` fits on ``(k-1)/k`` of the rows plus the final fit (k-fold), or one
-fit on 80 % plus the final fit (holdout), each followed by a prediction; these fits run in
-parallel on the cores available (``cv_jobs``), except HistGradientBoosting's, which already uses
-every core itself. The estimate is multiplied by ``SAFETY`` for what the benchmark does not see: the
-predictions, harder data (SVC's cost grows with its support vectors, and those with class
-overlap), a Lambda vCPU slower than the benchmark's and a busy machine.
+fit on 80 % plus the final fit (holdout); these fits run in parallel on the cores available
+(``cv_jobs``), except HistGradientBoosting's, which already uses every core itself. SVC's
+predictions cost about as much as two fits (``PREDICT_FITS``, measured end to end); the others'
+are negligible. The estimate is multiplied by ``SAFETY`` for what the benchmark does not see:
+harder data (SVC's cost grows with its support vectors, more where classes overlap), a Lambda
+vCPU slower than the benchmark's, and a busy machine.
 
 **``estimator: auto``.** The exact RBF SVC (the default estimator) up to ``AUTO_SVC_MAX_ROWS``
 (30,000) rows, HistGradientBoosting above. Measured by the benchmark (one fit, 2 cores; accuracy
@@ -54,6 +55,11 @@ FIT_CONSTANTS: dict[str, tuple[float, float]] = {
     "random_forest": (3.457e-06, 1.174),
     "hist_gradient_boosting": (3.193e-06, 0.942),
 }
+# The predictions a training makes (the held-out rows, then every row for the training accuracy), in
+# units of one fit on all rows, where they are not negligible: SVC's cost is rows x support vectors.
+# Measured end to end (`bench.fit_time --end-to-end`): SVC on 100,000 rows took 12.8 s, of which its
+# two fits side by side take about 4.6 s.
+PREDICT_FITS: dict[str, float] = {"svc": 2.0}
 # Estimators that use every core in one fit (OpenMP), so that fits side by side do not go faster.
 MULTITHREADED = frozenset({"hist_gradient_boosting"})
 SAFETY = 3.0
@@ -124,8 +130,9 @@ def estimate_seconds(estimator: str, rows: int, features: int, cv_folds: int, jo
         sizes = [rows * (cv_folds - 1) // cv_folds] * cv_folds + [rows]
     total = sum(fit_seconds(estimator, n, features) for n in sizes)
     parallel = 1 if estimator in MULTITHREADED else (jobs or cv_jobs(len(sizes)))
+    full = fit_seconds(estimator, rows, features)
     # The longest fit bounds the wall time from below, however many cores share the rest.
-    return SAFETY * max(total / parallel, fit_seconds(estimator, rows, features))
+    return SAFETY * (max(total / parallel, full) + PREDICT_FITS.get(estimator, 0.0) * full)
 
 
 def check_fits(estimate: float, remaining: float | None, *, estimator: str, rows: int, features: int) -> None:
