@@ -7,7 +7,8 @@ give new locations (and a rerun of what they change), while nothing is ever over
 
 - dataset: the run date, the source as the user named it (``source_id``, default the URL), the
   dataset description;
-- model: the dataset's identity, the estimator, its effective hyperparameters that change the fit
+- model: the dataset's identity, the estimator (``auto`` as such: its choice follows from the
+  dataset), its effective hyperparameters that change the fit
   (defaults filled in; ``n_jobs``, ``verbose``, ``cache_size`` left out), the CV folds, the
   preprocessing, ``TRAINING_CODE_VERSION`` and scikit-learn's minor version;
 - published model: the model's identity.
@@ -29,6 +30,7 @@ from mlpipe.scaling import AUTO
 
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
+# 3: a stratified holdout from mlpipe.scaling.HOLDOUT_MIN_ROWS rows, estimator auto, the fit-time guard.
 TRAINING_CODE_VERSION = 3
 TASKS = ("download", "train", "upload")
 FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}
