@@ -17,6 +17,10 @@ Then the cross-validation backends: 5 folds of SVC and of HGB run sequentially, 
 threads, with loky processes, and with threads whose OpenMP pools are limited to cores / n_jobs
 (what loky does in its workers), each on ``n_jobs`` = the cores available.
 
+Run it on a quiet machine: HistGradientBoosting's OpenMP threads (one per core) wait for each
+other, so a single other busy process on these 2 cores made 1,000 rows take 5 to 16 s instead of
+0.27 s (``--only hist_gradient_boosting`` reruns one estimator).
+
 Last, ``--end-to-end``: ``train_model`` on Iris-shaped CSVs, its estimate (``fit_estimate``)
 beside the time it took (``fit_seconds``), to check the safety factor.
 
@@ -27,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 ESTIMATORS = ("svc", "linear_svc", "logistic_regression", "random_forest", "hist_gradient_boosting", "nystroem_svc")
@@ -202,7 +208,9 @@ def main() -> None:
     print(f"cores available: {len(os.sched_getaffinity(0))}; fit seconds on Iris-shaped data, 4 features")
     constants = {}
     for estimator in [] if args.cv_only else args.only:
-        points = ladder(estimator, args.cap, largest, args.repeat)
+        # A fresh process per estimator, so that one's thread pools and heap do not weigh on the next's times.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            points = pool.submit(ladder, estimator, args.cap, largest, args.repeat).result()
         constants[estimator] = fit_constants([(n, t) for n, t, _ in points], 4)
     print("\nconstants of seconds = c * rows**a * features (one fit):")
     for estimator, (c, a) in constants.items():

@@ -23,10 +23,11 @@ on 20,000 fresh rows):
     10,000      0.09 s 0.9878  0.43 s 0.9849  0.62 s 0.9877
     30,000      0.53 s 0.9879  0.33 s 0.9875  2.65 s 0.9879
     100,000     4.64 s 0.9877  0.70 s 0.9878  11.3 s 0.9878
-    1,000,000   (~240 s)       6.05 s 0.9867  (~210 s)    (in brackets: the fitted model's extrapolation)
+    300,000     38.1 s 0.9878  1.66 s 0.9877
+    1,000,000   (~350 s)       6.05 s 0.9867  (~210 s)    (in brackets: the fitted model's extrapolation)
 
 Below 30,000 rows SVC is the more accurate (HGB's trees need rows) and fast; from 30,000 rows on
-HGB is as accurate and faster, and SVC's time grows as rows**1.73 (more on data with more class
+HGB is as accurate and faster, and SVC's time grows as rows**1.87 (more on data with more class
 overlap: more support vectors) with memory for its kernel cache. The approximate RBF SVM
 (Nystroem + LinearSVC) is no more accurate than HGB at 100,000 rows and 16 times slower, so the
 scalable choice is HGB: no scaling needed, low memory (binned features), sublinear to linear time.
@@ -49,7 +50,7 @@ AUTO = "auto"
 # (c, a) of seconds = c * rows**a * features for one fit, from
 # `PYTHONPATH=layers/core/python .venv/bin/python -m bench.fit_time` (see the README's "Estimating and choosing").
 FIT_CONSTANTS: dict[str, tuple[float, float]] = {
-    "svc": (2.586e-09, 1.728),
+    "svc": (5.397e-10, 1.868),
     "linear_svc": (9.837e-09, 1.295),
     "logistic_regression": (1.698e-05, 0.834),
     "random_forest": (3.457e-06, 1.174),
