@@ -44,4 +44,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         publish_root=fields.get("publish_root"),
         min_cv_accuracy=fields.get("min_cv_accuracy", SETTINGS.min_cv_accuracy),
         max_regression=fields.get("max_regression", SETTINGS.max_regression),
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     ).as_dict()

@@ -199,7 +199,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True
         parser.add_argument("--run-date", type=_run_date, help="YYYY-MM-DD (default: today, UTC)")
     parser.add_argument(
         "--estimator",
-        help="svc (default), linear_svc, logistic_regression, random_forest or hist_gradient_boosting",
+        help="svc (default), linear_svc, logistic_regression, random_forest, hist_gradient_boosting or auto "
+        "(chosen by the row count)",
     )
     parser.add_argument(
         "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"

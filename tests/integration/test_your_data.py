@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from mlpipe import load_model
-from mlpipe.exceptions import IncompatibleModelError, IntegrityError, InvalidDatasetError, InvalidRequestError
+from mlpipe.exceptions import (
+    IncompatibleModelError,
+    IntegrityError,
+    InvalidDatasetError,
+    InvalidRequestError,
+    TrainingTooLargeError,
+)
+from pipeline_local.lambdas import LambdaContext
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, NOTHING_WRITTEN, stores_empty
 from tests.datasets import Case, cases
@@ -143,6 +150,19 @@ def test_missing_values_are_rejected_by_default_with_line_and_column(
     with pytest.raises(InvalidDatasetError, match=r"line \d+, column \d+: missing value"):
         invoke("download", event(http_server, case, dataset={}))
     assert stores_empty(aws) == NOTHING_WRITTEN
+
+
+def test_train_refuses_a_fit_that_cannot_end_in_the_time_the_function_has_left(
+    aws: Any, http_server: Any, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stored dataset, and a train function with 20 s left (less than the margin kept for writing)
+    base = {"run_date": DATE, "source_url": http_server.url(), "dataset_uri": DATASET, "model_uri": MODEL}
+    assert invoke("download", base)["state"] == "ran"
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 20_000)
+    # When it trains, it fails at once, from the handler's context, and writes nothing
+    with pytest.raises(TrainingTooLargeError, match=r"estimated at 0 s, but the function has 20 s left"):
+        invoke("train", base | {"estimator": "auto"})
+    assert [key for key in stores_empty(aws)[ARTIFACTS] if "model" in key or "metrics" in key] == []
 
 
 def test_a_label_column_that_is_not_in_the_header_lists_the_columns(aws: Any, http_server: Any, invoke: Invoke) -> None:

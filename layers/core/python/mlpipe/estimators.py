@@ -69,6 +69,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.scaling import AUTO
 
 CONSTRAINTS_FILE = "estimator_constraints.json"
 GENERATOR = "tools/generate_estimator_constraints.py"
@@ -166,10 +167,11 @@ def _generated(estimator: str) -> _Generated:
 
 
 def check_estimator(name: Any) -> str:
-    """Return ``name`` if it is a supported estimator; raise InvalidRequestError listing the supported ones."""
-    if not isinstance(name, str) or name not in ESTIMATORS:
+    """Return ``name`` if it is a supported estimator or ``auto``; raise InvalidRequestError listing them."""
+    if not isinstance(name, str) or (name not in ESTIMATORS and name != AUTO):
         raise InvalidRequestError(
-            f"estimator must be one of {', '.join(ESTIMATORS)} (default {DEFAULT_ESTIMATOR}), got {_show(name)}"
+            f"estimator must be one of {', '.join(ESTIMATORS)} or {AUTO} (chosen by the dataset's size; "
+            f"default {DEFAULT_ESTIMATOR}), got {_show(name)}"
         )
     return name
 
@@ -339,6 +341,14 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
     other estimators that have it) or a value with what it must be.
     """
     check_estimator(estimator)
+    if estimator == AUTO:
+        if params not in ({}, None):
+            raise InvalidHyperparametersError(
+                f"{where} must be empty with estimator {AUTO}, got {_show(params)}: {AUTO} chooses the estimator "
+                "from the dataset's row count, so no parameter is known to apply; name the estimator "
+                "(svc or hist_gradient_boosting) to set its hyperparameters"
+            )
+        return {}
     if not isinstance(params, dict):
         raise InvalidHyperparametersError(
             f"{where} must be a JSON object of {estimator} parameters, got {_show(params)}"
@@ -379,6 +389,8 @@ def effective_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
     (``default_notes`` kind ``not_json``) is left out, so scikit-learn applies it itself.
     """
     params = validate_hyperparameters(estimator, params)
+    if estimator == AUTO:
+        return {}  # scikit-learn's defaults of whichever estimator auto chooses
     generated = _generated(estimator)
     unrepresentable = {n for n, note in generated.default_notes.items() if note.get("kind") == "not_json"}
     effective = {n: v for n, v in generated.defaults.items() if n not in unrepresentable}
@@ -395,6 +407,8 @@ def significant_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
 
 def non_default_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
     """The effective hyperparameters whose value differs from scikit-learn's default (random_state 0 among them)."""
+    if estimator == AUTO:
+        return {}
     defaults = _generated(estimator).defaults
     return {
         name: value

@@ -51,6 +51,10 @@ class TrainingError(PipelineError):
     """scikit-learn could not fit a model on a valid dataset."""
 
 
+class TrainingTooLargeError(PipelineError):
+    """The estimated fit time exceeds the function's remaining time: choose another estimator or fewer rows."""
+
+
 class IntegrityError(PipelineError):
     """A stored artifact does not match its recorded sha256 (corrupted or replaced)."""
 

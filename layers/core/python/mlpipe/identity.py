@@ -7,7 +7,8 @@ give new locations (and a rerun of what they change), while nothing is ever over
 
 - dataset: the run date, the source as the user named it (``source_id``, default the URL), the
   dataset description;
-- model: the dataset's identity, the estimator, its effective hyperparameters that change the fit
+- model: the dataset's identity, the estimator (``auto`` as such: its choice follows from the
+  dataset), its effective hyperparameters that change the fit
   (defaults filled in; ``n_jobs``, ``verbose``, ``cache_size`` left out), the CV folds, the
   preprocessing, ``TRAINING_CODE_VERSION`` and scikit-learn's minor version;
 - published model: the model's identity.
@@ -25,10 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, scikit_learn_minor, significant_hyperparameters
+from mlpipe.scaling import AUTO
 
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
-TRAINING_CODE_VERSION = 2
+# 3: a stratified holdout from mlpipe.scaling.HOLDOUT_MIN_ROWS rows, estimator auto, the fit-time guard.
+TRAINING_CODE_VERSION = 3
 TASKS = ("download", "train", "upload")
 FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}
 DIGITS = 12
@@ -60,6 +63,8 @@ def identity(family: str, inputs: dict[str, Any]) -> Identity:
 
 def _same_numbers(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
     """An integer given for a parameter whose default is a float is that float: ``{"C": 1}`` is ``{"C": 1.0}``."""
+    if not params or estimator == AUTO:  # auto takes no hyperparameters
+        return params
     defaults = effective_hyperparameters(estimator, {})
     return {
         name: float(value)
@@ -70,7 +75,9 @@ def _same_numbers(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def preprocessing(estimator: str, description: dict[str, Any]) -> dict[str, Any]:
-    """What the model's preprocessing is made of, as far as the inputs decide it."""
+    """What the model's preprocessing is made of, as far as the inputs decide it (``auto``: as its choice needs)."""
+    if estimator == AUTO:
+        return {"scale_numeric": AUTO, "impute": description.get("missing") == "impute", "one_hot": True}
     spec = ESTIMATORS[estimator]
     return {"scale_numeric": spec.scale, "impute": description.get("missing") == "impute", "one_hot": True}
 

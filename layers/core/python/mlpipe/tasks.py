@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,8 +103,12 @@ def train(
     publish_root: str | None = None,
     min_cv_accuracy: float | None = None,
     max_regression: float | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with its card) unless both are already there.
+
+    ``time_left`` gives the seconds the function has left (the Lambda context's remaining time):
+    a training estimated to take longer fails at once with TrainingTooLargeError (mlpipe.scaling).
 
     The card's ``lineage`` section records ``identity`` (from the plan) and the dataset's URI and
     sha256. Either way the outcome carries ``gate`` (mlpipe.gate): the model's CV accuracy against
@@ -129,6 +134,7 @@ def train(
         description=description,
         allow_local=local,
         lineage=lineage_record(identity, execution_id=execution_id, input_targets=[]),
+        time_left=time_left,
     )
     details = {
         "training_seconds": round(result.seconds, 4),

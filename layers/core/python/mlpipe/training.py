@@ -23,6 +23,7 @@ import pickle
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -31,11 +32,37 @@ from mlpipe.dataset import DatasetStats, validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, has_predict_proba, non_default_hyperparameters
 from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
+from mlpipe.scaling import (
+    HOLDOUT_FRACTION,
+    MULTITHREADED,
+    check_fits,
+    choose_estimator,
+    cores,
+    cv_jobs,
+    estimate_seconds,
+    uses_holdout,
+)
 from mlpipe.targets import CHUNK_SIZE, Target
 
 LOG = logging.getLogger(__name__)
 CARD_VERSION = 2
 CV_SEED = 0  # the folds are shuffled with a fixed seed: an honest estimate for sorted files, and deterministic
+PROGRESS_SECONDS = 5.0  # the least time between two progress lines about folds
+
+
+class _Progress:
+    """Progress lines at INFO: each phase as it starts, fold completions at most every PROGRESS_SECONDS."""
+
+    def __init__(self) -> None:
+        self._last = -PROGRESS_SECONDS
+
+    def phase(self, message: str, *args: Any) -> None:
+        LOG.info(message, *args)
+        self._last = time.monotonic()
+
+    def step(self, message: str, *args: Any, last: bool = False) -> None:
+        if last or time.monotonic() - self._last >= PROGRESS_SECONDS:
+            self.phase(message, *args)
 
 
 @dataclass(frozen=True)
@@ -174,15 +201,20 @@ def train_model(
     description: DatasetDescription | None = None,
     allow_local: bool = True,
     lineage: dict[str, Any] | None = None,
+    time_left: Callable[[], float] | None = None,
+    parallel: bool = True,
 ) -> TrainResult:
-    """Fit ``estimator`` on ``dataset``; write ``model`` and its card (metrics.json) beside it.
+    """Fit ``estimator`` (for ``auto``: the one mlpipe.scaling chooses) on ``dataset``; write ``model`` and its card.
 
     ``lineage`` (a lineage record) becomes the card's ``lineage`` section, with the dataset's URI
-    and sha256 as its input.
+    and sha256 as its input. ``time_left`` gives the seconds the function has left (Lambda's
+    ``get_remaining_time_in_millis`` / 1000): before fitting, the estimated fit time is checked
+    against it. ``parallel`` False fits the folds one after the other (the same model and scores).
 
     Raises InvalidDatasetError (the stored dataset does not match its description, or has too few
     rows per class for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the
-    parameters) or TrainingError; nothing is written in those cases.
+    parameters), TrainingTooLargeError (the estimate does not fit in ``time_left``) or
+    TrainingError; nothing is written in those cases.
     """
     import numpy as np
     import pandas as pd
@@ -196,7 +228,7 @@ def train_model(
         f1_score,
         precision_recall_fscore_support,
     )
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.utils._param_validation import InvalidParameterError
 
     description = description or DatasetDescription()
@@ -206,6 +238,8 @@ def train_model(
             f"the plan named scikit-learn {planned} in the model's identity, but training has {sklearn.__version__}: "
             "the core layer's estimator_constraints.json and the ML layer disagree; rebuild both from this repository"
         )
+    progress = _Progress()
+    progress.phase("reading %s", dataset.uri)
     with dataset.open_read() as handle:
         stats = validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), dataset.uri, description, cv_folds)
         handle.seek(0)
@@ -217,25 +251,58 @@ def train_model(
             f"invalid dataset at {dataset.uri}: no usable feature column: "
             + "; ".join(f"{d['column']} is {d['reason']}" for d in dropped)
         )
-    params = effective_hyperparameters(estimator, hyperparameters)
+    requested = estimator
+    choice = choose_estimator(requested, stats.rows)
+    estimator = choice.name
+    params = effective_hyperparameters(estimator, hyperparameters if requested != "auto" else {})
     params = _typed_class_weight(params, stats.label_kind)
     impute = description.missing == "impute"
     pipeline = build_pipeline(estimator, params, numeric, categorical, impute)
     classes = sorted(set(labels.tolist()))
     shown = f"{ESTIMATORS[estimator].class_path.rpartition('.')[2]}({non_default_hyperparameters(estimator, params)})"
+    width = len(numeric) + sum(int(features.iloc[:, i].nunique()) for i in categorical)  # after one-hot encoding
+    holdout = uses_holdout(stats.rows)
+    estimate = estimate_seconds(estimator, stats.rows, width, cv_folds)
+    left = time_left() if time_left is not None else None
+    progress.phase(
+        "%s: %s on %d rows, %d features: estimated %.1f s, %s s left",
+        choice.reason,
+        estimator,
+        stats.rows,
+        width,
+        estimate,
+        "unknown" if left is None else f"{left:.0f}",
+    )
+    check_fits(estimate, left, estimator=estimator, rows=stats.rows, features=width)
+    if holdout:
+        train_rows, test_rows = train_test_split(
+            np.arange(len(labels)), test_size=HOLDOUT_FRACTION, stratify=labels, random_state=CV_SEED
+        )
+        splits = [(np.sort(train_rows), np.sort(test_rows))]
+        method = f"stratified {HOLDOUT_FRACTION:.0%} holdout (seed {CV_SEED})"
+    else:
+        splits = list(StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED).split(features, labels))
+        method = f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})"
+    # HistGradientBoosting already uses every core in one fit (see _run_fits).
+    jobs = cv_jobs(len(splits) + 1) if parallel and estimator not in MULTITHREADED else 1
+
+    def fit(rows: Any) -> Any:
+        part = features if rows is None else features.iloc[rows]
+        return clone(pipeline).fit(part, labels if rows is None else labels[rows])
+
     started = time.perf_counter()
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED)
+            progress.phase("fitting %s (%d fits, %d at a time)", method, len(splits) + 1, jobs)
+            fitted = _run_fits(fit, [rows for rows, _ in splits] + [None], jobs, progress)
+            pipeline = fitted[-1]
             predicted = np.empty(len(labels), dtype=labels.dtype)
             scores = []
-            for train_rows, test_rows in folds.split(features, labels):
-                fold = clone(pipeline).fit(features.iloc[train_rows], labels[train_rows])
+            for fold, (_, test_rows) in zip(fitted[:-1], splits, strict=True):
                 predicted[test_rows] = fold.predict(features.iloc[test_rows])
                 scores.append(accuracy_score(labels[test_rows], predicted[test_rows]))
-            pipeline.fit(features, labels)
             training_accuracy = float(pipeline.score(features, labels))
     except InvalidParameterError as exc:
         raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters of {shown}: {exc}") from exc
@@ -244,9 +311,12 @@ def train_model(
     except Exception as exc:
         raise TrainingError(f"fitting {shown} on {dataset.uri} failed: {exc}") from exc
     seconds = time.perf_counter() - started
+    progress.phase("fitted in %.1f s (estimated %.1f s); writing %s", seconds, estimate, model.uri)
+    evaluated = np.sort(np.concatenate([test_rows for _, test_rows in splits]))
+    truth, guessed = labels[evaluated], predicted[evaluated]
 
     payload = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, guessed, labels=classes, zero_division=0)
     names = list(features.columns)
     card_classes = [_json_label(c) for c in classes]
     spec = ESTIMATORS[estimator]
@@ -275,7 +345,9 @@ def train_model(
             "predict_proba": _has_proba(estimator, params),
         },
         "estimator": {
+            "requested": requested,
             "name": estimator,
+            "chosen_because": choice.reason,
             "class": spec.class_path,
             "hyperparameters": params,
             "non_default_hyperparameters": non_default_hyperparameters(estimator, params),
@@ -288,26 +360,28 @@ def train_model(
         "cv_accuracy": {
             "mean": float(np.mean(scores)),
             "std": float(np.std(scores)),
-            "folds": cv_folds,
+            "folds": len(splits),
             "scores": [float(s) for s in scores],
-            "method": f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})",
+            "method": method,
+            "rows_evaluated": len(evaluated),
         },
         "cv_metrics": {
-            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
-            "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, guessed)),
+            "macro_f1": float(f1_score(truth, guessed, labels=classes, average="macro", zero_division=0)),
             "per_class": {
                 str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                 for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
             },
             "confusion_matrix": {
                 "labels": card_classes,
-                "matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+                "matrix": confusion_matrix(truth, guessed, labels=classes).tolist(),
                 "rows": "true label",
                 "columns": "predicted label",
             },
         },
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
         "fit_seconds": round(seconds, 4),
+        "fit_estimate": {"seconds": round(estimate, 4), "features": width, "jobs": jobs, "cores": cores()},
         "scikit_learn_version": sklearn.__version__,
         "versions": {
             "python": platform.python_version(),
@@ -326,6 +400,30 @@ def train_model(
         }
     wrote = write_model(model, payload, metrics, allow_local=allow_local)
     return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)
+
+
+def _run_fits(fit: Callable[[Any], Any], row_sets: list[Any], jobs: int, progress: _Progress) -> list[Any]:
+    """``fit(rows)`` for each of ``row_sets``, ``jobs`` at a time in threads; the fitted pipelines in order.
+
+    Threads, not loky processes (bench/fit_time.py, 2 cores): for SVC on 10,000 rows, 5 folds take
+    0.19 s in threads, 0.29 s one after the other and 1.3 s in loky (its workers start and the data
+    is pickled to them); libsvm releases the GIL. And a model pickled back from a loky worker does
+    not give the same bytes as one fitted here, which concurrent executions rely on.
+    HistGradientBoosting is fitted one fold after the other (the caller passes ``jobs`` 1): its
+    OpenMP already uses every core, and fits side by side in threads oversubscribe them (100,000
+    rows: 3.1 s one after the other, 7.5 s in threads; OpenMP limits set by threadpoolctl do not
+    reach joblib's threads; loky's 2.4 s costs the determinism above).
+    """
+    from joblib import Parallel, delayed
+
+    total = len(row_sets)
+    out = []
+    results = Parallel(n_jobs=jobs, backend="threading", return_as="generator")(delayed(fit)(rows) for rows in row_sets)
+    for done, fitted in enumerate(results, start=1):
+        out.append(fitted)
+        what = "the final fit" if done == total else f"fold {done} of {total - 1}"
+        progress.step("fitted %s (%d of %d fits)", what, done, total, last=done == total)
+    return out
 
 
 def _typed_class_weight(params: dict[str, Any], kind: str) -> dict[str, Any]:
