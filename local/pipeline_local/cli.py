@@ -24,6 +24,8 @@ from typing import Any
 from pipeline_local.lambdas import FUNCTIONS
 
 DEFAULT_ROOT = Path(".pipeline")
+DEFAULT_ARTIFACTS = str(DEFAULT_ROOT / "artifacts")
+DEFAULT_PUBLISHED = str(DEFAULT_ROOT / "published")
 # The bundled sample is served on a new port each run; it enters the dataset's identity under this
 # name instead, with its own checksum, so that editing the file makes a new dataset.
 SAMPLE_SOURCE_ID = (
@@ -187,12 +189,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True
     parser.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
     parser.add_argument(
         "--artifact-root",
-        default=str(DEFAULT_ROOT / "artifacts"),
+        default=DEFAULT_ARTIFACTS,
         help="where the dataset and model go: a directory or s3://bucket/prefix (default: %(default)s)",
     )
     parser.add_argument(
         "--publish-uri",
-        default=str(DEFAULT_ROOT / "published"),
+        default=DEFAULT_PUBLISHED,
         help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
     )
     if run_date:
@@ -262,7 +264,7 @@ def _add_champion_commands(commands: Any) -> None:
         description="Make the previous champion the champion again; the one rolled back becomes its previous.",
     )
     for command in (champion, promote, rollback):
-        command.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+        _add_roots(command, artifacts=False)
         command.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -292,8 +294,7 @@ def _champion(args: argparse.Namespace) -> int:
         current = champion.read_champion(args.publish_uri)
         history = champion.champion_history(args.publish_uri)
     except PipelineError as exc:
-        print(f"pipeline {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args.command, exc)
     if args.json:
         print(json.dumps({"champion": current, "history": history}, indent=2))
         return 0
@@ -310,6 +311,19 @@ def _champion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_roots(command: argparse.ArgumentParser, *, artifacts: bool = True) -> None:
+    """``--artifact-root`` (with ``artifacts``) and ``--publish-uri``: for the commands that read what runs made."""
+    if artifacts:
+        command.add_argument("--artifact-root", default=DEFAULT_ARTIFACTS, help="default: %(default)s")
+    command.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="default: %(default)s")
+
+
+def _failed(command: str, exc: BaseException) -> int:
+    """Report an expected failure of ``command`` on one line of stderr; the exit status for it."""
+    print(f"pipeline {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _add_status_command(commands: Any) -> None:
     """``pipeline status``: every dataset, model and published model found, by run date."""
     status = commands.add_parser(
@@ -323,8 +337,7 @@ def _add_status_command(commands: Any) -> None:
     dates.add_argument("--run-date", help="one date, YYYY-MM-DD")
     dates.add_argument("--from", dest="first", help="the first date of a range, YYYY-MM-DD")
     status.add_argument("--to", dest="last", help="the last date of a range, YYYY-MM-DD (with --from)")
-    status.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"), help="default: %(default)s")
-    status.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+    _add_roots(status)
     status.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
 
 
@@ -336,8 +349,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         status = collect_status(args.artifact_root, args.publish_uri, first=first, last=last)
     except PipelineError as exc:
-        print(f"pipeline status: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args.command, exc)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
@@ -354,9 +366,7 @@ def _add_predict_command(commands: Any) -> None:
     )
     source = predict.add_mutually_exclusive_group()
     source.add_argument("--model", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
-    source.add_argument(
-        "--publish-uri", default=str(DEFAULT_ROOT / "published"), help="where the champion is (default: %(default)s)"
-    )
+    source.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="where the champion is (default: %(default)s)")
     predict.add_argument("--input", required=True, type=Path, help="the CSV to predict")
     predict.add_argument("--output", type=Path, help="write the predictions' CSV here (default: stdout)")
     predict.add_argument(
@@ -373,8 +383,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         result = predict_file(args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri)
     except (PipelineError, OSError) as exc:
-        print(f"pipeline predict: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args.command, exc)
     if result.accuracy is not None:
         print(
             f"accuracy on the label column {result.label_column!r}: {result.accuracy:.4f} "
@@ -402,8 +411,7 @@ def _add_report_command(commands: Any) -> None:
         "and the current champion's confusion matrix and per-class precision and recall.",
     )
     report.add_argument("--html", required=True, type=Path, help="the HTML file to write")
-    report.add_argument("--artifact-root", default=str(DEFAULT_ROOT / "artifacts"), help="default: %(default)s")
-    report.add_argument("--publish-uri", default=str(DEFAULT_ROOT / "published"), help="default: %(default)s")
+    _add_roots(report)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -413,8 +421,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri)
     except (PipelineError, OSError) as exc:
-        print(f"pipeline report: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args.command, exc)
     print(
         f"wrote {args.html}: {summary['models']} models over {summary['run_dates']} run dates, "
         f"{summary['champion_changes']} champion changes"

@@ -7,9 +7,10 @@ import datetime as dt
 from typing import Any
 
 from mlpipe.artifacts import model_complete, read_metrics
+from mlpipe.champion import HISTORY_DIR, read_champion
 from mlpipe.config import Run
 from mlpipe.gate import gate_for
-from mlpipe.targets import target_for
+from mlpipe.targets import join_uri, list_under, target_for
 
 TASKS = ("download", "train", "upload")
 
@@ -55,9 +56,6 @@ def promotion_due(run: Run, *, allow_local: bool) -> bool:
     newer date, is not this model, and nothing changed it (promotion, rollback, a hand promotion)
     after this model was published. A model refused for being older, or rolled back, stays so.
     """
-    from mlpipe.champion import HISTORY_DIR, read_champion
-    from mlpipe.targets import join_uri, list_under
-
     assert run.publish_root is not None
     identity = run.published_uri.rsplit("/", 2)[-2]
     champion = read_champion(run.publish_root, allow_local=allow_local)

@@ -443,7 +443,7 @@ def _has_proba(estimator: str, params: dict[str, Any]) -> bool:
 
 
 def _json_label(value: Any) -> Any:
-    return int(value) if hasattr(value, "dtype") or isinstance(value, int) else str(value)
+    return value if isinstance(value, int) else str(value)
 
 
 def _categories(column: Any, limit: int = 50) -> dict[str, Any]:
