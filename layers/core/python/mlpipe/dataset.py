@@ -70,6 +70,46 @@ class DatasetStats:
             "why_categorical": self.first_text,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, as JSON, for ``from_dict`` (the download records it in the dataset's lineage.json)."""
+        return {
+            "rows": self.rows,
+            "class_counts": self.class_counts,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "layout": {
+                "names": list(self.layout.names),
+                "label": self.layout.label,
+                "features": list(self.layout.features),
+                "header": {"present": self.layout.header.present, "reason": self.layout.header.reason},
+            },
+            "kinds": self.kinds,
+            "missing": self.missing,
+            "label_kind": self.label_kind,
+            "first_text": self.first_text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetStats:
+        """The stats ``to_dict`` gave; KeyError, TypeError or ValueError when ``data`` is not such a record."""
+        layout = data["layout"]
+        return cls(
+            rows=int(data["rows"]),
+            class_counts={str(k): int(v) for k, v in data["class_counts"].items()},
+            bytes=int(data["bytes"]),
+            sha256=str(data["sha256"]),
+            layout=ColumnLayout(
+                names=tuple(str(n) for n in layout["names"]),
+                label=int(layout["label"]),
+                features=tuple(int(i) for i in layout["features"]),
+                header=HeaderDecision(bool(layout["header"]["present"]), str(layout["header"]["reason"])),
+            ),
+            kinds={str(k): str(v) for k, v in data["kinds"].items()},
+            missing={str(k): int(v) for k, v in data["missing"].items()},
+            label_kind=str(data["label_kind"]),
+            first_text={str(k): str(v) for k, v in data["first_text"].items()},
+        )
+
 
 @dataclass
 class _Lines:
@@ -270,15 +310,7 @@ class _RowCheck:
             _fail(
                 self.uri, None, None, f"only one class ({only!r}) in {self.rows} rows; a classifier needs two or more"
             )
-        smallest = min(self.counts, key=lambda label: (self.counts[label], label))
-        if self.counts[smallest] < min_class_rows:
-            _fail(
-                self.uri,
-                None,
-                None,
-                f"class {smallest!r} has {self.counts[smallest]} rows, fewer than the {min_class_rows} folds of "
-                "cross-validation; supply more rows, or lower cv_folds",
-            )
+        check_class_rows(self.uri, self.counts, min_class_rows)
         names = self.layout.names
         empty = [names[i] for i in self.layout.features if not self.seen_value[i]]
         if empty and len(empty) == len(self.layout.features):
@@ -296,6 +328,19 @@ class _RowCheck:
             missing={names[i]: n for i, n in self.missing.items() if n},
             label_kind=label_kind(list(self.counts)),
             first_text={names[i]: text for i, text in self.first_text.items()},
+        )
+
+
+def check_class_rows(uri: str, counts: dict[str, int], min_class_rows: int) -> None:
+    """InvalidDatasetError naming the smallest class when it has fewer than ``min_class_rows`` rows."""
+    smallest = min(counts, key=lambda label: (counts[label], label))
+    if counts[smallest] < min_class_rows:
+        _fail(
+            uri,
+            None,
+            None,
+            f"class {smallest!r} has {counts[smallest]} rows, fewer than the {min_class_rows} folds of "
+            "cross-validation; supply more rows, or lower cv_folds",
         )
 
 
@@ -318,4 +363,4 @@ def validate_dataset(
     return DatasetValidator(uri, description or DatasetDescription(), min_class_rows).validate(chunks)
 
 
-__all__ = ["DatasetStats", "DatasetValidator", "HeaderDecision", "validate_dataset"]
+__all__ = ["DatasetStats", "DatasetValidator", "HeaderDecision", "check_class_rows", "validate_dataset"]

@@ -7,6 +7,7 @@ the state machine records for the summary: ``{"state": "ran" | "present", "targe
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +15,9 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import model_complete, read_metrics
 from mlpipe.config import Run, Settings, resolve_run, sibling_uri
+from mlpipe.dataset import DatasetStats
 from mlpipe.description import DatasetDescription
-from mlpipe.exceptions import MissingInputError, TargetExistsError
+from mlpipe.exceptions import MissingInputError, StorageError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.gate import gate_for
 from mlpipe.lineage import LINEAGE_FILE, lineage_record, write_lineage
@@ -83,7 +85,13 @@ def download(
         identity,
         execution_id=execution_id,
         input_targets=[{"uri": source_url, "sha256": stats.sha256}],
-        output={"uri": target.uri, "sha256": stats.sha256, "bytes": stats.bytes, "rows": stats.rows},
+        output={
+            "uri": target.uri,
+            "sha256": stats.sha256,
+            "bytes": stats.bytes,
+            "rows": stats.rows,
+            "checked": {"description": description.to_dict(), "stats": stats.to_dict()},
+        },
     )
     write_lineage(target_for(sibling_uri(target.uri, LINEAGE_FILE), allow_local=settings.allow_local_storage), record)
     return TaskOutcome("ran", target.uri, {"rows": stats.rows, "bytes": stats.bytes, "sha256": stats.sha256})
@@ -135,6 +143,7 @@ def train(
         allow_local=local,
         lineage=lineage_record(identity, execution_id=execution_id, input_targets=[]),
         time_left=time_left,
+        known=known_stats(dataset, description, allow_local=local),
     )
     details = {
         "training_seconds": round(result.seconds, 4),
@@ -178,8 +187,6 @@ def promote(
 
 def announce(manifest: dict[str, Any], bus: str) -> str:
     """Put the ``Model promoted`` event on ``bus``; return "sent" or why not (the promotion stands either way)."""
-    import json
-
     import boto3
 
     try:
@@ -225,6 +232,25 @@ def upload(
     record = lineage_record(identity, execution_id=execution_id, input_targets=[])
     result = publish_model(model, published, allow_local=local, publication=record)
     return TaskOutcome("ran" if result.wrote else "present", published.uri, {"sha256": result.sha256})
+
+
+def known_stats(dataset: Target, description: DatasetDescription, *, allow_local: bool) -> DatasetStats | None:
+    """What the download's check found in ``dataset``, from its lineage.json, if it checked it as ``description``.
+
+    None when there is no such record (a dataset from before the record, or from elsewhere), it
+    cannot be read, or the description differs: then training validates the file itself.
+    """
+    lineage = target_for(sibling_uri(dataset.uri, LINEAGE_FILE), allow_local=allow_local)
+    try:
+        if not lineage.exists():
+            return None
+        checked = json.loads(lineage.read_bytes())["output"]["checked"]
+        if checked["description"] != description.to_dict():
+            return None
+        return DatasetStats.from_dict(checked["stats"])
+    except (StorageError, ValueError, KeyError, TypeError) as exc:
+        LOG.warning("cannot use %s (%s): training validates the dataset itself", lineage.uri, exc)
+        return None
 
 
 def _input(uri: str, what: str, *, made_by: str, allow_local: bool) -> Target:
