@@ -40,15 +40,25 @@ def test_estimate_grows_with_rows_features_and_folds() -> None:
     assert ten_folds > scaling.estimate_seconds("svc", 10_000, 4, 5, jobs=1)
 
 
-def test_estimate_counts_the_fits_side_by_side_except_for_multithreaded_estimators() -> None:
-    one, two = (scaling.estimate_seconds("logistic_regression", 10_000, 4, 5, jobs=j) for j in (1, 2))
-    assert two == pytest.approx(one / 2)
-    # SVC's predictions (two full fits' worth) do not run side by side
-    full = scaling.SAFETY * scaling.fit_seconds("svc", 10_000, 4)
-    one, two = (scaling.estimate_seconds("svc", 10_000, 4, 5, jobs=j) for j in (1, 2))
-    assert one - 2 * full == pytest.approx(2 * (two - 2 * full))
+def test_estimate_counts_the_fits_side_by_side_except_for_multithreaded_estimators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for estimator in ("logistic_regression", "svc"):
+        one, two = (scaling.estimate_seconds(estimator, 10_000, 4, 5, jobs=j) for j in (1, 2))
+        assert two == pytest.approx(one / 2)
     hgb = [scaling.estimate_seconds("hist_gradient_boosting", 10_000, 4, 5, jobs=j) for j in (1, 2)]
     assert hgb[0] == hgb[1]
+    # However many cores, the longest job (the final fit and its training-accuracy sample) bounds it
+    fit, predict_all = (scaling.fit_seconds("svc", 10_000, 4), scaling.PREDICT_FITS["svc"])
+    assert scaling.estimate_seconds("svc", 10_000, 4, 5, jobs=64) == pytest.approx(
+        scaling.SAFETY * fit * (1 + predict_all)
+    )
+    # SVC's predictions are counted; on a holdout, only the held-out fifth and the sample are predicted
+    with_predictions = scaling.estimate_seconds("svc", 100_000, 4, 5, jobs=1)
+    monkeypatch.setattr(scaling, "PREDICT_FITS", {})
+    without = scaling.estimate_seconds("svc", 100_000, 4, 5, jobs=1)
+    full = scaling.fit_seconds("svc", 100_000, 4)
+    assert with_predictions - without == pytest.approx(scaling.SAFETY * predict_all * full * 0.3)
 
 
 def test_every_estimator_has_fit_constants() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlpipe import tasks, training
+from mlpipe import scaling, tasks, training
 from mlpipe.config import Settings
 from mlpipe.dataset import DatasetStats, validate_dataset
 from mlpipe.description import DatasetDescription
@@ -124,7 +124,7 @@ def test_training_accuracy_is_measured_on_a_seeded_sample_above_the_limit(
     dataset.write_bytes(SAMPLE.read_bytes())
     cards = []
     for name, limit in (("all", 1000), ("sample", 60), ("again", 60)):
-        monkeypatch.setattr(training, "TRAINING_ACCURACY_ROWS", limit)
+        monkeypatch.setattr(scaling, "TRAINING_ACCURACY_ROWS", limit)
         model = tmp_path / name / "model.pkl"
         training.train_model(
             target_for(str(dataset)), target_for(str(model)), estimator="svc", hyperparameters={}, cv_folds=5

@@ -31,7 +31,7 @@ from mlpipe.scaling import AUTO
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
 # 3: a stratified holdout from mlpipe.scaling.HOLDOUT_MIN_ROWS rows, estimator auto, the fit-time guard.
-# 4: the training accuracy on a seeded sample of at most 20,000 rows (training.training_sample).
+# 4: the training accuracy on a seeded sample of at most 10,000 rows (training.training_sample).
 TRAINING_CODE_VERSION = 4
 TASKS = ("download", "train", "upload")
 FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}

@@ -8,10 +8,11 @@ one-hot encoding) takes about ``c * n**a * d`` seconds; ``c`` and ``a`` are fitt
 by the benchmark on Iris-shaped data (4 features, 3 classes, Gaussian noise around the Iris class
 means with the Iris class standard deviations). The exponent of ``d`` is assumed, not measured.
 A training is ``cv_folds`` fits on ``(k-1)/k`` of the rows plus the final fit (k-fold), or one
-fit on 80 % plus the final fit (holdout); these fits run in parallel on the cores available
-(``cv_jobs``), except HistGradientBoosting's, which already uses every core itself. SVC's
-predictions cost about as much as two fits (``PREDICT_FITS``, measured end to end); the others'
-are negligible. The estimate is multiplied by ``SAFETY`` for what the benchmark does not see:
+fit on 80 % plus the final fit (holdout), each with its predictions (the held-out rows; for the
+final fit, a sample of ``TRAINING_ACCURACY_ROWS`` for the training accuracy); these jobs run in
+parallel on the cores available (``cv_jobs``), except HistGradientBoosting's, which already uses
+every core itself. SVC's predictions of all the rows cost about 1.8 fits (``PREDICT_FITS``); the
+others' are negligible. The estimate is multiplied by ``SAFETY`` for what the benchmark does not see:
 harder data (SVC's cost grows with its support vectors, more where classes overlap), a Lambda
 vCPU slower than the benchmark's, and a busy machine.
 
@@ -56,11 +57,13 @@ FIT_CONSTANTS: dict[str, tuple[float, float]] = {
     "random_forest": (3.457e-06, 1.174),
     "hist_gradient_boosting": (3.193e-06, 0.942),
 }
-# The predictions a training makes (the held-out rows, then every row for the training accuracy), in
-# units of one fit on all rows, where they are not negligible: SVC's cost is rows x support vectors.
-# Measured end to end (`bench.fit_time --end-to-end`): SVC on 100,000 rows took 12.8 s, of which its
-# two fits side by side take about 4.6 s.
-PREDICT_FITS: dict[str, float] = {"svc": 2.0}
+# What predicting costs, where it is not negligible: predicting all the rows once, in units of one
+# fit on all of them (SVC's cost is rows x support vectors). Measured (2 cores): on 100,000 rows one
+# SVC fit takes 4.5 s and predicting 20,000 rows with it 1.6 s, so all 100,000 rows 1.8 fits.
+PREDICT_FITS: dict[str, float] = {"svc": 1.8}
+# The training accuracy is measured on at most this many of the training rows (a seeded sample): a
+# standard error of at most 0.5 percentage points, for a tenth of SVC's cost of predicting 100,000.
+TRAINING_ACCURACY_ROWS = 10_000
 # Estimators that use every core in one fit (OpenMP), so that fits side by side do not go faster.
 MULTITHREADED = frozenset({"hist_gradient_boosting"})
 SAFETY = 3.0
@@ -124,16 +127,22 @@ def fit_seconds(estimator: str, rows: int, features: int) -> float:
 
 
 def estimate_seconds(estimator: str, rows: int, features: int, cv_folds: int, jobs: int | None = None) -> float:
-    """The estimated wall seconds of a whole training: the CV or holdout fits and the final fit, times ``SAFETY``."""
+    """The estimated wall seconds of a whole training, times ``SAFETY``.
+
+    A training is jobs of a fit and its predictions: one per fold (its ``(k-1)/k`` of the rows, then
+    its held-out ``1/k``) or the holdout's, and the final fit with its training-accuracy sample.
+    They share ``jobs`` cores; the longest job bounds the wall time from below.
+    """
     if uses_holdout(rows):
-        sizes = [rows - math.ceil(rows * HOLDOUT_FRACTION), rows]
+        held_out = math.ceil(rows * HOLDOUT_FRACTION)
+        pairs = [(rows - held_out, held_out)]
     else:
-        sizes = [rows * (cv_folds - 1) // cv_folds] * cv_folds + [rows]
-    total = sum(fit_seconds(estimator, n, features) for n in sizes)
-    parallel = 1 if estimator in MULTITHREADED else (jobs or cv_jobs(len(sizes)))
-    full = fit_seconds(estimator, rows, features)
-    # The longest fit bounds the wall time from below, however many cores share the rest.
-    return SAFETY * (max(total / parallel, full) + PREDICT_FITS.get(estimator, 0.0) * full)
+        pairs = [(rows * (cv_folds - 1) // cv_folds, rows // cv_folds)] * cv_folds
+    pairs.append((rows, min(rows, TRAINING_ACCURACY_ROWS)))
+    predict_all = PREDICT_FITS.get(estimator, 0.0) * fit_seconds(estimator, rows, features)
+    each = [fit_seconds(estimator, fitted, features) + predict_all * predicted / rows for fitted, predicted in pairs]
+    parallel = 1 if estimator in MULTITHREADED else (jobs or cv_jobs(len(pairs)))
+    return SAFETY * max(sum(each) / parallel, *each)
 
 
 def check_fits(estimate: float, remaining: float | None, *, estimator: str, rows: int, features: int) -> None:

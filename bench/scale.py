@@ -1,0 +1,368 @@
+"""Scale: `pipeline run` on Iris-shaped CSVs of 10^4 to 10^6 rows (10^7 with --big), beside the seed's Luigi pipeline.
+
+Each row count gets one file (4 numeric features with one decimal, the Iris class names as the
+label in the last column, no header: the seed's iris.data, grown), made once under ``--data-dir``
+from the Iris class means and standard deviations with Gaussian noise, and served over HTTP on
+127.0.0.1. Then, each in a fresh process and fresh directories:
+
+- ``pipeline run --estimator E`` for each ``--estimators`` (default ``svc``, the default
+  estimator, and ``auto``): the real ASL on moto with the handlers in-process, as a user runs it.
+  Per-task seconds come from its progress lines; the estimator chosen and the held-out accuracy
+  from the model card.
+- the seed's pipeline in Luigi (``LUIGI_PIPELINE``: download with requests, ``SVC()`` fitted on
+  the whole file with pandas, pickled, copied to a published directory), with ``--luigi-python``
+  (``make bench-scale`` installs it into .venv-bench), stopped after ``--luigi-timeout`` seconds.
+
+Peak memory is the largest sum of the resident set sizes of the process and all its descendants,
+sampled every 50 ms from /proc (and at least the process's own ru_maxrss), as Lambda counts a
+function's memory. Prints one table; it checks nothing.
+
+    python -m bench.scale [--big] [--rows 10000,100000] [--estimators svc,auto] [--luigi-python PY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline_local.runner import QuietHandler, serve_directory
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = (10_000, 100_000, 1_000_000)
+BIG = 10_000_000
+RUN_DATE = "2026-01-01"
+SAMPLE_SECONDS = 0.05
+CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+
+# The seed's pipeline, in Luigi: download -> SVC with its defaults -> pickle -> publish, each task
+# run only when its output is missing. The seed published to S3; this copies to a local directory,
+# as `pipeline run` does by default.
+LUIGI_PIPELINE = textwrap.dedent(
+    """
+    import pickle
+    import shutil
+    import sys
+
+    import luigi
+    import pandas as pd
+    import requests
+    from sklearn.svm import SVC
+
+
+    class Download(luigi.Task):
+        date = luigi.DateParameter()
+        url = luigi.Parameter()
+
+        def output(self):
+            return luigi.LocalTarget(f"artifacts/{self.date}/dataset.csv", format=luigi.format.Nop)
+
+        def run(self):
+            response = requests.get(self.url, stream=True, timeout=30)
+            response.raise_for_status()
+            with self.output().open("w") as out:
+                for chunk in response.iter_content(1024 * 1024):
+                    out.write(chunk)
+
+
+    class Train(luigi.Task):
+        date = luigi.DateParameter()
+        url = luigi.Parameter()
+
+        def requires(self):
+            return Download(date=self.date, url=self.url)
+
+        def output(self):
+            return luigi.LocalTarget(f"artifacts/{self.date}/model.pkl", format=luigi.format.Nop)
+
+        def run(self):
+            frame = pd.read_csv(self.input().path, header=None)
+            model = SVC().fit(frame.iloc[:, :-1].to_numpy(), frame.iloc[:, -1].to_numpy())
+            with self.output().open("w") as out:
+                pickle.dump(model, out)
+
+
+    class Upload(luigi.Task):
+        date = luigi.DateParameter()
+        url = luigi.Parameter()
+
+        def requires(self):
+            return Train(date=self.date, url=self.url)
+
+        def output(self):
+            return luigi.LocalTarget(f"published/{self.date}/model.pkl", format=luigi.format.Nop)
+
+        def run(self):
+            self.output().makedirs()
+            shutil.copyfile(self.input().path, self.output().path)
+
+
+    if __name__ == "__main__":
+        import datetime
+
+        date = datetime.date.fromisoformat(sys.argv[1])
+        ok = luigi.build([Upload(date=date, url=sys.argv[2])], local_scheduler=True)
+        sys.exit(0 if ok else 1)
+    """
+)
+
+
+def make_csv(rows: int, directory: Path, seed: int = 0) -> Path:
+    """The Iris-shaped CSV of ``rows`` rows under ``directory`` (made once: the same seed gives the same bytes)."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    path = directory / f"iris-{rows}.csv"
+    if path.is_file():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    iris = load_iris()
+    means = np.array([iris.data[iris.target == k].mean(axis=0) for k in range(3)])
+    stds = np.array([iris.data[iris.target == k].std(axis=0) for k in range(3)])
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(rows) % 3)
+    partial = path.with_suffix(".partial")
+    with partial.open("w") as out:
+        for start in range(0, rows, 100_000):
+            block = labels[start : start + 100_000]
+            values = means[block] + rng.standard_normal((len(block), 4)) * stds[block]
+            out.write(
+                "".join(
+                    f"{a:.1f},{b:.1f},{c:.1f},{d:.1f},{CLASSES[k]}\n"
+                    for (a, b, c, d), k in zip(values.tolist(), block.tolist(), strict=True)
+                )
+            )
+    partial.rename(path)
+    return path
+
+
+def tree_rss_bytes(root: int) -> int:
+    """The resident set sizes of ``root`` and its descendants, summed, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        pending.extend(children.get(pid, []))
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(match.group(1)) * 1024 if match else 0
+    return total
+
+
+@dataclass
+class Measured:
+    """One process's wall seconds, peak memory (bytes), exit code, and what it printed."""
+
+    seconds: float
+    peak_bytes: int
+    returncode: int | None  # None: stopped at the timeout
+    stdout: str = ""
+    stderr: str = ""
+
+
+def measure(command: list[str], cwd: Path, timeout: float | None = None) -> Measured:
+    """Run ``command`` in ``cwd``, sampling its process tree's memory; stop it after ``timeout`` seconds."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
+        peak = 0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, tree_rss_bytes(process.pid))
+                stop.wait(SAMPLE_SECONDS)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        returncode: int | None
+        try:
+            _, status, usage = os.wait4(process.pid, 0) if timeout is None else _wait(process, timeout)
+            returncode = os.waitstatus_to_exitcode(status) if status is not None else None
+        finally:
+            stop.set()
+            sampler.join()
+        seconds = time.perf_counter() - started
+        if usage is not None:
+            peak = max(peak, usage.ru_maxrss * 1024)
+        process.returncode = returncode if returncode is not None else -9
+        out.seek(0)
+        err.seek(0)
+        return Measured(seconds, peak, returncode, out.read(), err.read())
+
+
+def _wait(process: subprocess.Popen[str], timeout: float) -> tuple[int, int | None, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            return pid, status, usage
+        time.sleep(0.1)
+    process.kill()
+    os.wait4(process.pid, 0)
+    return process.pid, None, None
+
+
+_STATE_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+)\s+(start|end)\s+(.+?)(?:\s\s\(.*)?$")
+_TASK_STATES = {
+    "Plan the run": "plan",
+    "Download dataset": "download",
+    "Train model": "train",
+    "Publish model": "upload",
+}
+
+
+def task_seconds(stdout: str) -> dict[str, float]:
+    """Seconds per task, from ``pipeline run``'s progress lines (``HH:MM:SS.fff  start|end  <state>``)."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for line in stdout.splitlines():
+        match = _STATE_LINE.match(line)
+        if not match or match.group(5) not in _TASK_STATES:
+            continue
+        hours, minutes, secs, event, state = match.groups()
+        at = int(hours) * 3600 + int(minutes) * 60 + float(secs)
+        if event == "start":
+            started[state] = at
+        elif state in started:
+            seconds[_TASK_STATES[state]] = (at - started[state]) % 86_400
+    return seconds
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    rows: int
+    csv_bytes: int
+    what: str
+    seconds: float | None
+    peak_bytes: int
+    tasks: dict[str, float] = field(default_factory=dict)
+    chosen: str = ""
+    accuracy: str = ""
+    note: str = ""
+    stopped_after: float | None = None
+
+
+def run_pipeline(url: str, rows: int, csv_bytes: int, estimator: str, pipeline: list[str], work: Path) -> Row:
+    """One ``pipeline run`` of ``url`` with ``estimator``, in a fresh directory."""
+    work.mkdir(parents=True)
+    command = [*pipeline, "run", "--source-url", url, "--run-date", RUN_DATE, "--estimator", estimator]
+    command += ["--max-source-bytes", str(max(csv_bytes * 2, 64 * 1024 * 1024))]
+    result = measure(command, work)
+    row = Row(rows, csv_bytes, f"pipeline run --estimator {estimator}", result.seconds, result.peak_bytes)
+    row.tasks = task_seconds(result.stderr)  # the progress lines go to stderr, the summary to stdout
+    if result.returncode != 0:
+        row.note = _last_error(result.stdout + result.stderr)
+        return row
+    cards = list(work.glob(".pipeline/artifacts/*/model-*/metrics.json"))
+    if cards:
+        card = json.loads(cards[0].read_text())
+        row.chosen = card["estimator"]["name"]
+        cv = card["cv_accuracy"]
+        row.accuracy = f"{cv['mean']:.4f} ({'holdout' if 'holdout' in cv['method'] else str(cv['folds']) + '-fold'})"
+    return row
+
+
+def _last_error(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if "Error" in line:
+            return line.strip()[:160]
+    return text.strip().splitlines()[-1][:160] if text.strip() else "failed"
+
+
+def run_luigi(url: str, rows: int, csv_bytes: int, luigi_python: str, work: Path, timeout: float) -> Row:
+    """The seed's pipeline in Luigi on ``url``, in a fresh directory, stopped after ``timeout`` seconds."""
+    work.mkdir(parents=True)
+    (work / "seed_pipeline.py").write_text(LUIGI_PIPELINE)
+    result = measure([luigi_python, "seed_pipeline.py", RUN_DATE, url], work, timeout)
+    row = Row(rows, csv_bytes, "Luigi, the seed's pipeline", result.seconds, result.peak_bytes, chosen="svc")
+    if result.returncode is None:
+        row.seconds, row.stopped_after = None, timeout
+        row.note = "stopped"
+    elif result.returncode != 0:
+        row.note = _last_error(result.stderr)
+    return row
+
+
+def render(rows: list[Row]) -> str:
+    """The table, in Markdown."""
+    lines = [
+        "| rows | CSV | run | plan | download | train | upload | total | peak memory | estimator | accuracy | note |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r.tasks[t]:.1f} s" if t in r.tasks else "" for t in ("plan", "download", "train", "upload")]
+        total = f"{r.seconds:.1f} s" if r.seconds is not None else f"> {r.stopped_after:.0f} s"
+        lines.append(
+            f"| {r.rows:,} | {r.csv_bytes / 1e6:.1f} MB | {r.what} | {' | '.join(cells)} | {total} | "
+            f"{r.peak_bytes / 1e6:,.0f} MB | {r.chosen} | {r.accuracy} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Make the files, run both pipelines on each, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", help=f"comma-separated row counts (default {','.join(map(str, ROWS))})")
+    parser.add_argument("--big", action="store_true", help=f"add {BIG:,} rows (300 MB; about 10 minutes)")
+    parser.add_argument("--estimators", default="svc,auto", help="pipeline run's --estimator values (default svc,auto)")
+    parser.add_argument("--luigi-python", help="a Python with Luigi (make bench-scale: .venv-bench/bin/python)")
+    parser.add_argument("--luigi-timeout", type=float, default=600.0, help="stop Luigi after this many seconds")
+    parser.add_argument("--data-dir", type=Path, default=REPO / ".aws-sam" / "bench" / "scale", help="the CSVs")
+    parser.add_argument("--pipeline", help="the pipeline command (default: this venv's `pipeline`)")
+    args = parser.parse_args(argv)
+    counts = [int(float(n)) for n in args.rows.split(",")] if args.rows else list(ROWS)
+    if args.big:
+        counts.append(BIG)
+    pipeline = args.pipeline.split() if args.pipeline else [str(Path(sys.executable).with_name("pipeline"))]
+    luigi_python = str(Path(args.luigi_python).absolute()) if args.luigi_python else None  # runs elsewhere
+    results: list[Row] = []
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        serve_directory(args.data_dir.absolute(), QuietHandler) as server,
+        tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
+    ):
+        port = server.server_address[1]
+        for rows in counts:
+            path = make_csv(rows, args.data_dir)
+            url = f"http://127.0.0.1:{port}/{path.name}"
+            size = path.stat().st_size
+            for estimator in args.estimators.split(","):
+                results.append(run_pipeline(url, rows, size, estimator, pipeline, Path(tmp, f"{rows}-{estimator}")))
+                print(render(results[-1:]).splitlines()[-1], flush=True)
+            if luigi_python:
+                luigi = run_luigi(url, rows, size, luigi_python, Path(tmp, f"{rows}-luigi"), args.luigi_timeout)
+                results.append(luigi)
+                print(render([luigi]).splitlines()[-1], flush=True)
+    print()
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
