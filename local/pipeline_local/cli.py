@@ -112,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline_local.runner import _environment
 
     console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
-    with _environment(console):  # for this command only (main is also called in-process, by tests)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_environment(console))  # for this command only (main is also called in-process)
+        if args.command in {"run", "backfill", "invoke"}:  # a long download shows its progress on the console
+            from mlpipe.observability import progress_on_console
+
+            stack.enter_context(progress_on_console())
         handler = {
             "status": _status,
             "predict": _predict,
