@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from mlpipe.exceptions import InvalidRequestError, StorageError, TargetExistsError
+from mlpipe import targets
+from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
 from mlpipe.targets import LocalTarget, S3Target, join_uri, split_uri, target_for
 from tests.conftest import ARTIFACTS
 
@@ -160,7 +161,9 @@ def test_a_stream_write_to_a_missing_bucket_fails_while_writing_not_hanging(aws:
         write_pieces(target, b"z" * (40 * small_parts))
 
 
-def test_s3_stream_writes_use_no_temporary_file(aws: Any, small_parts: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_stream_writes_and_reads_use_no_temporary_file(
+    aws: Any, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_spool(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a temporary file was made")
 
@@ -169,7 +172,91 @@ def test_s3_stream_writes_use_no_temporary_file(aws: Any, small_parts: int, monk
     target = target_for(f"s3://{ARTIFACTS}/big/dataset.csv")
     data = b"0123456789" * small_parts
     write_pieces(target, data)
-    assert aws.get_object(Bucket=ARTIFACTS, Key="big/dataset.csv")["Body"].read() == data
+    with target.open_read() as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_streamed_s3_read_seeks_with_a_new_get(aws: Any) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"0123456789")
+    with target.open_read() as handle:
+        assert handle.read(4) == b"0123"
+        assert handle.tell() == 4
+        handle.seek(0)
+        assert handle.read() == b"0123456789"  # a second pass, as training reads a dataset twice
+        handle.seek(7)
+        assert handle.read(10) == b"789"
+        assert handle.read(10) == b""
+        assert handle.seek(-2, 2) == 8
+        assert handle.read() == b"89"
+        handle.seek(50)
+        assert handle.read() == b""
+
+
+def test_a_streamed_s3_read_refuses_an_object_replaced_between_passes(aws: Any) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/metrics.json")
+    target.write_bytes(b"old")
+    with target.open_read() as handle:
+        assert handle.read() == b"old"
+        target.write_bytes(b"new!", overwrite=True)
+        handle.seek(0)
+        with pytest.raises(StorageError, match="changed while it was read"):
+            handle.read()
+
+
+def test_a_streamed_s3_read_resumes_where_the_stream_broke_off(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"0123456789" * 1000)
+    ranges: list[str | None] = []
+    original = targets._ObjectReader._open
+
+    def breaking_open(self: Any) -> None:
+        original(self)
+        ranges.append(self._position)
+        body, reads = self._body, []
+
+        class Breaks:
+            def read(self, amount: int) -> bytes:
+                reads.append(amount)
+                if len(ranges) < 3 and len(reads) == 2:
+                    raise ReadTimeoutError(endpoint_url="s3")
+                return bytes(body.read(min(amount, 3000)))
+
+            def close(self) -> None:
+                body.close()
+
+        self._body = Breaks()
+
+    monkeypatch.setattr(targets._ObjectReader, "_open", breaking_open)
+    with target.open_read() as handle:
+        assert handle.read() == b"0123456789" * 1000
+    assert ranges == [0, 3000, 6000]  # two resumptions, each a ranged GET from where the stream stopped
+
+
+def test_a_streamed_s3_read_that_keeps_breaking_off_is_unavailable(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"abc")
+    original = targets._ObjectReader._open
+
+    def broken_open(self: Any) -> None:
+        original(self)
+
+        class Broken:
+            def read(self, amount: int) -> bytes:
+                raise ReadTimeoutError(endpoint_url="s3")
+
+            def close(self) -> None:
+                pass
+
+        self._body = Broken()
+
+    monkeypatch.setattr(targets._ObjectReader, "_open", broken_open)
+    with pytest.raises(StorageUnavailableError, match="broke off at byte 0 3 times"), target.open_read() as handle:
+        handle.read()
 
 
 def test_sha256_is_of_the_stored_bytes(make_target: Callable[[str], Any]) -> None:

@@ -33,6 +33,10 @@ By default the commit is conditional: if the target appeared in the meantime (an
 for the same run date), nothing is overwritten and ``TargetExistsError`` is raised, which the tasks
 report as "present". S3 gets that from ``If-None-Match: *`` on ``PutObject`` and
 ``CompleteMultipartUpload``; a local directory from ``link(2)``, which never replaces a file.
+
+Reads stream too: ``S3Target.open_read()`` is a seekable reader over GETs (a seek starts a new
+ranged GET from there, checked against the first one's ETag), so a caller that reads a dataset
+twice (validation, then pandas) needs neither /tmp nor memory for the object.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import os
 import queue
 import re
@@ -70,6 +75,8 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 1024 * 1024
 # stream_write's pipe holds at most this many pieces of at most CHUNK_SIZE between the writer and s3transfer.
 PIPE_CHUNKS = 8
+# A streamed read resumes (a ranged GET from where it broke) this many times before it fails.
+READ_ATTEMPTS = 3
 # Bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -328,7 +335,7 @@ def _remove_empty(directories: list[Path]) -> None:
 # --- S3 -----------------------------------------------------------------------------------------
 class S3Target(Target):
     """An S3 object: ``atomic_write`` spools to /tmp, ``stream_write`` streams; both go up with boto3's managed
-    transfer."""
+    transfer. Reads stream."""
 
     def __init__(self, bucket: str, key: str) -> None:
         self.bucket = bucket
@@ -352,13 +359,9 @@ class S3Target(Target):
 
     @contextlib.contextmanager
     def open_read(self) -> Iterator[IO[bytes]]:
-        with tempfile.TemporaryFile() as spool:
-            try:
-                self.client.download_fileobj(self.bucket, self.key, spool)
-            except Exception as exc:
-                raise storage_error(exc, f"cannot read {self.uri}") from exc
-            spool.seek(0)
-            yield spool
+        # Streamed and seekable: no spool file, one GET per pass (a seek starts the next one).
+        with io.BufferedReader(_ObjectReader(self), buffer_size=CHUNK_SIZE) as handle:
+            yield handle
 
     @contextlib.contextmanager
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
@@ -553,6 +556,104 @@ def _stream_error(exc: BaseException, uri: str) -> Exception:
         # A stream cannot be sent again from here; the task's retry finds the other write's result.
         return StorageUnavailableError(f"cannot write {uri}: another conditional write of it is in flight ({code})")
     return storage_error(exc, f"cannot write {uri}")
+
+
+class _ObjectReader(io.RawIOBase):
+    """One S3 object as a seekable raw file over streamed GETs: a new, ranged GET after each seek.
+
+    Every GET after the first is conditional on the first one's ETag, so two passes over an object
+    never mix two versions; a stream that breaks off resumes from where it stopped (READ_ATTEMPTS).
+    """
+
+    def __init__(self, target: S3Target) -> None:
+        super().__init__()
+        self._target = target
+        self._position = 0
+        self._size: int | None = None
+        self._etag: str | None = None
+        self._body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        if base is None:
+            base = self._known_size()  # SEEK_END
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        if base + offset != self._position:
+            self._drop_body()
+            self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
+
+        view = memoryview(buffer).cast("B")
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            if self._size is not None and self._position >= self._size:
+                return 0
+            if self._body is None:
+                self._open()
+            try:
+                data = self._body.read(len(view))
+            except S3_RETRYABLE_DOWNLOAD_ERRORS as exc:
+                self._drop_body()
+                if attempt == READ_ATTEMPTS:
+                    raise StorageUnavailableError(
+                        f"cannot read {self._target.uri}: the stream broke off at byte {self._position} "
+                        f"{READ_ATTEMPTS} times ({type(exc).__name__}: {exc})"
+                    ) from exc
+                continue
+            view[: len(data)] = data
+            self._position += len(data)
+            return len(data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
+
+    def _known_size(self) -> int:
+        if self._size is None:
+            self._open()
+        assert self._size is not None
+        return self._size
+
+    def _open(self) -> None:
+        request: dict[str, Any] = {"Bucket": self._target.bucket, "Key": self._target.key}
+        if self._position:
+            request["Range"] = f"bytes={self._position}-"
+        if self._etag:
+            request["IfMatch"] = self._etag
+        try:
+            response = self._target.client.get_object(**request)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in {"InvalidRange", "416"}:  # at or beyond the end
+                self._size = self._position
+                self._body = io.BytesIO()
+                return
+            if code in _S3_EXISTS:
+                raise StorageError(f"cannot read {self._target.uri}: it changed while it was read") from exc
+            raise storage_error(exc, f"cannot read {self._target.uri}") from exc
+        self._etag = self._etag or str(response["ETag"])
+        content_range = str(response.get("ContentRange") or "")
+        self._size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else int(response["ContentLength"])
+        self._body = response["Body"]
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            with contextlib.suppress(Exception):
+                self._body.close()
+            self._body = None
 
 
 def _error_code(exc: BaseException) -> str:
