@@ -174,8 +174,9 @@ def _add_run_extras(run: argparse.ArgumentParser) -> None:
     """The ``run`` options beyond the execution input's basic fields."""
     run.add_argument(
         "--max-source-bytes",
-        type=int,
-        help="refuse a source larger than this many bytes (default 64 MiB, at most 256 MiB)",
+        type=_max_source_bytes,
+        metavar="N",
+        help="refuse a source larger than N bytes (default 64 MiB = 67108864, at most 5 GiB = 5368709120)",
     )
     _add_verbose(run)
 
@@ -233,6 +234,18 @@ def _run_date(text: str) -> str:
 
     try:
         return parse_run_date(text).isoformat()
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _max_source_bytes(text: str) -> int:
+    from mlpipe.config import check_max_source_bytes
+    from mlpipe.exceptions import PipelineError
+
+    try:
+        return check_max_source_bytes(int(text.strip()), "--max-source-bytes")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from exc
     except PipelineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
