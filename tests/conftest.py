@@ -63,6 +63,28 @@ def aws() -> Iterator[Any]:
     targets.s3_client.cache_clear()
 
 
+SMALL_PART_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
+    """stream_write's managed transfer with 256 KiB parts, so a body of a few MB goes up in several parts.
+
+    Real S3 takes parts of at least 5 MiB but the last, and s3transfer raises a smaller part size to
+    that: both checks (moto's and s3transfer's ChunksizeAdjuster) are lowered to 256 KiB here.
+    """
+    from boto3.s3.transfer import TransferConfig
+    from moto.s3 import models
+    from s3transfer.utils import ChunksizeAdjuster
+
+    config = TransferConfig(multipart_threshold=SMALL_PART_BYTES, multipart_chunksize=SMALL_PART_BYTES)
+    config.max_in_memory_upload_chunks = 2
+    monkeypatch.setattr(targets, "stream_transfer", lambda: config)
+    monkeypatch.setattr(models, "S3_UPLOAD_PART_MIN_SIZE", SMALL_PART_BYTES)
+    monkeypatch.setattr(ChunksizeAdjuster, "adjust_chunksize", lambda self, chunksize, file_size=None: chunksize)
+    return SMALL_PART_BYTES
+
+
 class RecordingHandler(QuietHandler):
     """Serves files and remembers each request path; routes in ``server.routes`` answer instead when present."""
 

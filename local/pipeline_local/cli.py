@@ -112,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline_local.runner import _environment
 
     console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
-    with _environment(console):  # for this command only (main is also called in-process, by tests)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_environment(console))  # for this command only (main is also called in-process)
+        if args.command in {"run", "backfill", "invoke"}:  # a long download shows its progress on the console
+            from mlpipe.observability import progress_on_console
+
+            stack.enter_context(progress_on_console())
         handler = {
             "status": _status,
             "predict": _predict,
@@ -169,8 +174,9 @@ def _add_run_extras(run: argparse.ArgumentParser) -> None:
     """The ``run`` options beyond the execution input's basic fields."""
     run.add_argument(
         "--max-source-bytes",
-        type=int,
-        help="refuse a source larger than this many bytes (default 64 MiB, at most 256 MiB)",
+        type=_max_source_bytes,
+        metavar="N",
+        help="refuse a source larger than N bytes (default 64 MiB = 67108864, at most 5 GiB = 5368709120)",
     )
     _add_verbose(run)
 
@@ -228,6 +234,18 @@ def _run_date(text: str) -> str:
 
     try:
         return parse_run_date(text).isoformat()
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _max_source_bytes(text: str) -> int:
+    from mlpipe.config import check_max_source_bytes
+    from mlpipe.exceptions import PipelineError
+
+    try:
+        return check_max_source_bytes(int(text.strip()), "--max-source-bytes")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from exc
     except PipelineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

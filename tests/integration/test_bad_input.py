@@ -284,7 +284,7 @@ BAD_INPUTS = {
     "max-source-bytes-too-large": (
         {"max_source_bytes": 10**12},
         exceptions.InvalidRequestError,
-        "max_source_bytes must be an integer of at least 1 and at most 268435456",
+        "max_source_bytes must be an integer of at least 1 and at most 5368709120 (5 GiB), got 1000000000000",
     ),
     "artifact-root-not-a-uri": (
         {"artifact_root": "s3://Not_A_Bucket/x"},

@@ -199,6 +199,18 @@ def test_max_source_bytes_is_an_input_field(tmp_path: Path) -> None:
     assert not (tmp_path / ".pipeline").exists()
 
 
+def test_max_source_bytes_takes_up_to_5_gib_and_names_the_limit_above(tmp_path: Path) -> None:
+    # 5 GiB is taken (the run then stops at the plan, on a bad --cv-folds, before anything is fetched)
+    accepted = pipeline("--json", "--max-source-bytes", str(5 * 1024**3), "--cv-folds", "1", cwd=tmp_path)
+    assert accepted.returncode == 1, accepted.stderr
+    assert "cv_folds must be" in json.loads(accepted.stdout)["error"]["message"]
+    result = pipeline("--max-source-bytes", str(5 * 1024**3 + 1), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--max-source-bytes must be an integer of at least 1 and at most 5368709120 (5 GiB)" in result.stderr
+    shown = pipeline("--help", cwd=tmp_path)
+    assert "at most 5 GiB" in " ".join(shown.stdout.split())
+
+
 def test_invoke_against_a_local_endpoint_may_download_from_loopback(
     tmp_path: Path, s3_server: str, http_server: Any
 ) -> None:

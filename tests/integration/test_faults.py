@@ -110,12 +110,13 @@ CRASH_POINTS = {
 
 @pytest.fixture
 def crash_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Make the next write to one S3 object die after half of its bytes were written."""
-    original = S3Target.atomic_write
+    """Make the next write to one S3 object (atomic or streamed) die after half of its bytes were written."""
     armed: dict[str, str] = {}
 
-    def atomic_write(self: S3Target, **kwargs: Any) -> Any:
-        manager = original(self, **kwargs)
+    def dying(original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda self, **kwargs: die_at(self, original(self, **kwargs))
+
+    def die_at(self: S3Target, manager: Any) -> Any:
         if armed.get("at") != f"{self.bucket}/{self.key}":
             return manager
         armed.clear()
@@ -137,7 +138,8 @@ def crash_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
         return Dying()
 
-    monkeypatch.setattr(S3Target, "atomic_write", atomic_write)
+    monkeypatch.setattr(S3Target, "atomic_write", dying(S3Target.atomic_write))
+    monkeypatch.setattr(S3Target, "stream_write", dying(S3Target.stream_write))
     return lambda at: armed.update(at=at)
 
 

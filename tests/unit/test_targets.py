@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlpipe.exceptions import InvalidRequestError, StorageError, TargetExistsError
+from mlpipe import targets
+from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
 from mlpipe.targets import LocalTarget, S3Target, join_uri, split_uri, target_for
 from tests.conftest import ARTIFACTS
 
@@ -76,6 +79,184 @@ def test_the_block_can_read_back_what_it_wrote_before_the_commit(make_target: Ca
         handle.seek(0)
         assert handle.read() == b"abc"
     assert target.read_bytes() == b"abc"
+
+
+def write_pieces(target: Any, data: bytes, *, piece: int = 64 * 1024, **kwargs: Any) -> None:
+    """``data`` through ``stream_write``, in pieces as a download writes them."""
+    with target.stream_write(**kwargs) as sink:
+        for start in range(0, len(data), piece):
+            sink.write(data[start : start + piece])
+
+
+def test_a_stream_write_appears_only_when_its_block_ends(make_target: Callable[[str], Any]) -> None:
+    target = make_target("a/dataset.csv")
+    with target.stream_write() as sink:
+        sink.write(b"5.1,3.5,1.4,0.2,Iris-setosa\n")
+        sink.write(b"7.0,3.2,4.7,1.4,Iris-versicolor\n")
+        assert not target.exists()
+    assert target.read_bytes() == b"5.1,3.5,1.4,0.2,Iris-setosa\n7.0,3.2,4.7,1.4,Iris-versicolor\n"
+
+
+def test_an_exception_inside_a_stream_write_leaves_nothing(make_target: Callable[[str], Any]) -> None:
+    # The last check (the validator's end-of-file checks) fails after every byte was written
+    target = make_target("a/dataset.csv")
+    with pytest.raises(Boom), target.stream_write() as sink:
+        sink.write(b"x" * 100_000)
+        raise Boom
+    assert not target.exists()
+
+
+def test_a_conditional_stream_write_never_replaces_an_existing_target(make_target: Callable[[str], Any]) -> None:
+    target = make_target("dataset.csv")
+    write_pieces(target, b"first")
+    with pytest.raises(TargetExistsError):
+        write_pieces(target, b"second")
+    assert target.read_bytes() == b"first"
+    write_pieces(target, b"third", overwrite=True)
+    assert target.read_bytes() == b"third"
+
+
+def test_an_empty_stream_write_makes_an_empty_object(make_target: Callable[[str], Any]) -> None:
+    target = make_target("empty.csv")
+    with target.stream_write():
+        pass
+    assert target.exists()
+    assert target.read_bytes() == b""
+
+
+def test_a_stream_write_larger_than_the_part_size_goes_up_in_parts(aws: Any, small_parts: int) -> None:
+    # Given a body of 13.5 parts, written in pieces that do not line up with the parts
+    target = target_for(f"s3://{ARTIFACTS}/big/dataset.csv")
+    data = bytes(range(256)) * (small_parts * 27 // 512)
+    write_pieces(target, data, piece=100_003)
+    # Then the object is those bytes, made of 14 parts
+    head = aws.head_object(Bucket=ARTIFACTS, Key="big/dataset.csv")
+    assert head["ETag"].strip('"').endswith("-14")
+    assert target.sha256() == hashlib.sha256(data).hexdigest()
+    assert target.read_bytes() == data
+
+
+def test_a_stream_write_that_fails_after_some_parts_aborts_its_multipart_upload(aws: Any, small_parts: int) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/big/dataset.csv")
+    with pytest.raises(Boom), target.stream_write() as sink:
+        for _ in range(40):
+            sink.write(b"y" * 65536)  # 10 parts' worth: several are uploaded before the failure
+        raise Boom
+    assert not target.exists()
+    assert aws.list_multipart_uploads(Bucket=ARTIFACTS).get("Uploads", []) == []
+
+
+def test_a_conditional_multipart_stream_write_never_replaces(aws: Any, small_parts: int) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/big/dataset.csv")
+    write_pieces(target, b"a" * (3 * small_parts))
+    with pytest.raises(TargetExistsError):
+        write_pieces(target, b"b" * (3 * small_parts))  # refused by CompleteMultipartUpload's If-None-Match
+    assert target.read_bytes()[:1] == b"a"
+    assert aws.list_multipart_uploads(Bucket=ARTIFACTS).get("Uploads", []) == []
+
+
+def test_a_stream_write_to_a_missing_bucket_fails_while_writing_not_hanging(aws: Any, small_parts: int) -> None:
+    target = S3Target("no-such-bucket-here", "dataset.csv")
+    with pytest.raises(StorageError, match=r"s3://no-such-bucket-here/dataset\.csv: the bucket does not exist"):
+        write_pieces(target, b"z" * (40 * small_parts))
+
+
+def test_s3_stream_writes_and_reads_use_no_temporary_file(
+    aws: Any, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_spool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a temporary file was made")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_spool)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_spool)
+    target = target_for(f"s3://{ARTIFACTS}/big/dataset.csv")
+    data = b"0123456789" * small_parts
+    write_pieces(target, data)
+    with target.open_read() as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_streamed_s3_read_seeks_with_a_new_get(aws: Any) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"0123456789")
+    with target.open_read() as handle:
+        assert handle.read(4) == b"0123"
+        assert handle.tell() == 4
+        handle.seek(0)
+        assert handle.read() == b"0123456789"  # a second pass, as training reads a dataset twice
+        handle.seek(7)
+        assert handle.read(10) == b"789"
+        assert handle.read(10) == b""
+        assert handle.seek(-2, 2) == 8
+        assert handle.read() == b"89"
+        handle.seek(50)
+        assert handle.read() == b""
+
+
+def test_a_streamed_s3_read_refuses_an_object_replaced_between_passes(aws: Any) -> None:
+    target = target_for(f"s3://{ARTIFACTS}/metrics.json")
+    target.write_bytes(b"old")
+    with target.open_read() as handle:
+        assert handle.read() == b"old"
+        target.write_bytes(b"new!", overwrite=True)
+        handle.seek(0)
+        with pytest.raises(StorageError, match="changed while it was read"):
+            handle.read()
+
+
+def test_a_streamed_s3_read_resumes_where_the_stream_broke_off(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"0123456789" * 1000)
+    ranges: list[str | None] = []
+    original = targets._ObjectReader._open
+
+    def breaking_open(self: Any) -> None:
+        original(self)
+        ranges.append(self._position)
+        body, reads = self._body, []
+
+        class Breaks:
+            def read(self, amount: int) -> bytes:
+                reads.append(amount)
+                if len(ranges) < 3 and len(reads) == 2:
+                    raise ReadTimeoutError(endpoint_url="s3")
+                return bytes(body.read(min(amount, 3000)))
+
+            def close(self) -> None:
+                body.close()
+
+        self._body = Breaks()
+
+    monkeypatch.setattr(targets._ObjectReader, "_open", breaking_open)
+    with target.open_read() as handle:
+        assert handle.read() == b"0123456789" * 1000
+    assert ranges == [0, 3000, 6000]  # two resumptions, each a ranged GET from where the stream stopped
+
+
+def test_a_streamed_s3_read_that_keeps_breaking_off_is_unavailable(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    target = target_for(f"s3://{ARTIFACTS}/x.csv")
+    target.write_bytes(b"abc")
+    original = targets._ObjectReader._open
+
+    def broken_open(self: Any) -> None:
+        original(self)
+
+        class Broken:
+            def read(self, amount: int) -> bytes:
+                raise ReadTimeoutError(endpoint_url="s3")
+
+            def close(self) -> None:
+                pass
+
+        self._body = Broken()
+
+    monkeypatch.setattr(targets._ObjectReader, "_open", broken_open)
+    with pytest.raises(StorageUnavailableError, match="broke off at byte 0 3 times"), target.open_read() as handle:
+        handle.read()
 
 
 def test_sha256_is_of_the_stored_bytes(make_target: Callable[[str], Any]) -> None:

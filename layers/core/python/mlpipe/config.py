@@ -25,8 +25,10 @@ from mlpipe.targets import join_uri, split_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
-# The download spools to the function's /tmp (512 MB by default), so a larger limit could only fail late.
-MAX_SOURCE_BYTES_LIMIT = 256 * 1024 * 1024
+# The download streams the body to its target (mlpipe.targets.S3Target.stream_write): neither memory nor /tmp
+# grows with the source. 5 GiB bounds what one download function moves in its Timeout, and is beyond what a train
+# function can hold in memory (sources that large are for training outside Lambda).
+MAX_SOURCE_BYTES_LIMIT = 5 * 1024**3
 DEFAULT_CV_FOLDS = 5
 RUN_DATE_PLACEHOLDER = "{run_date}"
 
@@ -93,6 +95,16 @@ def _positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | Non
     return value
 
 
+def check_max_source_bytes(value: Any, name: str = "max_source_bytes") -> int:
+    """``value`` as a source size limit in bytes (1 to 5 GiB), or InvalidRequestError naming ``name`` and the limit."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SOURCE_BYTES_LIMIT:
+        raise InvalidRequestError(
+            f"{name} must be an integer of at least 1 and at most {MAX_SOURCE_BYTES_LIMIT} "
+            f"({MAX_SOURCE_BYTES_LIMIT // 1024**3} GiB), got {value!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deploy-time configuration, from the function's environment (set by template.yaml's Parameters)."""
@@ -148,7 +160,7 @@ class Settings:
             estimator=estimator,
             hyperparameters=validate_hyperparameters(estimator, hyper, where="HYPERPARAMETERS"),
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
-            max_source_bytes=_positive_int(max_bytes, "MAX_SOURCE_BYTES", maximum=MAX_SOURCE_BYTES_LIMIT),
+            max_source_bytes=check_max_source_bytes(max_bytes, "MAX_SOURCE_BYTES"),
             min_cv_accuracy=_fraction(env.get("MIN_CV_ACCURACY") or None, "MIN_CV_ACCURACY"),
             max_regression=_fraction(env.get("MAX_REGRESSION") or None, "MAX_REGRESSION"),
             event_bus=env.get("EVENT_BUS_NAME") or None,
@@ -248,7 +260,7 @@ class Run:
         if "cv_folds" in fields:
             _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
         if "max_source_bytes" in fields:
-            _positive_int(fields["max_source_bytes"], "max_source_bytes", maximum=MAX_SOURCE_BYTES_LIMIT)
+            check_max_source_bytes(fields["max_source_bytes"])
         return fields
 
 
@@ -343,11 +355,7 @@ def resolve_run(
     hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {})))
     description = DatasetDescription.from_value(execution_input.get("dataset"), base=settings.dataset)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
-    max_bytes = _positive_int(
-        execution_input.get("max_source_bytes", settings.max_source_bytes),
-        "max_source_bytes",
-        maximum=MAX_SOURCE_BYTES_LIMIT,
-    )
+    max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
     local = settings.allow_local_storage
     identities = run_identities(
         run_date=run_date,

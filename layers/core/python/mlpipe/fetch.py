@@ -1,4 +1,16 @@
-"""Fetch the source over HTTP(S), streamed, validated on the fly, written atomically to the dataset target."""
+"""Fetch the source over HTTP(S), streamed, validated on the fly, written atomically to the dataset target.
+
+The body goes from the HTTP response through the validator to the target's ``stream_write`` chunk
+by chunk: neither memory nor /tmp grows with the source's size (up to 5 GiB). The validator's
+end-of-file checks run before the block ends, so an invalid, oversize or broken-off body leaves
+nothing at the target (on S3 its multipart upload is aborted).
+
+While it streams, the download reports its progress to the ``mlpipe.fetch`` logger at INFO: at
+most every ``PROGRESS_SECONDS``, one line with the bytes received, the rate (MB/s, 10**6 bytes)
+and, when the source sent a Content-Length, the percent; and a last line with the total bytes,
+seconds and rate. Each record carries the numbers in its ``progress`` field (the JSON log line in
+AWS); ``pipeline run`` shows them on the console (``mlpipe.observability.progress_on_console``).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +39,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
+PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds while a body streams
+MB = 1_000_000
 MAX_REDIRECTS = 5
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 _METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
@@ -101,6 +115,7 @@ def fetch_dataset(
     *,
     description: DatasetDescription | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DatasetStats:
     """Download ``url`` into ``target``; retry transient failures; return the valid dataset's stats.
 
@@ -108,7 +123,7 @@ def fetch_dataset(
     ``description`` (default: the default description).
     Raises SourceUnavailableError (retryable) after ``policy.attempts``, SourceRejectedError,
     SourceTooLargeError, InvalidDatasetError, or TargetExistsError when another execution wrote
-    the dataset first.
+    the dataset first. ``clock`` (seconds, monotonic) times the progress lines; ``sleep`` the backoff.
     """
     import requests
 
@@ -116,7 +131,7 @@ def fetch_dataset(
         session.trust_env = False  # no proxies or .netrc from the environment: the URL is the whole request
         for attempt in range(1, policy.attempts + 1):
             try:
-                return _fetch_once(session, url, target, policy, description or DatasetDescription())
+                return _fetch_once(session, url, target, policy, description or DatasetDescription(), clock)
             except SourceUnavailableError as exc:
                 if attempt == policy.attempts:
                     raise
@@ -127,7 +142,12 @@ def fetch_dataset(
 
 
 def _fetch_once(
-    session: requests.Session, url: str, target: Target, policy: FetchPolicy, description: DatasetDescription
+    session: requests.Session,
+    url: str,
+    target: Target,
+    policy: FetchPolicy,
+    description: DatasetDescription,
+    clock: Callable[[], float],
 ) -> DatasetStats:
     import requests
 
@@ -140,28 +160,71 @@ def _fetch_once(
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
         validator = DatasetValidator(url, description, policy.min_class_rows)  # errors name where the data is
-        received = 0
-        with target.atomic_write() as handle:
+        # A compressed body's Content-Length is not the size of what it decodes to: no percent then.
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        progress = DownloadProgress(int(length) if length.isdigit() and not encoded else None, clock)
+        with target.stream_write() as sink:
 
             def body() -> Iterator[bytes]:
-                nonlocal received
                 try:
                     for chunk in response.iter_content(CHUNK_BYTES):
-                        received += len(chunk)
-                        if received > policy.max_bytes:
+                        progress.received += len(chunk)
+                        if progress.received > policy.max_bytes:
                             raise SourceTooLargeError(
                                 f"source {url!r} sent more than the maximum of {policy.max_bytes} "
                                 "bytes; the transfer was stopped. Raise max_source_bytes if this "
                                 "is expected"
                             )
-                        handle.write(chunk)
+                        sink.write(chunk)
+                        progress.tick()
                         yield chunk
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                    raise SourceUnavailableError(f"source {url!r} broke off after {received} bytes: {exc}") from exc
+                    raise SourceUnavailableError(
+                        f"source {url!r} broke off after {progress.received} bytes: {exc}"
+                    ) from exc
                 except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
                     raise SourceRejectedError(f"source {url!r} sent a body that cannot be decoded: {exc}") from exc
 
-            return validator.validate(body())
+            # Inside the block: the end-of-file checks (class counts...) decide before the target commits.
+            stats = validator.validate(body())
+        progress.finished()
+        return stats
+
+
+class DownloadProgress:
+    """Bytes received, and a progress line at most every PROGRESS_SECONDS by ``clock`` (see the module)."""
+
+    def __init__(self, total: int | None, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.received = 0
+        self._clock = clock
+        self._started = self._last = clock()
+
+    def tick(self) -> None:
+        """Log a progress line if PROGRESS_SECONDS passed since the last one."""
+        now = self._clock()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            self._log(now, done=False)
+
+    def finished(self) -> None:
+        """Log the last line: the total bytes, seconds and rate."""
+        self._log(self._clock(), done=True)
+
+    def _log(self, now: float, *, done: bool) -> None:
+        seconds = max(now - self._started, 0.0)
+        rate = self.received / MB / seconds if seconds > 0 else None
+        percent = round(100 * self.received / self.total, 1) if self.total else None
+        numbers = {"task": "download", "bytes": self.received, "total_bytes": self.total, "percent": percent}
+        numbers |= {"seconds": round(seconds, 3), "mb_per_second": round(rate, 2) if rate is not None else None}
+        at = f" at {rate:.1f} MB/s" if rate is not None else ""
+        if done:
+            message = f"download: {self.received / MB:.1f} MB in {seconds:.1f} s{at}"
+        elif self.total:
+            message = f"download: {self.received / MB:.1f} MB of {self.total / MB:.1f} MB ({percent:.0f}%){at}"
+        else:
+            message = f"download: {self.received / MB:.1f} MB{at}"
+        LOG.info(message, extra={"progress": numbers})
 
 
 def _follow_redirects(session: requests.Session, url: str, policy: FetchPolicy) -> Any:

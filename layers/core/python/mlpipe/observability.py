@@ -14,16 +14,22 @@ Locally ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off stdout, and the
 sets ``MLPIPE_CONSOLE_ERRORS=true`` (unless ``--verbose``): log records are then readable lines on
 stderr, and an expected failure (a ``PipelineError``, named and explained by its message) is one
 line without a traceback; unexpected errors keep theirs. In AWS the variable is unset: JSON as above.
+
+Progress of long work (a record with a ``progress`` field, from the ``PROGRESS_LOGGERS``) is logged
+at INFO: in AWS a JSON line at the functions' LogLevel (INFO by default), and on the local console,
+where the level is WARNING, ``progress_on_console()`` lets those loggers' INFO lines through, each
+one indented under the runner's state lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -38,6 +44,8 @@ SERVICE = "mlpipe"
 CONSOLE_ERRORS_ENV = "MLPIPE_CONSOLE_ERRORS"
 NAMESPACE = "MLPipe"
 CORRELATION_ID_PATH = "execution_id || run.execution_id"
+# The loggers whose INFO lines are progress worth showing on the local console.
+PROGRESS_LOGGERS = ("mlpipe.fetch",)
 
 
 class _CurrentStderr:
@@ -67,6 +75,8 @@ class ConsoleAwareFormatter(LambdaPowertoolsFormatter):
         """Format ``record`` as JSON, or as a console line (see the class)."""
         if not console_errors():
             return super().format(record)
+        if getattr(record, "progress", None) is not None:
+            return f"{self.INDENT}{record.getMessage()}"
         error = record.exc_info[1] if record.exc_info else None
         task = getattr(record, "task", None)
         if isinstance(error, PipelineError):
@@ -87,6 +97,21 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 copy_config_to_registered_loggers(source_logger=logger, include={"mlpipe"})
 # The plan step has no numbers of its own; an empty flush is expected, not worth a warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+@contextlib.contextmanager
+def progress_on_console() -> Iterator[None]:
+    """While the block runs, the PROGRESS_LOGGERS log at INFO whatever the level (the local command's WARNING)."""
+    loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(min(each.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
+
 
 Handler = Callable[[Any, Any], Any]
 # The parts of a handler's result worth a log line (the report's summary is logged by record_run).

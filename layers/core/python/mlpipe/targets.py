@@ -5,12 +5,38 @@ Two stores share one contract (``tests/unit/test_targets.py`` runs the same suit
 - ``LocalTarget`` for a path on this machine (``/abs/path`` or ``file:///abs/path``);
 - ``S3Target`` for ``s3://bucket/key``.
 
-A write goes to a temporary place first (a hidden file beside the target, or a local spool file
-for S3) and becomes visible at the target only when the ``with`` block ends without an exception.
+Two ways to write, both atomic: what is written becomes visible at the target only when the
+``with`` block ends without an exception; on an exception nothing appears at all.
+
+- ``atomic_write()`` yields a temporary ``w+b`` file the block may seek in and read back (a hidden
+  file beside the target, or for S3 a local spool file in /tmp): for models, cards and lineage.
+- ``stream_write()`` yields a write-only sink for a body too large to hold or spool (a dataset of
+  up to 5 GiB), validated by the block while it writes. Locally it is the same hidden ``.partial``
+  file, linked at the end. On S3 nothing touches /tmp: the sink is a bounded pipe that boto3's
+  managed transfer (``upload_fileobj`` with ``STREAM_TRANSFER``, on a thread of its own) reads as a
+  non-seekable file, so the body goes up as a multipart upload while the block is still writing.
+  The end of the body (EOF on the pipe) is only given when the block ended without an exception:
+  whatever the block checks last (the validator's end-of-file checks) is checked before s3transfer
+  can send CompleteMultipartUpload. An exception in the block makes the pipe's ``read`` raise, and
+  s3transfer then aborts the multipart upload (its CreateMultipartUpload task registers
+  AbortMultipartUpload as a failure cleanup, run when the transfer fails:
+  ``s3transfer/tasks.py``). Memory: at most ``STREAM_TRANSFER.max_in_memory_upload_chunks`` parts
+  of ``multipart_chunksize`` in s3transfer's hands plus the one being filled, and
+  ``PIPE_CHUNKS`` pieces of at most ``CHUNK_SIZE`` in the pipe: about 48 MiB, whatever the size.
+  With 8 MiB parts S3's 10,000 parts hold 78 GiB, well beyond the 5 GiB a source may have.
+
+The validator could not be the pipe's reader instead: it reads with the standard library's
+``csv`` module, which pulls lines and cannot be fed chunk by chunk, and s3transfer pulls too; one
+of the two has to run on another thread, and s3transfer already reads its body on its own.
+
 By default the commit is conditional: if the target appeared in the meantime (another execution
 for the same run date), nothing is overwritten and ``TargetExistsError`` is raised, which the tasks
 report as "present". S3 gets that from ``If-None-Match: *`` on ``PutObject`` and
 ``CompleteMultipartUpload``; a local directory from ``link(2)``, which never replaces a file.
+
+Reads stream too: ``S3Target.open_read()`` is a seekable reader over GETs (a seek starts a new
+ranged GET from there, checked against the first one's ETag), so a caller that reads a dataset
+twice (validation, then pandas) needs neither /tmp nor memory for the object.
 """
 
 from __future__ import annotations
@@ -18,16 +44,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from mlpipe.exceptions import (
@@ -39,9 +69,14 @@ from mlpipe.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3 import S3Client
 
 CHUNK_SIZE = 1024 * 1024
+# stream_write's pipe holds at most this many pieces of at most CHUNK_SIZE between the writer and s3transfer.
+PIPE_CHUNKS = 8
+# A streamed read resumes (a ranged GET from where it broke) this many times before it fails.
+READ_ATTEMPTS = 3
 # Bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -65,6 +100,14 @@ _S3_TRANSIENT = {
 }
 
 
+class Sink(Protocol):
+    """What ``stream_write`` yields: a binary file that can only be written to."""
+
+    def write(self, data: bytes, /) -> int:
+        """Write ``data``; return its length."""
+        ...
+
+
 class Target(ABC):
     """An output location: ``exists()``, streamed reads, and an atomic, by default conditional, write."""
 
@@ -86,6 +129,18 @@ class Target(ABC):
 
         The file is opened ``w+b``, so the block may seek back and validate what it wrote before the
         commit. Without ``overwrite`` an existing target is never replaced: ``TargetExistsError``.
+        """
+
+    @abstractmethod
+    def stream_write(
+        self, *, overwrite: bool = False, metadata: dict[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[Sink]:
+        """Yield a write-only sink whose bytes go to the target as they are written, never to a spool file.
+
+        They become visible at the target only if the block ends without an exception (so a check the
+        block makes after its last write still decides); an exception leaves nothing, not even an
+        incomplete multipart upload. Memory stays flat in the size (see the module's docstring).
+        Without ``overwrite`` an existing target is never replaced: ``TargetExistsError``.
         """
 
     @abstractmethod
@@ -188,6 +243,12 @@ class LocalTarget(Target):
             if not committed:  # a failed write leaves nothing behind, not even the directories it made
                 _remove_empty(created)
 
+    def stream_write(
+        self, *, overwrite: bool = False, metadata: dict[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[Sink]:
+        # The hidden .partial file beside the target is already a stream: nothing is spooled elsewhere.
+        return self.atomic_write(overwrite=overwrite, metadata=metadata)
+
     def _commit(self, tmp: Path, *, overwrite: bool) -> None:
         try:
             if overwrite:
@@ -273,7 +334,8 @@ def _remove_empty(directories: list[Path]) -> None:
 
 # --- S3 -----------------------------------------------------------------------------------------
 class S3Target(Target):
-    """An S3 object; writes spool to a local temporary file and go up with boto3's managed transfer."""
+    """An S3 object: ``atomic_write`` spools to /tmp, ``stream_write`` streams; both go up with boto3's managed
+    transfer. Reads stream."""
 
     def __init__(self, bucket: str, key: str) -> None:
         self.bucket = bucket
@@ -297,13 +359,9 @@ class S3Target(Target):
 
     @contextlib.contextmanager
     def open_read(self) -> Iterator[IO[bytes]]:
-        with tempfile.TemporaryFile() as spool:
-            try:
-                self.client.download_fileobj(self.bucket, self.key, spool)
-            except Exception as exc:
-                raise storage_error(exc, f"cannot read {self.uri}") from exc
-            spool.seek(0)
-            yield spool
+        # Streamed and seekable: no spool file, one GET per pass (a seek starts the next one).
+        with io.BufferedReader(_ObjectReader(self), buffer_size=CHUNK_SIZE) as handle:
+            yield handle
 
     @contextlib.contextmanager
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
@@ -325,6 +383,33 @@ class S3Target(Target):
                     if code not in _S3_IN_FLIGHT or attempt == CONFLICT_ATTEMPTS - 1:
                         raise storage_error(exc, f"cannot write {self.uri}") from exc
                 time.sleep(0.2 * 2**attempt)
+
+    @contextlib.contextmanager
+    def stream_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[Sink]:
+        client = s3_client(conditional=not overwrite)
+        extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlpipe-upload") as executor:
+            pipe = _Pipe(self.uri)
+            pipe.upload = executor.submit(
+                client.upload_fileobj,
+                cast(IO[bytes], pipe),  # read(), readable() and seekable() are all s3transfer calls
+                self.bucket,
+                self.key,
+                ExtraArgs=extra,
+                Config=stream_transfer(),
+            )
+            try:
+                yield pipe
+            except BaseException:
+                pipe.abort()  # the upload's read raises: s3transfer aborts the multipart upload
+                with contextlib.suppress(Exception):
+                    pipe.upload.result()  # wait for the abort before the exception goes on
+                raise
+            pipe.finish()  # EOF: now s3transfer may complete the upload
+            try:
+                pipe.upload.result()
+            except Exception as exc:
+                raise _stream_error(exc, self.uri) from exc
 
     def check_location(self) -> None:
         # A listing under the target's own prefix: allowed by the functions' s3:prefix-scoped
@@ -360,6 +445,215 @@ class S3Target(Target):
             if _error_code(exc) in _S3_EXISTS | _S3_IN_FLIGHT | _S3_MISSING:
                 raise TargetChangedError(f"{self.uri} changed since it was read") from exc
             raise storage_error(exc, f"cannot write {self.uri}") from exc
+
+
+@cache
+def stream_transfer() -> TransferConfig:
+    """The managed transfer's settings for ``stream_write``: 8 MiB parts, at most 4 of them in memory.
+
+    A non-seekable body has no size for s3transfer to fit its part size to, so the part size must
+    be large enough on its own: 5 GiB is 640 parts of 8 MiB (S3 allows 10,000). Memory is bounded by
+    the parts held (``max_in_memory_upload_chunks`` + the one being read: 40 MiB), which fits the
+    download function's 512 MB beside the interpreter, boto3 and requests (about 100 MB).
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    part = 8 * 1024 * 1024
+    config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=4)
+    # s3transfer's own setting (its default is 10 parts); boto3's constructor does not take it.
+    config.max_in_memory_upload_chunks = 4
+    return config
+
+
+class _StreamAborted(Exception):
+    """The writer of a stream_write gave up: the upload must fail (and so be aborted), never complete."""
+
+
+_EOF = b""
+
+
+class _Pipe:
+    """A bounded hand-over of bytes from ``stream_write``'s block to s3transfer, read as a non-seekable file."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.upload: Future[None] | None = None
+        self._pieces: queue.Queue[bytes] = queue.Queue(PIPE_CHUNKS)
+        self._aborted = threading.Event()
+        self._rest = b""
+        self._ended = False
+
+    # --- the writer's side (the block of stream_write) ---
+    def write(self, data: bytes, /) -> int:
+        """Hand ``data`` over, in pieces of at most CHUNK_SIZE; blocks while the pipe is full."""
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK_SIZE):
+            self._put(bytes(view[start : start + CHUNK_SIZE]))
+        return len(view)
+
+    def finish(self) -> None:
+        """The body is complete: the reader sees its end."""
+        self._put(_EOF)
+
+    def abort(self) -> None:
+        """Make the reader raise: at its next read, or now if it waits for a piece."""
+        self._aborted.set()
+        with contextlib.suppress(queue.Full):  # a full pipe is being read: the reader sees the flag next
+            self._pieces.put_nowait(_EOF)
+
+    def _put(self, piece: bytes) -> None:
+        while True:
+            try:
+                self._pieces.put(piece, timeout=0.1)
+                return
+            except queue.Full:
+                # A reader that stopped reading failed (no bucket, access denied, the key exists): say why.
+                if self.upload is not None and self.upload.done():
+                    error = self.upload.exception()
+                    if error is None:
+                        raise StorageError(f"cannot write {self.uri}: the upload ended before the body") from None
+                    raise _stream_error(error, self.uri) from error
+
+    # --- s3transfer's side ---
+    def readable(self) -> bool:
+        """A readable file for s3transfer."""
+        return True
+
+    def seekable(self) -> bool:
+        """Not seekable: s3transfer reads it part by part, in order, holding each part in memory."""
+        return False
+
+    def read(self, size: int | None = -1) -> bytes:
+        """The next ``size`` bytes (all that is left when ``size`` is negative), fewer only at the end."""
+        wanted = None if size is None or size < 0 else size
+        parts, have = [], 0
+        if self._rest:
+            parts.append(self._rest)
+            have = len(self._rest)
+            self._rest = b""
+        while (wanted is None or have < wanted) and not self._ended:
+            piece = self._pieces.get()
+            if self._aborted.is_set():
+                raise _StreamAborted(f"the write of {self.uri} was abandoned; nothing is committed")
+            if not piece:  # _EOF
+                self._ended = True
+                break
+            parts.append(piece)
+            have += len(piece)
+        if wanted is not None and have > wanted:
+            last = parts[-1]
+            keep = len(last) - (have - wanted)
+            parts[-1], self._rest = last[:keep], last[keep:]
+        return b"".join(parts)
+
+
+def _stream_error(exc: BaseException, uri: str) -> Exception:
+    """What a failed stream_write upload raises: TargetExistsError, StorageUnavailableError or StorageError."""
+    code = _error_code(exc)
+    if code in _S3_EXISTS:
+        return TargetExistsError(f"{uri} was written by someone else meanwhile")
+    if code in _S3_IN_FLIGHT:
+        # A stream cannot be sent again from here; the task's retry finds the other write's result.
+        return StorageUnavailableError(f"cannot write {uri}: another conditional write of it is in flight ({code})")
+    return storage_error(exc, f"cannot write {uri}")
+
+
+class _ObjectReader(io.RawIOBase):
+    """One S3 object as a seekable raw file over streamed GETs: a new, ranged GET after each seek.
+
+    Every GET after the first is conditional on the first one's ETag, so two passes over an object
+    never mix two versions; a stream that breaks off resumes from where it stopped (READ_ATTEMPTS).
+    """
+
+    def __init__(self, target: S3Target) -> None:
+        super().__init__()
+        self._target = target
+        self._position = 0
+        self._size: int | None = None
+        self._etag: str | None = None
+        self._body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        if base is None:
+            base = self._known_size()  # SEEK_END
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        if base + offset != self._position:
+            self._drop_body()
+            self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
+
+        view = memoryview(buffer).cast("B")
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            if self._size is not None and self._position >= self._size:
+                return 0
+            if self._body is None:
+                self._open()
+            try:
+                data = self._body.read(len(view))
+            except S3_RETRYABLE_DOWNLOAD_ERRORS as exc:
+                self._drop_body()
+                if attempt == READ_ATTEMPTS:
+                    raise StorageUnavailableError(
+                        f"cannot read {self._target.uri}: the stream broke off at byte {self._position} "
+                        f"{READ_ATTEMPTS} times ({type(exc).__name__}: {exc})"
+                    ) from exc
+                continue
+            view[: len(data)] = data
+            self._position += len(data)
+            return len(data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
+
+    def _known_size(self) -> int:
+        if self._size is None:
+            self._open()
+        assert self._size is not None
+        return self._size
+
+    def _open(self) -> None:
+        request: dict[str, Any] = {"Bucket": self._target.bucket, "Key": self._target.key}
+        if self._position:
+            request["Range"] = f"bytes={self._position}-"
+        if self._etag:
+            request["IfMatch"] = self._etag
+        try:
+            response = self._target.client.get_object(**request)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in {"InvalidRange", "416"}:  # at or beyond the end
+                self._size = self._position
+                self._body = io.BytesIO()
+                return
+            if code in _S3_EXISTS:
+                raise StorageError(f"cannot read {self._target.uri}: it changed while it was read") from exc
+            raise storage_error(exc, f"cannot read {self._target.uri}") from exc
+        self._etag = self._etag or str(response["ETag"])
+        content_range = str(response.get("ContentRange") or "")
+        self._size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else int(response["ContentLength"])
+        self._body = response["Body"]
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            with contextlib.suppress(Exception):
+                self._body.close()
+            self._body = None
 
 
 def _error_code(exc: BaseException) -> str:
