@@ -59,7 +59,7 @@ def test_the_training_job_request_carries_the_run_and_the_deployments_settings(
     model_id = run_keys(hyperparameters={"C": 2.0}, cv_folds=3)["model"].split("/")[-2]
     assert JOB_NAME_PATTERN.fullmatch(name)
     assert len(name) <= 63
-    assert name.startswith(f"mlpipe-{model_id.removeprefix('model-')}-")
+    assert name.startswith(f"mlpipe-{model_id.removeprefix('model-')}-")  # locally the prefix is "mlpipe"
     assert name.endswith("-0")  # the retry count: the first attempt
     assert request["AlgorithmSpecification"] == {
         "TrainingImage": f"683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:{IMAGE_TAG}",

@@ -326,10 +326,10 @@ def test_the_state_machine_runs_only_its_own_training_jobs_and_passes_only_their
         "sagemaker:StopTrainingJob",
     }
     for (resource,) in sagemaker.values():
-        # the job names' prefix is the plan's TRAINING_JOB_PREFIX: mlpipe-<the stack id's first 8 hex digits>
-        assert ":training-job/mlpipe-${StackHash}-*" in resource, resource
+        # the job names' prefix is the plan's TRAINING_JOB_PREFIX, the stack's name
+        assert resource.endswith(':training-job/${AWS::StackName}-*"}'), resource
     plan_env = deployed("sagemaker")["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
-    assert plan_env["TRAINING_JOB_PREFIX"]["Fn::Sub"][0] == "mlpipe-${StackHash}"
+    assert plan_env["TRAINING_JOB_PREFIX"] == {"Ref": "AWS::StackName"}
     (passing,) = [s for s in statements("StateMachineRole", "sagemaker") if "iam:PassRole" in s["Action"]]
     assert passing["Action"] == ["iam:PassRole"]
     assert passing["Resource"] == {"Fn::GetAtt": ["SageMakerTrainingRole", "Arn"]}

@@ -15,7 +15,7 @@ import pytest
 
 from mlpipe.config import Settings, resolve_run
 from mlpipe.description import DatasetDescription
-from mlpipe.exceptions import MissingInputError
+from mlpipe.exceptions import InvalidRequestError, MissingInputError
 from mlpipe.report import describe_error
 from mlpipe.sagemaker import (
     JOB_NAME_PATTERN,
@@ -33,14 +33,17 @@ EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlpipe-pipeline:run
 
 
 def test_the_job_name_is_valid_unique_per_execution_and_leaves_room_for_the_retry_count() -> None:
-    name = training_job_name("mlpipe-1a2b3c4d", "model-2750d0e43f79", EXECUTION)
-    assert re.fullmatch(r"mlpipe-1a2b3c4d-2750d0e43f79-[0-9a-f]{8}", name)
-    assert name == training_job_name("mlpipe-1a2b3c4d", "model-2750d0e43f79", EXECUTION)  # a retry: same base
-    assert name != training_job_name("mlpipe-1a2b3c4d", "model-2750d0e43f79", EXECUTION + "-rerun")
-    long = training_job_name("my_very.long prefix" * 10, "model-2750d0e43f79", EXECUTION)
-    assert len(long) + len("-99") <= 63
-    assert JOB_NAME_PATTERN.fullmatch(long + "-99")
-    assert long.endswith("-2750d0e43f79-" + name.rsplit("-", 1)[1])  # the hashes survive, the prefix is cut
+    name = training_job_name("mlpipe-dev", "model-2750d0e43f79", EXECUTION)
+    assert re.fullmatch(r"mlpipe-dev-2750d0e43f79-[0-9a-f]{8}", name)
+    assert name == training_job_name("mlpipe-dev", "model-2750d0e43f79", EXECUTION)  # a retry: the same base
+    assert name != training_job_name("mlpipe-dev", "model-2750d0e43f79", EXECUTION + "-rerun")
+    longest = training_job_name("m" * 38, "model-2750d0e43f79", EXECUTION)
+    assert len(longest + "-99") == 63
+    assert JOB_NAME_PATTERN.fullmatch(longest + "-99")
+    with pytest.raises(InvalidRequestError, match="at most 38 characters"):
+        training_job_name("m" * 39, "model-2750d0e43f79", EXECUTION)
+    with pytest.raises(InvalidRequestError):
+        training_job_name("my_stack", "model-2750d0e43f79", EXECUTION)
 
 
 def test_the_run_names_the_job_only_when_it_trains_on_sagemaker() -> None:
@@ -51,9 +54,9 @@ def test_the_run_names_the_job_only_when_it_trains_on_sagemaker() -> None:
     }
     run = resolve_run(execution_input, Settings(), execution_id=EXECUTION)
     assert (run.train_on, run.training_job, run.training_output_uri) == ("lambda", None, None)
-    settings = Settings(train_on="sagemaker", training_job_prefix="mlpipe-1a2b3c4d")
+    settings = Settings(train_on="sagemaker", training_job_prefix="mlpipe-prod")
     run = resolve_run(execution_input, settings, execution_id=EXECUTION)
-    assert run.training_job == training_job_name("mlpipe-1a2b3c4d", run.identities["train"]["identity"], EXECUTION)
+    assert run.training_job == training_job_name("mlpipe-prod", run.identities["train"]["identity"], EXECUTION)
     assert run.training_output_uri == "s3://a-bucket/sagemaker/output"
     assert resolve_run(execution_input, Settings()).model_uri == run.model_uri  # where it trains is no identity
 

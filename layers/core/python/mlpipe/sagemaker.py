@@ -84,18 +84,20 @@ if __name__ == "__main__":
 def training_job_name(prefix: str, model_identity: str, execution_id: str | None) -> str:
     """The job's name without the retry suffix: ``<prefix>-<model hash>-<execution hash>``.
 
+    ``prefix`` is the stack's name (``TRAINING_JOB_PREFIX``), which the state machine's role allows.
     The model's identity says what is trained; the execution's hash keeps a rerun of the same date
     (a new execution) from colliding with the name of an earlier, failed job, since a name can never
     be used twice. A retry within the execution gets ``-<retry count>`` from the state machine.
+    InvalidRequestError when the prefix leaves no valid name (too long, or other characters).
     """
-    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", prefix).strip("-") or "mlpipe"
     model_hash = model_identity.rsplit("-", 1)[-1][:12]
     execution_hash = hashlib.sha256((execution_id or f"uuid:{uuid.uuid4()}").encode()).hexdigest()[:8]
-    tail = f"-{model_hash}-{execution_hash}"
-    name = cleaned[: JOB_NAME_MAX - RETRY_SUFFIX_MAX - len(tail)].rstrip("-") + tail
-    if not JOB_NAME_PATTERN.match(name + "-99"):
+    name = f"{prefix}-{model_hash}-{execution_hash}"
+    if len(name) + RETRY_SUFFIX_MAX > JOB_NAME_MAX or not JOB_NAME_PATTERN.match(name):
+        room = JOB_NAME_MAX - RETRY_SUFFIX_MAX - len(name) + len(prefix)
         raise InvalidRequestError(
-            f"training job name {name!r} is not a valid SageMaker name; check TRAINING_JOB_PREFIX"
+            f"TRAINING_JOB_PREFIX {prefix!r} (the stack's name) does not leave a valid SageMaker training job name: "
+            f"with TrainOn=sagemaker it must be at most {room} characters of letters, digits and hyphens"
         )
     return name
 
