@@ -67,3 +67,35 @@ def transformed() -> dict[str, Any]:
                 properties[key] = f"s3://bucket/{key}"
     result: dict[str, Any] = transform(parsed, {}, _NoManagedPolicies())
     return result
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def _resolve(node: Any, conditions: dict[str, bool]) -> Any:
+    """``node`` with each ``Fn::If`` on one of ``conditions`` replaced by its branch and ``AWS::NoValue`` dropped."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"} and node["Fn::If"][0] in conditions:
+            name, yes, no = node["Fn::If"]
+            return _resolve(yes if conditions[name] else no, conditions)
+        resolved = {key: _resolve(value, conditions) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value != NO_VALUE}
+    if isinstance(node, list):
+        return [item for item in (_resolve(value, conditions) for value in node) if item != NO_VALUE]
+    return node
+
+
+@cache
+def deployed(train_on: str = "lambda", prebuilt_image: bool = True) -> dict[str, Any]:
+    """The transformed template as a deployment with ``TrainOn=train_on`` gets it: the SageMaker conditions decided.
+
+    Resources whose Condition is one of them and false are left out; other conditions stay as written.
+    """
+    conditions = {"TrainOnSageMaker": train_on == "sagemaker", "PrebuiltTrainingImage": prebuilt_image}
+    template = _resolve(transformed(), conditions)
+    template["Resources"] = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
+    return dict(template)

@@ -26,6 +26,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "publish_root",
             "min_cv_accuracy",
             "max_regression",
+            "train_on",
         ),
         settings=SETTINGS,
     )
@@ -45,4 +46,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         min_cv_accuracy=fields.get("min_cv_accuracy", SETTINGS.min_cv_accuracy),
         max_regression=fields.get("max_regression", SETTINGS.max_regression),
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        trained_elsewhere=fields.get("train_on") == "sagemaker",  # after the job: only the gate's numbers
     ).as_dict()

@@ -225,6 +225,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True
     parser.add_argument(
         "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
     )
+    parser.add_argument(
+        "--train-on",
+        choices=["lambda", "sagemaker"],
+        default="lambda",
+        help="the deployment's TrainOn: the train function (default), or a SageMaker training job, run here "
+        "in-process with the container's contract (see README: Training on SageMaker)",
+    )
     _add_run_extras(parser)
 
 
@@ -537,7 +544,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.source_url:  # served on a new port each run: named so that its identity stays the same
             execution_input["source_id"] = SAMPLE_SOURCE_ID
         stack.enter_context(local_aws(real_s3=real_s3))
-        pipeline = LocalPipeline(retry_delay_scale=_retry_delay_scale())
+        pipeline = LocalPipeline(env={"TRAIN_ON": args.train_on}, retry_delay_scale=_retry_delay_scale())
         summary = pipeline.run(
             execution_input, on_event=None if args.json else show, on_retry=None if args.json else show_retry
         )
@@ -566,7 +573,7 @@ def _backfill(args: argparse.Namespace) -> int:
         if not args.source_url:
             request["input"]["source_id"] = SAMPLE_SOURCE_ID
         stack.enter_context(local_aws(real_s3=_uses_real_s3(args)))
-        summary = LocalBackfill(retry_delay_scale=_retry_delay_scale()).run(
+        summary = LocalBackfill(env={"TRAIN_ON": args.train_on}, retry_delay_scale=_retry_delay_scale()).run(
             request, on_event=None if args.json else _show
         )
     if args.json:

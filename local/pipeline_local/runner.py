@@ -30,6 +30,14 @@ from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProc
 ASL_PATH = REPO_ROOT / "statemachine" / "pipeline.asl.json"
 SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name in FUNCTIONS} | {
     "ExecutionTimeoutSeconds": "3600",  # a JSON integer in the ASL; AWS gets the template's ExecutionTimeoutSeconds
+    # The SageMaker training job's deploy-time settings: the template's defaults (numbers are JSON integers).
+    "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/local-sagemaker",
+    "SageMakerImageUri": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+    "SageMakerRegion": REGION,
+    "SageMakerInstanceType": "ml.m5.large",
+    "SageMakerInstanceCount": "1",
+    "SageMakerVolumeSizeGB": "30",
+    "SageMakerMaxRuntimeSeconds": "3600",
 }
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-pipeline"
 LOCAL_ENV = {"MLPIPE_ALLOW_LOCAL_STORAGE": "true", "MLPIPE_ALLOW_LOOPBACK_SOURCES": "true"}
@@ -187,10 +195,13 @@ class LocalPipeline:
         import boto3
         from botocore.config import Config
 
+        from pipeline_local.sagemaker import InProcessTrainingJobs
+
         self.retry_delay_scale = retry_delay_scale
         self._retries: list[RetryNotice] = []
         with _environment({**LOCAL_ENV, **(env or {})}):
             self.lambdas = InProcessLambdas({name: load_handler(name) for name in FUNCTIONS})
+        self.training_jobs = InProcessTrainingJobs({**LOCAL_ENV, **(env or {})})
         _parse_each_definition_once()
         definition = asl_path.read_text()
         for key, value in SUBSTITUTIONS.items():
@@ -221,7 +232,11 @@ class LocalPipeline:
         ``on_event`` gets each history event as it happens, ``on_retry`` each retry of a task (just
         before the interpreter waits for it).
         """
-        with self.lambdas.active(), _retry_delays(self.retry_delay_scale, on_retry=self._retried):
+        with (
+            self.lambdas.active(),
+            self.training_jobs.active(),
+            _retry_delays(self.retry_delay_scale, on_retry=self._retried),
+        ):
             arn = self.start(execution_input)
             return self.wait(arn, on_event=on_event, on_retry=on_retry, timeout=timeout)
 
@@ -341,9 +356,16 @@ def describe_event(event: dict[str, Any]) -> str | None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             output = json.loads(details.get("output") or "null")
             tasks = output.get("tasks") if isinstance(output, dict) else None
-            key = {"Download dataset": "download", "Train model": "train", "Publish model": "upload"}
+            key = {
+                "Download dataset": "download",
+                "Train model": "train",
+                "Read the trained model's card": "train",
+                "Publish model": "upload",
+            }
             caught = output.get("error") if isinstance(output, dict) else None
-            if details["name"] in {"Plan the run", "Promote if newest", *key} and isinstance(caught, dict):
+            if details["name"] in {"Plan the run", "Train on SageMaker", "Promote if newest", *key} and isinstance(
+                caught, dict
+            ):
                 note = f"  (failed: {caught.get('Error')})"  # its Catch put the error in $.error
             elif details["name"] == "Plan the run" and isinstance(output, dict):
                 pending = [name for name, task in (tasks or {}).items() if task.get("state") == "pending"]
@@ -351,6 +373,9 @@ def describe_event(event: dict[str, Any]) -> str | None:
                 if pending:
                     will_run = f"pending, {STATE_MEANINGS['pending']}: {', '.join(pending)}"
                 note = f"  (start at: {output.get('start_at')}; {will_run})"
+            elif details["name"] == "Train on SageMaker" and isinstance(output, dict):
+                job = output.get("training_job") or {}
+                note = f"  (training job {job.get('name')}: {job.get('status')})"
             elif details["name"] == "Promote if newest" and isinstance(output, dict):
                 note = f"  ({(output.get('champion') or {}).get('reason')})"
             elif details["name"] == "Is the model good enough?" and isinstance(tasks, dict):
@@ -540,7 +565,12 @@ class LocalBackfill:
         """Start a backfill execution, wait for it and its children, and return the backfill's summary."""
         from pipeline_local.nested import nested_executions
 
-        with self.lambdas.active(), nested_executions(), _retry_delays(self.pipeline.retry_delay_scale):
+        with (
+            self.lambdas.active(),
+            self.pipeline.training_jobs.active(),
+            nested_executions(),
+            _retry_delays(self.pipeline.retry_delay_scale),
+        ):
             response = self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=f"backfill-{uuid.uuid4().hex[:12]}",

@@ -41,7 +41,7 @@ import pytest
 
 from mlpipe import targets
 from mlpipe.exceptions import StorageError
-from tests.cfn import template, transformed
+from tests.cfn import deployed, template
 from tests.conftest import ARTIFACTS, MODELS, REPO, stores_empty
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -106,8 +106,8 @@ INTRINSICS: dict[str, Callable[[Any], Any]] = {
 
 
 def role_policies(role: str) -> dict[str, str]:
-    """``{policy name: document as JSON}``: the role's inline policies from the transformed template, resolved."""
-    properties = transformed()["Resources"][role]["Properties"]
+    """``{policy name: document as JSON}``: the role's inline policies in a TrainOn=lambda deployment, resolved."""
+    properties = deployed("lambda")["Resources"][role]["Properties"]
     assert not properties.get("ManagedPolicyArns")
     return {policy["PolicyName"]: json.dumps(resolve(policy["PolicyDocument"])) for policy in properties["Policies"]}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.cfn import transformed
+from tests.cfn import deployed, transformed
 
 # APIs without resource-level permissions: "*" is what they require.
 STAR_ONLY_ACTIONS = {
@@ -23,7 +23,10 @@ STAR_ONLY_ACTIONS = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",  # the SageMaker jobs' role, limited by a cloudwatch:namespace condition
 }
+TRAIN_ON = pytest.mark.parametrize("train_on", ["lambda", "sagemaker"])
 
 
 @pytest.fixture(autouse=True)
@@ -31,12 +34,12 @@ def _region(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def resources(kind: str) -> dict[str, dict[str, Any]]:
-    return {name: r for name, r in transformed()["Resources"].items() if r["Type"] == kind}
+def resources(kind: str, train_on: str = "lambda") -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in deployed(train_on)["Resources"].items() if r["Type"] == kind}
 
 
-def statements(role: str) -> list[dict[str, Any]]:
-    properties = transformed()["Resources"][role]["Properties"]
+def statements(role: str, train_on: str = "lambda") -> list[dict[str, Any]]:
+    properties = deployed(train_on)["Resources"][role]["Properties"]
     assert not properties.get("ManagedPolicyArns"), f"{role} has managed policies (they grant on *)"
     found = []
     for policy in properties.get("Policies", []):
@@ -47,29 +50,34 @@ def statements(role: str) -> list[dict[str, Any]]:
     return found
 
 
-def grants(role: str, service: str) -> dict[str, list[str]]:
+def grants(role: str, service: str, train_on: str = "lambda") -> dict[str, list[str]]:
     """``{action: [resource as JSON, ...]}`` for one service's actions in a role."""
     result: dict[str, list[str]] = {}
-    for statement in statements(role):
+    for statement in statements(role, train_on):
         for action in statement["Action"]:
             if action.startswith(f"{service}:"):
                 result.setdefault(action, []).append(json.dumps(statement["Resource"]))
     return result
 
 
-def test_every_role_is_explicit_and_has_no_wildcard_action() -> None:
-    roles = resources("AWS::IAM::Role")
+@TRAIN_ON
+def test_every_role_is_explicit_and_has_no_wildcard_action(train_on: str) -> None:
+    roles = resources("AWS::IAM::Role", train_on)
     assert set(roles) >= {"PlanRole", "DownloadRole", "TrainRole", "UploadRole", "ReportRole", "StateMachineRole"}
+    assert ("SageMakerTrainingRole" in roles) == (train_on == "sagemaker")
     for role in roles:
-        for statement in statements(role):
+        for statement in statements(role, train_on):
             assert all("*" not in action for action in statement["Action"]), (role, statement)
 
 
-def test_star_resources_only_where_the_api_requires_them() -> None:
-    for role in resources("AWS::IAM::Role"):
-        for statement in statements(role):
+@TRAIN_ON
+def test_star_resources_only_where_the_api_requires_them(train_on: str) -> None:
+    for role in resources("AWS::IAM::Role", train_on):
+        for statement in statements(role, train_on):
             if statement["Resource"] == "*":
                 assert set(statement["Action"]) <= STAR_ONLY_ACTIONS, (role, statement)
+                if "cloudwatch:PutMetricData" in statement["Action"]:
+                    assert statement["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 
 
 def test_each_function_logs_only_to_its_own_log_group() -> None:
@@ -105,9 +113,11 @@ def test_plan_only_reads_and_report_touches_no_storage() -> None:
     assert grants("ReportRole", "s3") == {}
 
 
-def test_bucket_listing_is_limited_to_the_run_prefixes() -> None:
-    for role in ("PlanRole", "DownloadRole", "TrainRole", "UploadRole"):
-        for statement in statements(role):
+@TRAIN_ON
+def test_bucket_listing_is_limited_to_the_run_prefixes(train_on: str) -> None:
+    roles = ["PlanRole", "DownloadRole", "TrainRole", "UploadRole"]
+    for role in roles + (["SageMakerTrainingRole"] if train_on == "sagemaker" else []):
+        for statement in statements(role, train_on):
             if "s3:ListBucket" in statement["Action"]:
                 assert "s3:prefix" in json.dumps(statement.get("Condition")), role
 
@@ -214,8 +224,8 @@ def test_models_are_versioned_and_intermediates_expire() -> None:
     assert buckets["ModelsBucket"]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     rules = buckets["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = [r for r in rules if "ExpirationInDays" in r]
-    assert expiring == [r for r in expiring if r["Prefix"] == "artifacts/"]
-    assert expiring[0]["ExpirationInDays"] == {"Ref": "IntermediateRetentionDays"}
+    assert [r["Prefix"] for r in expiring] == ["artifacts/", "sagemaker/output/"]  # not the staged code
+    assert all(r["ExpirationInDays"] == {"Ref": "IntermediateRetentionDays"} for r in expiring)
 
 
 def test_trainings_at_once_are_capped_by_default() -> None:
@@ -298,3 +308,68 @@ def test_train_reads_only_the_champions_manifest_outside_artifacts() -> None:
     listed = [s for s in statements("TrainRole") if "s3:ListBucket" in s["Action"]]
     prefixes = sorted(json.dumps(s["Condition"]["StringLike"]["s3:prefix"]) for s in listed)
     assert prefixes == ['"artifacts/*"', '{"Fn::Sub": "${PublishPrefix}/champion.json"}']
+
+
+def test_nothing_of_sagemaker_is_deployed_with_train_on_lambda() -> None:
+    text = json.dumps(deployed("lambda")["Resources"])
+    assert "SageMakerTrainingRole" not in text.replace('"SageMakerRoleArn": "none"', "")
+    assert "sagemaker:" not in text
+    assert "iam:PassRole" not in text
+    assert grants("PlanRole", "s3", "lambda").get("s3:PutObject") is None
+
+
+def test_the_state_machine_runs_only_its_own_training_jobs_and_passes_only_their_role() -> None:
+    sagemaker = grants("StateMachineRole", "sagemaker", "sagemaker")
+    assert set(sagemaker) == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+    }
+    for (resource,) in sagemaker.values():
+        # the job names' prefix is the plan's TRAINING_JOB_PREFIX, the stack's name
+        assert resource.endswith(':training-job/${AWS::StackName}-*"}'), resource
+    plan_env = deployed("sagemaker")["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
+    assert plan_env["TRAINING_JOB_PREFIX"] == {"Ref": "AWS::StackName"}
+    (passing,) = [s for s in statements("StateMachineRole", "sagemaker") if "iam:PassRole" in s["Action"]]
+    assert passing["Action"] == ["iam:PassRole"]
+    assert passing["Resource"] == {"Fn::GetAtt": ["SageMakerTrainingRole", "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    events = grants("StateMachineRole", "events", "sagemaker")
+    assert set(events) == {"events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    assert all(r[0].endswith(':rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"}') for r in events.values())
+
+
+def test_the_training_jobs_role_reads_the_dataset_and_code_and_writes_only_the_model() -> None:
+    role = "SageMakerTrainingRole"
+    trust = deployed("sagemaker")["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"] for t in trust] == [{"Service": "sagemaker.amazonaws.com"}]
+    assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    s3 = grants(role, "s3", "sagemaker")
+    assert set(s3) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+    read = "".join(s3["s3:GetObject"])
+    assert "/artifacts/*/dataset-*/*" in read
+    assert "/sagemaker/code/*" in read
+    assert "/artifacts/*/model-*/*" in read
+    written = [json.loads(r)["Fn::Sub"] for r in s3["s3:PutObject"]]
+    assert written == ["${ArtifactsBucket.Arn}/artifacts/*/model-*/*", "${ArtifactsBucket.Arn}/sagemaker/output/*"]
+    assert "ModelsBucket" not in json.dumps(statements(role, "sagemaker"))  # never the published models
+    logs = grants(role, "logs", "sagemaker")
+    assert all(":log-group:/aws/sagemaker/TrainingJobs:*" in r for (r,) in logs.values())
+    pull = grants(role, "ecr", "sagemaker")["ecr:BatchGetImage"]
+    assert "repository/sagemaker-scikit-learn" in pull[0]
+    assert "ScikitLearnImageRegistry" in pull[0]
+    custom = [
+        s
+        for s in deployed("sagemaker", False)["Resources"][role]["Properties"]["Policies"][1]["PolicyDocument"][
+            "Statement"
+        ]
+        if "ecr:BatchGetImage" in s["Action"]
+    ]
+    assert custom[0]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"
+    }
+
+
+def test_with_sagemaker_the_plan_writes_only_the_staged_code() -> None:
+    s3 = grants("PlanRole", "s3", "sagemaker")
+    assert s3["s3:PutObject"] == ['{"Fn::Sub": "${ArtifactsBucket.Arn}/sagemaker/code/*"}']

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlpipe import exceptions
 from mlpipe.config import Settings, resolve_run
+from pipeline_local.runner import SUBSTITUTIONS as SUBSTITUTIONS_OF_THE_RUNNER
 from tests.cfn import asl, asl_text, template
 from tests.conftest import REPO
 
@@ -45,7 +46,7 @@ def test_retried_errors_are_exactly_the_retryable_exceptions() -> None:
         for state in asl()["States"].values()
         for retry in state.get("Retry", [])
         for error in retry["ErrorEquals"]
-        if not error.startswith(("Lambda.", "States."))
+        if not error.startswith(("Lambda.", "States.", "SageMaker."))
     }
     retryable = {
         name
@@ -103,21 +104,41 @@ def _retry_waits(retry: dict[str, Any]) -> float:
     return sum(min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, cap) for n in range(retry["MaxAttempts"]))
 
 
-def worst_case_execution_seconds() -> float:
-    """Every Task state (a run passes each at most once: the Choices only go forward), each attempt its Retry blocks
-    allow taking the function's whole Timeout, plus every backoff at its longest (full jitter only shortens them)."""
+# What a SageMaker job adds to its MaxRuntimeInSeconds at most: provisioning the instance, pulling the image,
+# the channel's download and SageMaker's upload of its output (minutes each).
+SAGEMAKER_OVERHEAD_SECONDS = 900
+# The states each deployment's runs never enter: the Choice "Train where?" takes one branch.
+OTHER_BRANCH = {"lambda": {"Train on SageMaker", "Read the trained model's card"}, "sagemaker": {"Train model"}}
+
+
+def worst_case_execution_seconds(train_on: str = "lambda") -> float:
+    """Every Task state of the branch (a run passes each at most once: the Choices only go forward), each attempt
+    its Retry blocks allow taking the function's whole Timeout, plus every backoff at its longest (full jitter only
+    shortens them). The SageMaker task is one job's MaxRuntimeInSeconds and overhead plus the backoffs: what it
+    retries is an API error, raised when the job was not created or did not start."""
     resources = template()["Resources"]
+    parameters = template()["Parameters"]
     substitutions = resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
     default_timeout = template()["Globals"]["Function"]["Timeout"]
-    # Each placeholder stands for its own name (the timeout for a number), so a Task names its function's ARN key.
-    definition = asl({key: key for key in substitutions} | {"ExecutionTimeoutSeconds": "0"})
+    # Each placeholder stands for its own name (a number for the integers), so a Task names its function's ARN key.
+    numbers = {
+        "ExecutionTimeoutSeconds",
+        "SageMakerInstanceCount",
+        "SageMakerVolumeSizeGB",
+        "SageMakerMaxRuntimeSeconds",
+    }
+    definition = asl({key: key for key in substitutions} | dict.fromkeys(numbers, "0"))
     total = 0.0
     for name, state in definition["States"].items():
-        if state["Type"] != "Task":
+        if state["Type"] != "Task" or name in OTHER_BRANCH[train_on]:
+            continue
+        retries = state.get("Retry", [])
+        if state["Resource"].startswith("arn:aws:states:::sagemaker:"):
+            runtime = parameters["SageMakerMaxRuntimeSeconds"]["Default"] + SAGEMAKER_OVERHEAD_SECONDS
+            total += runtime + sum(_retry_waits(retry) for retry in retries)
             continue
         function = substitutions[state["Parameters"]["FunctionName"]]["GetAtt"].removesuffix(".Arn")
         timeout = resources[function]["Properties"].get("Timeout", default_timeout)
-        retries = state.get("Retry", [])
         attempts = 1 + sum(retry["MaxAttempts"] for retry in retries)
         total += attempts * timeout + sum(_retry_waits(retry) for retry in retries)
         assert timeout <= 900, name  # Lambda's limit, so no attempt can take longer than its Timeout
@@ -125,7 +146,9 @@ def worst_case_execution_seconds() -> float:
 
 
 def test_the_execution_times_out_after_the_worst_case_of_its_tasks() -> None:
-    worst = worst_case_execution_seconds()
+    # One default for both deployments: the SageMaker branch's worst case, the longer one (by the job's runtime).
+    worst = max(worst_case_execution_seconds("lambda"), worst_case_execution_seconds("sagemaker"))
+    assert worst == worst_case_execution_seconds("sagemaker")
     parameter = template()["Parameters"]["ExecutionTimeoutSeconds"]
     assert parameter["Default"] >= worst
     assert parameter["Default"] < worst + 300, "a default far above the worst case delays the alarm"
@@ -189,3 +212,38 @@ def test_backfill_map_takes_its_concurrency_from_the_expanded_request() -> None:
     assert map_state["MaxConcurrencyPath"] == "$.max_concurrency"
     assert map_state["ItemsPath"] == "$.runs"
     assert states["Backfill failed"] == states["Backfill failed"] | {"Type": "Fail", "Error": "BackfillFailed"}
+
+
+def test_the_sagemaker_task_gets_the_deployments_job_settings() -> None:
+    from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
+
+    substitutions = template()["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    for name in ("InstanceType", "InstanceCount", "VolumeSizeGB", "MaxRuntimeSeconds"):
+        assert substitutions[f"SageMaker{name}"] == {"Ref": f"SageMaker{name}"}
+    image = json.dumps(substitutions["SageMakerImageUri"])
+    assert f"/{IMAGE_REPOSITORY}:{IMAGE_TAG}" in image
+    assert "ScikitLearnImageRegistry" in image
+    assert SUBSTITUTIONS_OF_THE_RUNNER["SageMakerImageUri"].endswith(f"/{IMAGE_REPOSITORY}:{IMAGE_TAG}")
+    registries = template()["Mappings"]["ScikitLearnImageRegistry"]
+    assert registries["us-east-1"] == {"Account": "683313688378"}
+    assert len(registries) >= 20
+    parameters = template()["Parameters"]
+    assert parameters["TrainOn"]["Default"] == "lambda"
+    assert parameters["TrainOn"]["AllowedValues"] == ["lambda", "sagemaker"]
+    for name in ("InstanceType", "InstanceCount", "VolumeSizeGB", "MaxRuntimeSeconds"):
+        default = str(parameters[f"SageMaker{name}"]["Default"])
+        assert SUBSTITUTIONS_OF_THE_RUNNER[f"SageMaker{name}"] == default  # the local runner uses the defaults
+    task = asl()["States"]["Train on SageMaker"]
+    assert task["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
+    assert task["Catch"][0]["Next"] == "Training failed"
+    assert asl()["States"]["Train where?"]["Choices"][0]["Variable"] == "$.run.train_on"
+
+
+def test_both_trainings_lead_to_the_gate() -> None:
+    states = asl()["States"]
+    assert states["Train model"]["Next"] == "Is the model good enough?"
+    assert states["Train on SageMaker"]["Next"] == "Read the trained model's card"
+    card = states["Read the trained model's card"]
+    assert card["Next"] == "Is the model good enough?"
+    assert card["Parameters"] == states["Train model"]["Parameters"]  # the train function, with the run
+    assert card["ResultSelector"]["state"] == "ran"  # the job ran; the function only read its card

@@ -31,6 +31,9 @@ DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
 MAX_SOURCE_BYTES_LIMIT = 5 * 1024**3
 DEFAULT_CV_FOLDS = 5
 RUN_DATE_PLACEHOLDER = "{run_date}"
+# Where the train step runs (the TrainOn parameter): the train function, or a SageMaker training job.
+TRAIN_ON = ("lambda", "sagemaker")
+DEFAULT_TRAINING_JOB_PREFIX = "mlpipe"
 
 # Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
 INPUT_FIELDS = frozenset(
@@ -133,6 +136,12 @@ class Settings:
     # a loopback source would reach the Lambda runtime API.
     allow_local_storage: bool = False
     allow_loopback_sources: bool = False
+    # Training on SageMaker (mlpipe.sagemaker): where, the job names' prefix (the state machine's role may
+    # create only jobs named so), and the root of the staged training code and of SageMaker's own output
+    # (None: "sagemaker" beside the artifact root).
+    train_on: str = "lambda"
+    training_job_prefix: str = DEFAULT_TRAINING_JOB_PREFIX
+    sagemaker_root: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +159,9 @@ class Settings:
             backoff = float(env.get("SOURCE_BACKOFF_SECONDS", 0.5))
         except ValueError as exc:
             raise InvalidRequestError(f"a numeric setting is not a number: {exc}") from exc
+        train_on = (env.get("TRAIN_ON") or "lambda").strip().lower()
+        if train_on not in TRAIN_ON:
+            raise InvalidRequestError(f"TRAIN_ON={train_on!r} must be one of {', '.join(TRAIN_ON)}")
         if min(connect_timeout, read_timeout) <= 0 or backoff < 0:
             raise InvalidRequestError("SOURCE_*_TIMEOUT_SECONDS must be > 0 and SOURCE_BACKOFF_SECONDS >= 0")
         settings = cls(
@@ -171,6 +183,9 @@ class Settings:
             source_backoff_seconds=backoff,
             allow_local_storage=_flag(env, "MLPIPE_ALLOW_LOCAL_STORAGE"),
             allow_loopback_sources=_flag(env, "MLPIPE_ALLOW_LOOPBACK_SOURCES"),
+            train_on=train_on,
+            training_job_prefix=env.get("TRAINING_JOB_PREFIX") or DEFAULT_TRAINING_JOB_PREFIX,
+            sagemaker_root=env.get("SAGEMAKER_ROOT") or None,
         )
         settings.tz()  # fail fast on an unknown timezone
         return settings
@@ -207,6 +222,13 @@ class Run:
     publish_root: str | None = None
     min_cv_accuracy: float | None = None
     max_regression: float | None = None
+    # Where train runs ("lambda" or "sagemaker", from the deployment, not the input: the stack's roles decide
+    # what may run), and for SageMaker the job's name (the state machine appends the retry count), the staged
+    # training code (mlpipe.sagemaker.stage_source, by the plan) and where SageMaker writes its model.tar.gz.
+    train_on: str = "lambda"
+    training_job: str | None = None
+    code_uri: str | None = None
+    training_output_uri: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         """The JSON object the state machine passes to every task."""
@@ -253,8 +275,11 @@ class Run:
         for name in ("min_cv_accuracy", "max_regression"):
             if name in fields:
                 fields[name] = _fraction(fields[name], name)
-        if "publish_root" in fields:
-            split_uri(fields["publish_root"], allow_local=settings.allow_local_storage)
+        for name in ("publish_root", "code_uri", "training_output_uri"):
+            if name in fields:
+                split_uri(fields[name], allow_local=settings.allow_local_storage)
+        if "train_on" in fields and fields["train_on"] not in TRAIN_ON:
+            raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {fields['train_on']!r}")
         if "identities" in fields and not isinstance(fields["identities"], dict):
             raise InvalidRequestError(f"identities must be an object (the plan's), got {fields['identities']!r}")
         if "cv_folds" in fields:
@@ -368,6 +393,15 @@ def resolve_run(
         nonce=execution_id or f"uuid:{uuid.uuid4()}",
     )
     ids = {task: found.id for task, found in identities.items()}
+    sagemaker: dict[str, Any] = {}
+    if settings.train_on == "sagemaker":
+        from mlpipe.sagemaker import sagemaker_root, training_job_name
+
+        root = sagemaker_root(settings, roots["artifact_root"])
+        sagemaker = {
+            "training_job": training_job_name(settings.training_job_prefix, ids["train"], execution_id),
+            "training_output_uri": join_uri(root, "output", allow_local=local),
+        }
     return Run(
         run_date=run_date,
         source_url=source_url,
@@ -386,4 +420,6 @@ def resolve_run(
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
         max_regression=_fraction(execution_input.get("max_regression", settings.max_regression), "max_regression"),
         identities={task: found.to_dict() for task, found in identities.items()},
+        train_on=settings.train_on,
+        **sagemaker,
     )

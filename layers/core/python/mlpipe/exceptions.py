@@ -55,6 +55,10 @@ class TrainingTooLargeError(PipelineError):
     """The estimated fit time exceeds the function's remaining time: choose another estimator or fewer rows."""
 
 
+class TrainingJobFailedError(PipelineError):
+    """The SageMaker training job failed or stopped (its FailureReason and log say why; the report names it so)."""
+
+
 class IntegrityError(PipelineError):
     """A stored artifact does not match its recorded sha256 (corrupted or replaced)."""
 

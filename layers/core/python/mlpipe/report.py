@@ -45,6 +45,9 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
         elif task_state not in STATES:
             task_state = "not_run"
         tasks[name] = {"state": task_state, "target": entry.get("target")}
+    job = state.get("training_job")
+    if isinstance(job, dict) and job.get("name"):  # trained on SageMaker: which job (its log is under its name)
+        tasks["train"]["training_job"] = job["name"]
     gate = (planned.get("train") or {}).get("gate") if isinstance(planned.get("train"), dict) else None
     champion = state.get("champion") if isinstance(state.get("champion"), dict) else None
     error = None
@@ -79,7 +82,12 @@ def known_run(execution_input: Any, settings: Settings) -> dict[str, Any]:
 
 
 def describe_error(error: dict[str, Any]) -> dict[str, str]:
-    """``{"type", "message"}`` from Step Functions' ``{"Error", "Cause"}``; Lambda's Cause is JSON."""
+    """``{"type", "message"}`` from Step Functions' ``{"Error", "Cause"}``; Lambda's Cause is JSON.
+
+    A SageMaker training job that failed or stopped fails its ``.sync`` task with ``States.TaskFailed``
+    and its DescribeTrainingJob response as the Cause: the type is then the pipeline error its
+    FailureReason names (the entry point writes ``Type: message``), else ``TrainingJobFailedError``.
+    """
     error_type = str(error.get("Error") or "UnknownError")
     cause = error.get("Cause")
     message = cause if isinstance(cause, str) else ""
@@ -90,6 +98,14 @@ def describe_error(error: dict[str, Any]) -> dict[str, str]:
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         message = str(parsed["errorMessage"])
         error_type = str(parsed.get("errorType") or error_type)
+    elif isinstance(parsed, dict) and "TrainingJobStatus" in parsed:
+        from mlpipe.sagemaker import failure_type
+
+        reason = str(parsed.get("FailureReason") or "no FailureReason")
+        error_type = failure_type(reason) or "TrainingJobFailedError"
+        message = (
+            f"SageMaker training job {parsed.get('TrainingJobName')} ended {parsed.get('TrainingJobStatus')}: {reason}"
+        )
     return {"type": error_type, "message": message}
 
 

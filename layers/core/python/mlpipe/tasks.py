@@ -43,9 +43,19 @@ class TaskOutcome:
 def plan(
     execution_input: Any, settings: Settings, now: dt.datetime | None = None, *, execution_id: str | None = None
 ) -> dict[str, Any]:
-    """Resolve the execution's input into a run and decide, top-down, which tasks must run."""
+    """Resolve the execution's input into a run and decide, top-down, which tasks must run.
+
+    When the run trains on SageMaker and training will run, the plan also stages the training code
+    (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
+    """
     run: Run = resolve_run(execution_input, settings, now, execution_id=execution_id)
-    return plan_run(run, allow_local=settings.allow_local_storage)
+    planned = plan_run(run, allow_local=settings.allow_local_storage)
+    if run.train_on == "sagemaker" and run.training_output_uri and planned["start_at"] in {"download", "train"}:
+        from mlpipe.sagemaker import stage_source
+
+        root = run.training_output_uri.rsplit("/", 1)[0]  # <sagemaker root>/output: the code goes to <root>/code
+        planned["run"]["code_uri"] = stage_source(root, allow_local=settings.allow_local_storage)
+    return planned
 
 
 def download(
@@ -112,8 +122,12 @@ def train(
     min_cv_accuracy: float | None = None,
     max_regression: float | None = None,
     time_left: Callable[[], float] | None = None,
+    trained_elsewhere: bool = False,
 ) -> TaskOutcome:
     """Train on ``dataset_uri`` and write the model (with its card) unless both are already there.
+
+    With ``trained_elsewhere`` (the run trains on SageMaker, and this call follows the job) it only
+    reads the model's card for the gate: a missing model is a MissingInputError, never a training here.
 
     ``time_left`` gives the seconds the function has left (the Lambda context's remaining time):
     a training estimated to take longer fails at once with TrainingTooLargeError (mlpipe.scaling).
@@ -132,6 +146,11 @@ def train(
 
     if model_complete(model, allow_local=local):
         return TaskOutcome("present", model.uri, {"gate": gate(read_metrics(model, allow_local=local))})
+    if trained_elsewhere:
+        raise MissingInputError(
+            f"the model {model.uri} (with its metrics.json) is missing after the SageMaker training job; read the "
+            "job's log in /aws/sagemaker/TrainingJobs and rerun"
+        )
     dataset = _input(dataset_uri, "dataset", made_by="download", allow_local=local)
     result = train_model(
         dataset,
