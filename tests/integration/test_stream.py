@@ -242,6 +242,13 @@ def test_pipeline_run_shows_the_download_progress_on_the_console_while_it_runs(
     assert progress[0].startswith(" " * 14 + "download: ")
     assert "%) at " in progress[0]
     assert f"download: {len(body) / 1e6:.1f} MB in " in progress[-1]
+    # and the training's phases, each as it starts
+    training = [line.strip() for line in lines if line.startswith(" " * 14) and "download: " not in line]
+    assert [t.split(" ", 1)[0] for t in training if t.split(" ", 1)[0] in {"reading", "fitting"}] == [
+        "reading",
+        "fitting",
+    ]
+    assert any(t.startswith("fitted and scored the final fit") for t in training)
     assert not any(line.startswith('{"level"') for line in lines)
 
 

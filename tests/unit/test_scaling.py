@@ -201,3 +201,6 @@ def test_training_logs_its_phases(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert any(line.startswith("fitting stratified 5-fold") for line in lines)
     assert any("the final fit (6 of 6 fits)" in line for line in lines)
     assert len(lines) <= 6  # a line per phase, not per fold or row, when folds take less than PROGRESS_SECONDS
+    phases = [r.progress["phase"] for r in caplog.records if r.name == "mlpipe.training" and hasattr(r, "progress")]
+    assert phases[:3] == ["reading", "estimating", "fitting"]
+    assert phases[-1] == "writing"

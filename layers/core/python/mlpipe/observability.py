@@ -45,7 +45,7 @@ CONSOLE_ERRORS_ENV = "MLPIPE_CONSOLE_ERRORS"
 NAMESPACE = "MLPipe"
 CORRELATION_ID_PATH = "execution_id || run.execution_id"
 # The loggers whose INFO lines are progress worth showing on the local console.
-PROGRESS_LOGGERS = ("mlpipe.fetch",)
+PROGRESS_LOGGERS = ("mlpipe.fetch", "mlpipe.training")
 
 
 class _CurrentStderr:

@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     from mlpipe.config import Settings
     from mlpipe.description import DatasetDescription
     from mlpipe.lineage import lineage_record
+    from mlpipe.tasks import known_stats
     from mlpipe.training import train_model
 
     started = time.monotonic()
@@ -254,16 +255,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             job = json.loads(env.get("SM_TRAINING_ENV") or "{}").get("job_name")
             if job:
                 lineage["training_job"] = job
+            description = DatasetDescription.from_value(args.dataset)
             train_model(
                 dataset,
                 model,
                 estimator=args.estimator,
                 hyperparameters=args.hyperparameters,
                 cv_folds=args.cv_folds,
-                description=DatasetDescription.from_value(args.dataset),
+                description=description,
                 allow_local=local,
                 lineage=lineage,
                 time_left=time_left if budget is not None else None,
+                # The download's check, from the dataset's lineage.json in S3 (when the role may read it).
+                known=known_stats(target_for(args.dataset_uri, allow_local=local), description, allow_local=local),
             )
         model_dir = Path(env.get("SM_MODEL_DIR", "/opt/ml/model"))
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -52,18 +52,26 @@ PROGRESS_SECONDS = 5.0  # the least time between two progress lines about folds
 
 
 class _Progress:
-    """Progress lines at INFO: each phase as it starts, fold completions at most every PROGRESS_SECONDS."""
+    """Progress lines at INFO: each phase as it starts, fold completions at most every PROGRESS_SECONDS.
+
+    Each record's ``progress`` field holds the phase's name and the seconds since
+    training started: a JSON log line in AWS, a console line under ``pipeline run``
+    (``observability.PROGRESS_LOGGERS``).
+    """
 
     def __init__(self) -> None:
+        self._started = time.monotonic()
         self._last = -PROGRESS_SECONDS
 
-    def phase(self, message: str, *args: Any) -> None:
-        LOG.info(message, *args)
-        self._last = time.monotonic()
+    def phase(self, name: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        progress = {"phase": name, "seconds": round(now - self._started, 1)}
+        LOG.info(message, *args, extra={"progress": progress})
+        self._last = now
 
-    def step(self, message: str, *args: Any, last: bool = False) -> None:
+    def step(self, name: str, message: str, *args: Any, last: bool = False) -> None:
         if last or time.monotonic() - self._last >= PROGRESS_SECONDS:
-            self.phase(message, *args)
+            self.phase(name, message, *args)
 
 
 @dataclass(frozen=True)
@@ -263,7 +271,7 @@ def train_model(
             "the core layer's estimator_constraints.json and the ML layer disagree; rebuild both from this repository"
         )
     progress = _Progress()
-    progress.phase("reading %s", dataset.uri)
+    progress.phase("reading", "reading %s", dataset.uri)
     with dataset.open_read() as handle:
         stats = checked_stats(handle, dataset.uri, known, description, cv_folds)
         handle.seek(0)
@@ -289,6 +297,7 @@ def train_model(
     estimate = estimate_seconds(estimator, stats.rows, width, cv_folds)
     left = time_left() if time_left is not None else None
     progress.phase(
+        "estimating",
         "%s: %s on %d rows, %d features: estimated %.1f s, %s s left",
         choice.reason,
         estimator,
@@ -329,6 +338,7 @@ def train_model(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             progress.phase(
+                "fitting",
                 "fitting %s (%d fits, %d at a time; the training accuracy on %d of %d rows)",
                 method,
                 len(splits) + 1,
@@ -352,7 +362,7 @@ def train_model(
     except Exception as exc:
         raise TrainingError(f"fitting {shown} on {dataset.uri} failed: {exc}") from exc
     seconds = time.perf_counter() - started
-    progress.phase("fitted in %.1f s (estimated %.1f s); writing %s", seconds, estimate, model.uri)
+    progress.phase("writing", "fitted in %.1f s (estimated %.1f s); writing %s", seconds, estimate, model.uri)
     evaluated = np.sort(np.concatenate([test_rows for _, test_rows in splits]))
     truth, guessed = codes[evaluated], predicted[evaluated]
     positions = list(range(len(classes)))
@@ -472,7 +482,7 @@ def _run_fits(
     for done, result in enumerate(results, start=1):
         out.append(result)
         what = "the final fit" if done == total else f"fold {done} of {total - 1}"
-        progress.step("fitted and scored %s (%d of %d fits)", what, done, total, last=done == total)
+        progress.step("fitting", "fitted and scored %s (%d of %d fits)", what, done, total, last=done == total)
     return out
 
 
