@@ -7,6 +7,7 @@
 # make check-imports    - each handler imports from the build (this machine's arch), train trains
 # make bench            - size table, cold start, warm durations and cost per run (after both builds)
 # make bench-noop        - a no-op `pipeline run` against the same pipeline in Luigi (installs Luigi in .venv-bench)
+# make bench-scale       - pipeline run on 10^4..10^6 Iris-shaped rows (BENCH_SCALE_ARGS=--big: 10^7) against Luigi
 # Each creates or updates the venv it needs first (run and invoke: requirements/run.txt; the rest:
 # requirements/dev.txt). `python3` is 3.12 here through .python-version (pyenv).
 
@@ -43,7 +44,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 
 .PHONY: venv run-venv sam-venv run test lint typecheck pytest invoke build build-all $(addprefix build-,$(ARCHS)) \
-	validate check-size check-imports bench bench-noop clean browser
+	validate check-size check-imports bench bench-noop bench-scale clean browser
 
 venv: $(STAMP)
 
@@ -159,6 +160,10 @@ bench: venv
 # A no-op `pipeline run` (everything present) against an equivalent Luigi pipeline; medians, not a check.
 bench-noop: run-venv $(BENCH_STAMP)
 	$(BIN)/python -m bench.noop --luigi-python $(BENCH_VENV)/bin/python
+
+# BENCH_SCALE_ARGS=--big adds 10,000,000 rows (about 10 minutes more).
+bench-scale: run-venv $(BENCH_STAMP)
+	$(BIN)/python -m bench.scale --luigi-python $(BENCH_VENV)/bin/python --luigi-timeout 300 $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf .pipeline .pytest_cache .mypy_cache .ruff_cache .aws-sam

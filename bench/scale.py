@@ -226,12 +226,36 @@ def _wait(process: subprocess.Popen[str], timeout: float) -> tuple[int, int | No
     return process.pid, None, None
 
 
+def states_entered(stderr: str) -> int:
+    """The state transitions Step Functions bills: one per state entered (a ``start`` progress line)."""
+    return sum(1 for line in stderr.splitlines() if (m := _STATE_LINE.match(line)) and m.group(4) == "start")
+
+
+def cost_per_run(tasks: dict[str, float], transitions: int, architecture: str) -> float:
+    """USD of one run in AWS: each task's seconds here times its function's MemorySize, and the transitions.
+
+    Assumes a Lambda vCPU as fast as this machine's core and the template's default memory (the
+    train function's 3538 MB are two vCPUs, as here); S3 requests (a dozen) are left out.
+    """
+    from bench.cost import LAMBDA_GB_SECOND, LAMBDA_REQUEST, SFN_STANDARD_TRANSITION, billed_ms, gb_seconds
+    from bench.samtemplate import Template
+
+    memory = {f.name: f.memory_mb for f in Template(REPO / "template.yaml").functions()}
+    lambda_cost = sum(
+        gb_seconds(billed_ms(seconds), memory[name]) * LAMBDA_GB_SECOND[architecture] + LAMBDA_REQUEST
+        for name, seconds in tasks.items()
+    )
+    return lambda_cost + transitions * SFN_STANDARD_TRANSITION
+
+
 _STATE_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+)\s+(start|end)\s+(.+?)(?:\s\s\(.*)?$")
 _TASK_STATES = {
     "Plan the run": "plan",
     "Download dataset": "download",
     "Train model": "train",
     "Publish model": "upload",
+    "Promote if newest": "promote",
+    "Report the run": "report",
 }
 
 
@@ -266,6 +290,7 @@ class Row:
     accuracy: str = ""
     note: str = ""
     stopped_after: float | None = None
+    cost: str = ""
 
 
 def run_pipeline(url: str, rows: int, csv_bytes: int, estimator: str, pipeline: list[str], work: Path) -> Row:
@@ -276,6 +301,8 @@ def run_pipeline(url: str, rows: int, csv_bytes: int, estimator: str, pipeline: 
     result = measure(command, work)
     row = Row(rows, csv_bytes, f"pipeline run --estimator {estimator}", result.seconds, result.peak_bytes)
     row.tasks = task_seconds(result.stderr)  # the progress lines go to stderr, the summary to stdout
+    transitions = states_entered(result.stderr)
+    row.cost = " / ".join(f"${cost_per_run(row.tasks, transitions, arch):.4f}" for arch in ("x86_64", "arm64"))
     if result.returncode != 0:
         row.note = _last_error(result.stdout + result.stderr)
         return row
@@ -289,9 +316,10 @@ def run_pipeline(url: str, rows: int, csv_bytes: int, estimator: str, pipeline: 
 
 
 def _last_error(text: str) -> str:
+    """The failure's own line (``train failed: TrainingTooLargeError: ...``), shortened."""
     for line in reversed(text.splitlines()):
-        if "Error" in line:
-            return line.strip()[:160]
+        if " failed: " in line and "Error: " in line:
+            return line.strip()[:200]
     return text.strip().splitlines()[-1][:160] if text.strip() else "failed"
 
 
@@ -312,15 +340,16 @@ def run_luigi(url: str, rows: int, csv_bytes: int, luigi_python: str, work: Path
 def render(rows: list[Row]) -> str:
     """The table, in Markdown."""
     lines = [
-        "| rows | CSV | run | plan | download | train | upload | total | peak memory | estimator | accuracy | note |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| rows | CSV | run | plan | download | train | upload | total | peak memory | estimator | accuracy "
+        "| AWS cost x86_64 / arm64 | note |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
         cells = [f"{r.tasks[t]:.1f} s" if t in r.tasks else "" for t in ("plan", "download", "train", "upload")]
         total = f"{r.seconds:.1f} s" if r.seconds is not None else f"> {r.stopped_after:.0f} s"
         lines.append(
             f"| {r.rows:,} | {r.csv_bytes / 1e6:.1f} MB | {r.what} | {' | '.join(cells)} | {total} | "
-            f"{r.peak_bytes / 1e6:,.0f} MB | {r.chosen} | {r.accuracy} | {r.note} |"
+            f"{r.peak_bytes / 1e6:,.0f} MB | {r.chosen} | {r.accuracy} | {r.cost} | {r.note} |"
         )
     return "\n".join(lines)
 
@@ -333,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimators", default="svc,auto", help="pipeline run's --estimator values (default svc,auto)")
     parser.add_argument("--luigi-python", help="a Python with Luigi (make bench-scale: .venv-bench/bin/python)")
     parser.add_argument("--luigi-timeout", type=float, default=600.0, help="stop Luigi after this many seconds")
+    parser.add_argument(
+        "--luigi-max-rows", type=float, default=1e6, help="no Luigi run above this many rows (default 1e6)"
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO / ".aws-sam" / "bench" / "scale", help="the CSVs")
     parser.add_argument("--pipeline", help="the pipeline command (default: this venv's `pipeline`)")
     args = parser.parse_args(argv)
@@ -355,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             for estimator in args.estimators.split(","):
                 results.append(run_pipeline(url, rows, size, estimator, pipeline, Path(tmp, f"{rows}-{estimator}")))
                 print(render(results[-1:]).splitlines()[-1], flush=True)
-            if luigi_python:
+            if luigi_python and rows <= args.luigi_max_rows:
                 luigi = run_luigi(url, rows, size, luigi_python, Path(tmp, f"{rows}-luigi"), args.luigi_timeout)
                 results.append(luigi)
                 print(render([luigi]).splitlines()[-1], flush=True)

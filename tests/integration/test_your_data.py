@@ -160,7 +160,7 @@ def test_train_refuses_a_fit_that_cannot_end_in_the_time_the_function_has_left(
     assert invoke("download", base)["state"] == "ran"
     monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 20_000)
     # When it trains, it fails at once, from the handler's context, and writes nothing
-    with pytest.raises(TrainingTooLargeError, match=r"estimated at 0 s, but the function has 20 s left"):
+    with pytest.raises(TrainingTooLargeError, match=r"estimated at 0 s, but there are 20 s left"):
         invoke("train", base | {"estimator": "auto"})
     assert [key for key in stores_empty(aws)[ARTIFACTS] if "model" in key or "metrics" in key] == []
 

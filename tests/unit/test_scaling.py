@@ -204,3 +204,31 @@ def test_training_logs_its_phases(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     phases = [r.progress["phase"] for r in caplog.records if r.name == "mlpipe.training" and hasattr(r, "progress")]
     assert phases[:3] == ["reading", "estimating", "fitting"]
     assert phases[-1] == "writing"
+
+
+# --- memory -----------------------------------------------------------------------------------------
+def test_the_memory_model_covers_the_measured_peaks() -> None:
+    # bench/scale.py's peaks (MB) on Iris-shaped data, 5 columns: the model is at or above each
+    measured = {("hist_gradient_boosting", 1_000_000, 1): 554, ("hist_gradient_boosting", 10_000_000, 1): 2611}
+    measured[("svc", 100_000, 2)] = 730
+    for (estimator, rows, jobs), peak in measured.items():
+        estimate = scaling.estimate_memory_mb(estimator, rows, 5, jobs)
+        assert peak <= estimate < 1.4 * peak
+    assert scaling.estimate_memory_mb("svc", 100_000, 5, 2, cache_mb=1000) > scaling.estimate_memory_mb(
+        "svc", 100_000, 5, 2
+    )
+
+
+def test_a_training_that_needs_more_memory_than_the_function_has_fails_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a function of 256 MB (less than the interpreter and libraries alone are estimated at)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+    with pytest.raises(TrainingTooLargeError, match=r"needs about \d+ MB of memory, but the function has 256 MB"):
+        train(tmp_path)
+    assert not (tmp_path / "model").exists()
+    # With the memory the estimate asks for, the same training runs; outside Lambda there is no limit
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538")
+    assert train(tmp_path, name="fits")["rows"] == 150
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    assert scaling.memory_limit_mb() is None

@@ -52,7 +52,7 @@ class TrainingError(PipelineError):
 
 
 class TrainingTooLargeError(PipelineError):
-    """The estimated fit time exceeds the function's remaining time: choose another estimator or fewer rows."""
+    """The estimated fit time or memory exceeds what the function has: another estimator, fewer rows, SageMaker."""
 
 
 class TrainingJobFailedError(PipelineError):

@@ -79,6 +79,17 @@ HOLDOUT_MIN_ROWS = 50_000
 HOLDOUT_FRACTION = 0.2
 
 
+# Peak memory (the resident set) of a training, from bench/scale.py's runs on Iris-shaped data (4
+# features and the label): 554 MB at 1,000,000 rows and 2,611 MB at 10,000,000 with
+# hist_gradient_boosting, 730 MB at 100,000 with svc (its two fits side by side, each with its kernel
+# cache of `cache_size` MB, 200 by default). The model: MEMORY_BASE_MB for the interpreter and the
+# libraries, MEMORY_CELL_BYTES per cell of the file (the frame, the fits' copies of their rows, the
+# estimator's own arrays), and SVC's caches: 620, 3,500 and 732 MB for those three.
+MEMORY_BASE_MB = 300.0
+MEMORY_CELL_BYTES = 64.0
+SVC_CACHE_MB = 200.0  # SVC's default cache_size
+
+
 @dataclass(frozen=True)
 class Choice:
     """The estimator a run fits, and why (for ``auto``: the row count against the threshold)."""
@@ -158,7 +169,35 @@ def check_fits(estimate: float, remaining: float | None, *, estimator: str, rows
         else "choose another estimator (linear_svc or logistic_regression scale linearly)"
     )
     raise TrainingTooLargeError(
-        f"training {estimator} on {rows} rows and {features} features is estimated at {estimate:.0f} s, but the "
-        f"function has {remaining:.0f} s left ({MARGIN_SECONDS:.0f} s of which are kept for writing the model): "
-        f"{alternative}, or train on fewer rows (or raise the train function's timeout, at most 900 s)"
+        f"training {estimator} on {rows} rows and {features} features is estimated at {estimate:.0f} s, but there "
+        f"are {remaining:.0f} s left ({MARGIN_SECONDS:.0f} s of which are kept for writing the model): "
+        f"{alternative}, train on fewer rows, or train where there is more time: on SageMaker "
+        "(deploy with TrainOn=sagemaker; its SageMakerMaxRuntimeSeconds is the limit)"
+    )
+
+
+def estimate_memory_mb(estimator: str, rows: int, columns: int, jobs: int, cache_mb: float | None = None) -> float:
+    """The estimated peak memory of a training (MB) on ``rows`` rows of ``columns`` columns, ``jobs`` fits at once."""
+    caches = (SVC_CACHE_MB if cache_mb is None else cache_mb) * jobs if estimator == "svc" else 0.0
+    return MEMORY_BASE_MB + rows * columns * MEMORY_CELL_BYTES / 1e6 + caches
+
+
+def memory_limit_mb() -> int | None:
+    """The function's memory in MB, as Lambda gives it (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``); None elsewhere."""
+    value = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    return int(value) if value.isdigit() else None
+
+
+def check_memory(estimate_mb: float, limit_mb: int | None, *, estimator: str, rows: int, columns: int) -> None:
+    """Raise TrainingTooLargeError when ``estimate_mb`` is more than the function's ``limit_mb``.
+
+    Checked before the file is read, so a training that would be killed for its memory
+    (Lambda's ``Runtime.OutOfMemory``, after minutes of work) fails at once and says what to do.
+    """
+    if limit_mb is None or estimate_mb <= limit_mb:
+        return
+    raise TrainingTooLargeError(
+        f"training {estimator} on {rows} rows of {columns} columns needs about {estimate_mb:.0f} MB of memory, but "
+        f"the function has {limit_mb} MB: raise the train function's memory (the TrainMemorySize parameter, at most "
+        "10240 MB), train on fewer rows, or on SageMaker (TrainOn=sagemaker) with a larger instance type"
     )

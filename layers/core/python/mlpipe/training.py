@@ -96,11 +96,30 @@ def checked_stats(
         digest = sha256_of(handle)
         if digest == known.sha256 and handle.tell() == known.bytes:
             check_class_rows(uri, known.class_counts, cv_folds)
-            LOG.info("%s is the %d rows its download checked (sha256 %s): not validated again", uri, known.rows, digest)
+            LOG.info(
+                "the download's check of these %d rows holds (the same sha256): not validated again",
+                known.rows,
+                extra={"progress": {"phase": "reading", "reused_check": True}},
+            )
             return known
         LOG.warning("%s is not what its download checked (sha256 %s, not %s): validating it", uri, digest, known.sha256)
         handle.seek(0)
     return validate_dataset(iter(lambda: handle.read(CHUNK_SIZE), b""), uri, description, cv_folds)
+
+
+def check_memory_before_reading(
+    stats: DatasetStats, requested: str, hyperparameters: dict[str, Any], cv_folds: int, parallel: bool
+) -> None:
+    """TrainingTooLargeError when the training's estimated peak memory is more than the function has."""
+    name = choose_estimator(requested, stats.rows).name
+    fits = 2 if uses_holdout(stats.rows) else cv_folds + 1
+    jobs = cv_jobs(fits) if parallel and name not in MULTITHREADED else 1
+    cache = hyperparameters.get("cache_size") if requested == name else None
+    columns = len(stats.layout.features) + 1
+    estimate = scaling.estimate_memory_mb(
+        name, stats.rows, columns, jobs, cache if isinstance(cache, int | float) else None
+    )
+    scaling.check_memory(estimate, scaling.memory_limit_mb(), estimator=name, rows=stats.rows, columns=columns)
 
 
 def read_dataset(handle: IO[bytes], uri: str, stats: DatasetStats, description: DatasetDescription) -> tuple[Any, Any]:
@@ -274,6 +293,7 @@ def train_model(
     progress.phase("reading", "reading %s", dataset.uri)
     with dataset.open_read() as handle:
         stats = checked_stats(handle, dataset.uri, known, description, cv_folds)
+        check_memory_before_reading(stats, estimator, hyperparameters, cv_folds, parallel)
         handle.seek(0)
         features, labels = read_dataset(handle, dataset.uri, stats, description)
 
