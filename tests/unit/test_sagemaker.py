@@ -61,6 +61,24 @@ def test_the_run_names_the_job_only_when_it_trains_on_sagemaker() -> None:
     assert resolve_run(execution_input, Settings()).model_uri == run.model_uri  # where it trains is no identity
 
 
+def test_a_description_too_long_for_a_sagemaker_hyperparameter_is_refused_by_the_plan() -> None:
+    # Given a description naming 150 feature columns: fine on Lambda, over SageMaker's 2,500 characters
+    columns = [f"measurement_{i:03d}" for i in range(150)]
+    execution_input = {
+        "run_date": "2026-11-25",
+        "artifact_root": "s3://a-bucket/artifacts",
+        "publish_uri": "s3://m-bucket/x",
+        "dataset": {"label_column": "label", "feature_columns": columns},
+    }
+    assert resolve_run(execution_input, Settings(), execution_id=EXECUTION).train_on == "lambda"
+    settings = Settings(train_on="sagemaker", training_job_prefix="mlpipe-prod")
+    with pytest.raises(InvalidRequestError, match=r"the dataset description is \d+ characters .* more than the 2500"):
+        resolve_run(execution_input, settings, execution_id=EXECUTION)
+    # and one of 20 columns goes through
+    execution_input["dataset"] = {"label_column": "label", "feature_columns": columns[:20]}
+    assert resolve_run(execution_input, settings, execution_id=EXECUTION).training_job
+
+
 def test_the_source_archive_is_reproducible_and_self_contained() -> None:
     payload = source_archive()
     assert payload == source_archive()

@@ -395,8 +395,15 @@ def resolve_run(
     ids = {task: found.id for task, found in identities.items()}
     sagemaker: dict[str, Any] = {}
     if settings.train_on == "sagemaker":
-        from mlpipe.sagemaker import sagemaker_root, training_job_name
+        from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
 
+        check_hyperparameter_sizes(
+            {
+                "hyperparameters": hyper,
+                "the dataset description": description.to_dict(),
+                "the model's identity": identities["train"].to_dict(),
+            }
+        )
         root = sagemaker_root(settings, roots["artifact_root"])
         sagemaker = {
             "training_job": training_job_name(settings.training_job_prefix, ids["train"], execution_id),

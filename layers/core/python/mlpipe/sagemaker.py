@@ -159,6 +159,27 @@ def encode_object(value: Any) -> str:
     return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
 
 
+# CreateTrainingJob's limit on a hyperparameter's value (botocore's sagemaker model: HyperParameterValue).
+HYPERPARAMETER_VALUE_MAX = 2500
+
+
+def check_hyperparameter_sizes(objects: Mapping[str, Any]) -> None:
+    """InvalidRequestError, before anything runs, when an object the job gets as a hyperparameter is too long.
+
+    The ASL sends each as base64 of its compact JSON (``States.Base64Encode(States.JsonToString(...))``);
+    SageMaker refuses a value over HYPERPARAMETER_VALUE_MAX characters, which the state machine would
+    only learn from a failed CreateTrainingJob.
+    """
+    for name, value in objects.items():
+        size = len(encode_object(value))
+        if size > HYPERPARAMETER_VALUE_MAX:
+            raise InvalidRequestError(
+                f"{name} is {size} characters as a SageMaker hyperparameter (base64 of its JSON), more than the "
+                f"{HYPERPARAMETER_VALUE_MAX} SageMaker accepts: shorten it (for a dataset, drop_columns instead of "
+                "a long feature_columns list; fewer labels), or train on Lambda (TrainOn=lambda)"
+            )
+
+
 def _decode_object(text: str) -> Any:
     try:
         return json.loads(base64.b64decode(text, validate=True))
