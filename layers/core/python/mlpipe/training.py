@@ -264,8 +264,8 @@ def train_model(
 
     Raises InvalidDatasetError (the stored dataset does not match its description, or has too few
     rows per class for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the
-    parameters), TrainingTooLargeError (the estimate does not fit in ``time_left``) or
-    TrainingError; nothing is written in those cases.
+    parameters), TrainingTooLargeError (the time estimate does not fit in ``time_left``, or the
+    memory estimate in the function's memory) or TrainingError; nothing is written in those cases.
     """
     import numpy as np
     import pandas as pd
