@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -118,30 +120,25 @@ LUIGI_PIPELINE = textwrap.dedent(
 
 
 def make_csv(rows: int, directory: Path, seed: int = 0) -> Path:
-    """The Iris-shaped CSV of ``rows`` rows under ``directory`` (made once: the same seed gives the same bytes)."""
-    import numpy as np
-    from sklearn.datasets import load_iris
+    """The Iris-shaped CSV of ``rows`` rows under ``directory`` (made once: the same seed gives the same bytes).
+
+    The rows are bench.fit_time's ``iris_like`` (the data its fit-time constants come from), with
+    the Iris class names as labels.
+    """
+    from bench.fit_time import iris_like
 
     path = directory / f"iris-{rows}.csv"
     if path.is_file():
         return path
     directory.mkdir(parents=True, exist_ok=True)
-    iris = load_iris()
-    means = np.array([iris.data[iris.target == k].mean(axis=0) for k in range(3)])
-    stds = np.array([iris.data[iris.target == k].std(axis=0) for k in range(3)])
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(rows) % 3)
+    features, labels = iris_like(rows, seed)
     partial = path.with_suffix(".partial")
     with partial.open("w") as out:
         for start in range(0, rows, 100_000):
-            block = labels[start : start + 100_000]
-            values = means[block] + rng.standard_normal((len(block), 4)) * stds[block]
-            out.write(
-                "".join(
-                    f"{a:.1f},{b:.1f},{c:.1f},{d:.1f},{CLASSES[k]}\n"
-                    for (a, b, c, d), k in zip(values.tolist(), block.tolist(), strict=True)
-                )
+            block = zip(
+                features[start : start + 100_000].tolist(), labels[start : start + 100_000].tolist(), strict=True
             )
+            out.write("".join(f"{a:.1f},{b:.1f},{c:.1f},{d:.1f},{CLASSES[k]}\n" for (a, b, c, d), k in block))
     partial.rename(path)
     return path
 
@@ -198,32 +195,33 @@ def measure(command: list[str], cwd: Path, timeout: float | None = None) -> Meas
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        returncode: int | None
         try:
-            _, status, usage = os.wait4(process.pid, 0) if timeout is None else _wait(process, timeout)
-            returncode = os.waitstatus_to_exitcode(status) if status is not None else None
+            status, usage = _wait(process, timeout)
         finally:
             stop.set()
             sampler.join()
         seconds = time.perf_counter() - started
+        returncode = None if status is None else os.waitstatus_to_exitcode(status)
         if usage is not None:
             peak = max(peak, usage.ru_maxrss * 1024)
-        process.returncode = returncode if returncode is not None else -9
         out.seek(0)
         err.seek(0)
         return Measured(seconds, peak, returncode, out.read(), err.read())
 
 
-def _wait(process: subprocess.Popen[str], timeout: float) -> tuple[int, int | None, Any]:
-    deadline = time.monotonic() + timeout
+def _wait(process: subprocess.Popen[str], timeout: float | None) -> tuple[int | None, Any]:
+    """The wait status and resource usage of ``process``; (None, None) when it was killed at ``timeout``."""
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
-            return pid, status, usage
+            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+            return status, usage
         time.sleep(0.1)
     process.kill()
-    os.wait4(process.pid, 0)
-    return process.pid, None, None
+    _, status, _ = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return None, None
 
 
 def states_entered(stderr: str) -> int:
@@ -238,9 +236,8 @@ def cost_per_run(tasks: dict[str, float], transitions: int, architecture: str) -
     train function's 3538 MB are two vCPUs, as here); S3 requests (a dozen) are left out.
     """
     from bench.cost import LAMBDA_GB_SECOND, LAMBDA_REQUEST, SFN_STANDARD_TRANSITION, billed_ms, gb_seconds
-    from bench.samtemplate import Template
 
-    memory = {f.name: f.memory_mb for f in Template(REPO / "template.yaml").functions()}
+    memory = function_memory()
     lambda_cost = sum(
         gb_seconds(billed_ms(seconds), memory[name]) * LAMBDA_GB_SECOND[architecture] + LAMBDA_REQUEST
         for name, seconds in tasks.items()
@@ -249,14 +246,32 @@ def cost_per_run(tasks: dict[str, float], transitions: int, architecture: str) -
 
 
 _STATE_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+)\s+(start|end)\s+(.+?)(?:\s\s\(.*)?$")
-_TASK_STATES = {
-    "Plan the run": "plan",
-    "Download dataset": "download",
-    "Train model": "train",
-    "Publish model": "upload",
-    "Promote if newest": "promote",
-    "Report the run": "report",
-}
+
+
+@cache
+def state_functions() -> dict[str, str]:
+    """Each Lambda task state of the real ASL and the function it invokes, as the local runner substitutes it."""
+    from pipeline_local.lambdas import FUNCTIONS, function_arn
+    from pipeline_local.runner import ASL_PATH, SUBSTITUTIONS
+
+    text = ASL_PATH.read_text()
+    for key, value in SUBSTITUTIONS.items():
+        text = text.replace("${" + key + "}", value)
+    arns = {function_arn(name): name for name in FUNCTIONS}
+    states = json.loads(text)["States"]
+    return {
+        name: arns[state["Parameters"]["FunctionName"]]
+        for name, state in states.items()
+        if state.get("Parameters", {}).get("FunctionName") in arns
+    }
+
+
+@cache
+def function_memory() -> dict[str, int]:
+    """Each function's MemorySize in MB, from template.yaml with its parameters' defaults."""
+    from bench.samtemplate import Template
+
+    return {f.name: f.memory_mb for f in Template(REPO / "template.yaml").functions()}
 
 
 def task_seconds(stdout: str) -> dict[str, float]:
@@ -265,14 +280,15 @@ def task_seconds(stdout: str) -> dict[str, float]:
     seconds: dict[str, float] = {}
     for line in stdout.splitlines():
         match = _STATE_LINE.match(line)
-        if not match or match.group(5) not in _TASK_STATES:
+        if not match or match.group(5) not in state_functions():
             continue
         hours, minutes, secs, event, state = match.groups()
         at = int(hours) * 3600 + int(minutes) * 60 + float(secs)
         if event == "start":
             started[state] = at
         elif state in started:
-            seconds[_TASK_STATES[state]] = (at - started[state]) % 86_400
+            function = state_functions()[state]
+            seconds[function] = seconds.get(function, 0.0) + (at - started[state]) % 86_400
     return seconds
 
 

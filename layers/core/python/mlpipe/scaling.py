@@ -131,6 +131,16 @@ def cv_jobs(fits: int) -> int:
     return max(1, min(cores(), fits))
 
 
+def fit_jobs(estimator: str, rows: int, cv_folds: int, *, parallel: bool = True) -> int:
+    """How many of a training's fits run side by side: its folds (or holdout) and final fit, on the cores.
+
+    One at a time for an estimator that uses every core in each fit (``MULTITHREADED``), or when not ``parallel``.
+    """
+    if not parallel or estimator in MULTITHREADED:
+        return 1
+    return cv_jobs(2 if uses_holdout(rows) else cv_folds + 1)
+
+
 def fit_seconds(estimator: str, rows: int, features: int) -> float:
     """The complexity model's seconds for one fit of ``estimator`` (without ``SAFETY``)."""
     c, a = FIT_CONSTANTS[estimator]

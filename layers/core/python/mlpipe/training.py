@@ -35,11 +35,9 @@ from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, has_predict
 from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
 from mlpipe.scaling import (
     HOLDOUT_FRACTION,
-    MULTITHREADED,
     check_fits,
     choose_estimator,
     cores,
-    cv_jobs,
     estimate_seconds,
     uses_holdout,
 )
@@ -112,8 +110,7 @@ def check_memory_before_reading(
 ) -> None:
     """TrainingTooLargeError when the training's estimated peak memory is more than the function has."""
     name = choose_estimator(requested, stats.rows).name
-    fits = 2 if uses_holdout(stats.rows) else cv_folds + 1
-    jobs = cv_jobs(fits) if parallel and name not in MULTITHREADED else 1
+    jobs = scaling.fit_jobs(name, stats.rows, cv_folds, parallel=parallel)
     cache = hyperparameters.get("cache_size") if requested == name else None
     columns = len(stats.layout.features) + 1
     estimate = scaling.estimate_memory_mb(
@@ -341,7 +338,7 @@ def train_model(
         splits = list(StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED).split(features, codes))
         method = f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})"
     # HistGradientBoosting already uses every core in one fit (see _run_fits).
-    jobs = cv_jobs(len(splits) + 1) if parallel and estimator not in MULTITHREADED else 1
+    jobs = scaling.fit_jobs(estimator, stats.rows, cv_folds, parallel=parallel)
 
     sample = training_sample(codes)
 
