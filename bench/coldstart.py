@@ -75,10 +75,10 @@ if spec["event"] is not None:
             return 60000
     # The run's event as the plan step makes it, with a fresh local artifact root holding the dataset.
     from mlpipe.config import Settings, resolve_run
-    from mlpipe.targets import target_for
+    from mlpipe.storage import Store
     event = resolve_run(spec["event"], Settings.from_env()).to_event()
     with open(spec["sample"], "rb") as sample:
-        target_for(event["dataset_uri"]).write_bytes(sample.read())
+        Store.on_this_machine().target(event["dataset_uri"]).write_bytes(sample.read())
     t3 = time.perf_counter()
     result = app.lambda_handler(event, Context())
     invoke = time.perf_counter() - t3

@@ -165,7 +165,7 @@ def end_to_end(cases: tuple[tuple[str, int], ...] = END_TO_END) -> None:
 
     import numpy as np
 
-    from mlpipe.targets import target_for
+    from mlpipe.storage import Store
     from mlpipe.training import train_model
 
     print("\nend to end (train_model: the CV or holdout fits, the final fit and the predictions):")
@@ -178,7 +178,11 @@ def end_to_end(cases: tuple[tuple[str, int], ...] = END_TO_END) -> None:
             path.write_text("".join(",".join(map(str, row)) + "\n" for row in table.tolist()))
             model = Path(tmp) / f"{estimator}-{rows}" / "model.pkl"
             result = train_model(
-                target_for(str(path)), target_for(str(model)), estimator=estimator, hyperparameters={}, cv_folds=5
+                Store.on_this_machine().target(str(path)),
+                Store.on_this_machine().target(str(model)),
+                estimator=estimator,
+                hyperparameters={},
+                cv_folds=5,
             )
             card = result.metrics
             print(

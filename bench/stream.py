@@ -9,7 +9,7 @@ over HTTP on 127.0.0.1. Each case runs in a fresh Python process, so its peak RS
   directory and into S3. S3 is moto's server in a process of its own (``python -m moto.server``):
   moto completes a multipart upload by joining its parts in memory, which in the same process
   (``mock_aws``) would be counted as the download's memory. The download's RSS stays flat in the
-  size: its bound is the transfer's parts (``mlpipe.targets.stream_transfer``) and the pipe.
+  size: its bound is the transfer's parts (``mlpipe.storage.s3.stream_transfer``) and the pipe.
 - ``read``: training's read of the dataset from S3 (``validate_dataset`` then ``read_dataset``
   with pandas, as ``train_model`` does), streamed (``S3Target.open_read``: a GET per pass, no
   /tmp) against the old way (the object spooled to /tmp with ``download_fileobj``, then read
@@ -99,12 +99,12 @@ def case_download(url: str, store: str, work: Path) -> dict[str, Any]:
     """One download of ``url`` into a fresh target of ``store`` (``local`` or ``s3``)."""
     from mlpipe.config import MAX_SOURCE_BYTES_LIMIT
     from mlpipe.fetch import FetchPolicy, fetch_dataset
-    from mlpipe.targets import target_for
+    from mlpipe.storage import Store
 
     uri = f"s3://{BUCKET}/{os.getpid()}/dataset.csv" if store == "s3" else str(work / "store" / "dataset.csv")
     policy = FetchPolicy(max_bytes=MAX_SOURCE_BYTES_LIMIT, allow_loopback=True)
     start = time.perf_counter()
-    stats = fetch_dataset(url, target_for(uri), policy)
+    stats = fetch_dataset(url, Store.on_this_machine().target(uri), policy)
     seconds = time.perf_counter() - start
     return {"bytes": stats.bytes, "rows": stats.rows, "seconds": seconds}
 
@@ -113,7 +113,7 @@ def case_read(key: str, how: str, work: Path) -> dict[str, Any]:
     """Training's two passes over ``s3://BUCKET/key``: ``stream`` (open_read) or ``spool`` (to /tmp first)."""
     from mlpipe.dataset import validate_dataset
     from mlpipe.description import DatasetDescription
-    from mlpipe.targets import CHUNK_SIZE, S3Target, s3_client
+    from mlpipe.storage import CHUNK_SIZE, S3Target
     from mlpipe.training import read_dataset
 
     target = S3Target(BUCKET, key)
@@ -128,7 +128,7 @@ def case_read(key: str, how: str, work: Path) -> dict[str, Any]:
                 yield handle
             return
         with tempfile.TemporaryFile(dir=work) as spool:
-            s3_client().download_fileobj(BUCKET, key, spool)
+            target.client.download_fileobj(BUCKET, key, spool)
             largest_tmp = max(largest_tmp, tmp_bytes(work), spool.tell())
             spool.seek(0)
             yield spool

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mlpipe import targets
+from mlpipe.storage import s3 as s3_storage
 from pipeline_local.lambdas import LambdaContext, load_handler
 from pipeline_local.runner import LOCAL_ENV, QuietHandler, local_aws, serve_directory
 
@@ -47,7 +47,6 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_BACKOFF_SECONDS", "0")
     for key, value in LOCAL_ENV.items():
         monkeypatch.setenv(key, value)
-    targets.s3_client.cache_clear()
 
 
 @pytest.fixture
@@ -60,7 +59,6 @@ def aws() -> Iterator[Any]:
         for bucket in (ARTIFACTS, MODELS):  # versions count every write: "nothing overwritten" is checkable
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         yield s3
-    targets.s3_client.cache_clear()
 
 
 SMALL_PART_BYTES = 256 * 1024
@@ -79,7 +77,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
 
     config = TransferConfig(multipart_threshold=SMALL_PART_BYTES, multipart_chunksize=SMALL_PART_BYTES)
     config.max_in_memory_upload_chunks = 2
-    monkeypatch.setattr(targets, "stream_transfer", lambda: config)
+    monkeypatch.setattr(s3_storage, "stream_transfer", lambda: config)
     monkeypatch.setattr(models, "S3_UPLOAD_PART_MIN_SIZE", SMALL_PART_BYTES)
     monkeypatch.setattr(ChunksizeAdjuster, "adjust_chunksize", lambda self, chunksize, file_size=None: chunksize)
     return SMALL_PART_BYTES

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipe import Settings, plan
+from mlpipe import Settings, Store, plan
 from mlpipe.backfill import expand_backfill
 from mlpipe.observability import instrumented
 
 SETTINGS = Settings.from_env()
+STORE = Store.from_settings(SETTINGS)
 
 
 @instrumented("plan")
@@ -23,5 +24,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "backfill" in event:
         return expand_backfill(event["backfill"], default_max_concurrency=event.get("default_max_concurrency"))
     if isinstance(event, dict) and "input" in event:
-        return plan(event["input"], SETTINGS, execution_id=event.get("execution_id"))
-    return plan(event, SETTINGS)
+        return plan(event["input"], SETTINGS, store=STORE, execution_id=event.get("execution_id"))
+    return plan(event, SETTINGS, store=STORE)

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipe import Run, Settings
+from mlpipe import Run, Settings, Store, promote, step
 from mlpipe.observability import instrumented
-from mlpipe.tasks import promote
 
 SETTINGS = Settings.from_env()
+STORE = Store.from_settings(SETTINGS)
+STEP = step("promote")
 
 
-@instrumented("promote")
+@instrumented(STEP.name)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"promoted", "reason", "champion_uri", "model_uri", "identity"}`` (and ``event`` when announced)."""
-    fields = Run.from_event(
-        event,
-        required=("run_date", "published_uri", "publish_root"),
-        optional=("execution_id", "max_regression"),
-        settings=SETTINGS,
-    )
-    return promote(
-        fields["published_uri"],
-        fields["run_date"],
-        publish_root=fields["publish_root"],
-        execution_id=fields.get("execution_id"),
-        settings=SETTINGS,
-        max_regression=fields.get("max_regression", SETTINGS.max_regression),
-    )
+    run = Run.from_event(event, SETTINGS, needs=STEP.needs, store=STORE)
+    return promote(run, store=STORE, settings=SETTINGS)

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipe import Run, Settings, upload
+from mlpipe import Run, Settings, Store, step, upload
 from mlpipe.observability import instrumented
 
 SETTINGS = Settings.from_env()
+STORE = Store.from_settings(SETTINGS)
+STEP = step("upload")
 
 
-@instrumented("upload")
+@instrumented(STEP.name)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": published_uri, ...}``."""
-    fields = Run.from_event(
-        event,
-        required=("run_date", "model_uri", "published_uri"),
-        optional=("identities", "execution_id"),
-        settings=SETTINGS,
-    )
-    return upload(
-        fields["model_uri"],
-        fields["published_uri"],
-        settings=SETTINGS,
-        identity=fields.get("identities", {}).get("upload"),
-        execution_id=fields.get("execution_id"),
-    ).as_dict()
+    run = Run.from_event(event, SETTINGS, needs=STEP.needs, store=STORE)
+    return upload(run, store=STORE).as_dict()

@@ -297,11 +297,16 @@ def _champion(args: argparse.Namespace) -> int:
     from mlpipe import champion
     from mlpipe.exceptions import PipelineError
     from mlpipe.status import collect_status
+    from mlpipe.storage import Store
+
+    store = Store.on_this_machine()
 
     who = f"pipeline {args.command} ({os.environ.get('USER', 'someone')})"
     try:
         if args.command == "promote":
-            runs = collect_status(args.publish_uri, args.publish_uri, first=args.run_date, last=args.run_date)["runs"]
+            runs = collect_status(
+                args.publish_uri, args.publish_uri, first=args.run_date, last=args.run_date, store=store
+            )["runs"]
             published = [p for run in runs for p in run["published"] if p["state"] == "present"]
             chosen = [p for p in published if args.identity in (None, p["identity"])]
             if len(chosen) != 1:
@@ -312,12 +317,12 @@ def _champion(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILED
-            result = champion.set_champion(args.publish_uri, chosen[0]["uri"], promoted_by=who)
+            result = champion.set_champion(args.publish_uri, chosen[0]["uri"], promoted_by=who, store=store)
             print(result.reason, file=sys.stderr)
         elif args.command == "rollback":
-            print(champion.rollback(args.publish_uri, promoted_by=who).reason, file=sys.stderr)
-        current = champion.read_champion(args.publish_uri)
-        history = champion.champion_history(args.publish_uri)
+            print(champion.rollback(args.publish_uri, promoted_by=who, store=store).reason, file=sys.stderr)
+        current = champion.read_champion(args.publish_uri, store=store)
+        history = champion.champion_history(args.publish_uri, store=store)
     except PipelineError as exc:
         return _failed(args.command, exc)
     if args.json:
@@ -369,10 +374,13 @@ def _add_status_command(commands: Any) -> None:
 def _status(args: argparse.Namespace) -> int:
     from mlpipe.exceptions import PipelineError
     from mlpipe.status import collect_status, format_status
+    from mlpipe.storage import Store
+
+    store = Store.on_this_machine()
 
     first, last = (args.run_date, args.run_date) if args.run_date else (args.first, args.last)
     try:
-        status = collect_status(args.artifact_root, args.publish_uri, first=first, last=last)
+        status = collect_status(args.artifact_root, args.publish_uri, first=first, last=last, store=store)
     except PipelineError as exc:
         return _failed(args.command, exc)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
@@ -404,9 +412,14 @@ def _add_predict_command(commands: Any) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from mlpipe.exceptions import PipelineError
     from mlpipe.predicting import predict_file
+    from mlpipe.storage import Store
+
+    store = Store.on_this_machine()
 
     try:
-        result = predict_file(args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri)
+        result = predict_file(
+            args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri, store=store
+        )
     except (PipelineError, OSError) as exc:
         return _failed(args.command, exc)
     if result.accuracy is not None:
@@ -442,9 +455,12 @@ def _add_report_command(commands: Any) -> None:
 def _report(args: argparse.Namespace) -> int:
     from mlpipe.exceptions import PipelineError
     from mlpipe.reporting_html import write_report
+    from mlpipe.storage import Store
+
+    store = Store.on_this_machine()
 
     try:
-        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri)
+        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri, store=store)
     except (PipelineError, OSError) as exc:
         return _failed(args.command, exc)
     print(

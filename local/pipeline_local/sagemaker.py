@@ -32,6 +32,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mlpipe.exceptions import PipelineError
+from mlpipe.sagemaker import ENTRY_POINT
+from mlpipe.sagemaker_job import main
+from mlpipe.storage import Store, join_uri
 from pipeline_local.lambdas import ACCOUNT, REGION, check_moto_version
 
 RUNNING, COMPLETED, FAILED = "InProgress", "Completed", "Failed"
@@ -93,8 +97,7 @@ class InProcessTrainingJobs:
         return described
 
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
-        from mlpipe.sagemaker import ENTRY_POINT, main
-        from mlpipe.targets import join_uri, target_for
+        store = Store.on_this_machine()  # SageMaker's side of the job: its own access to S3
 
         hyperparameters = {key: str(value) for key, value in request["HyperParameters"].items()}
         created = time.time()
@@ -105,10 +108,10 @@ class InProcessTrainingJobs:
             for directory in (config, channel, model_dir, output / "data"):
                 directory.mkdir(parents=True)
             (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-            failure = self._check_source(hyperparameters.get("sagemaker_submit_directory"), ENTRY_POINT)
+            failure = self._check_source(hyperparameters.get("sagemaker_submit_directory"), ENTRY_POINT, store)
             if failure is None:
                 uri = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
-                source = target_for(uri)
+                source = store.target(uri)
                 with source.open_read() as handle, (channel / uri.rstrip("/").rsplit("/", 1)[-1]).open("wb") as out:
                     for chunk in iter(lambda: handle.read(1 << 20), b""):
                         out.write(chunk)
@@ -153,7 +156,7 @@ class InProcessTrainingJobs:
             with tarfile.open(fileobj=archive, mode="w:gz") as tar:
                 for path in sorted(model_dir.iterdir()):
                     tar.add(path, arcname=path.name)
-            model_tar = target_for(join_uri(artifacts, "model.tar.gz"))
+            model_tar = store.target(join_uri(artifacts, "model.tar.gz"))
             model_tar.write_bytes(archive.getvalue(), overwrite=True)
             return result | {
                 "TrainingJobStatus": COMPLETED,
@@ -162,15 +165,13 @@ class InProcessTrainingJobs:
             }
 
     @staticmethod
-    def _check_source(uri: str | None, entry_point: str) -> str | None:
+    def _check_source(uri: str | None, entry_point: str, store: Store) -> str | None:
         """None when the staged source archive exists and holds the entry point and requirements.txt; else why not."""
-        from mlpipe.exceptions import PipelineError
-        from mlpipe.targets import target_for
 
         if not uri:
             return "ClientError: sagemaker_submit_directory is missing"
         try:
-            with tarfile.open(fileobj=io.BytesIO(target_for(uri).read_bytes()), mode="r:gz") as tar:
+            with tarfile.open(fileobj=io.BytesIO(store.target(uri).read_bytes()), mode="r:gz") as tar:
                 names = set(tar.getnames())
         except (PipelineError, tarfile.TarError) as exc:
             return f"ClientError: cannot read the source archive {uri}: {exc}"

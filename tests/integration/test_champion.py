@@ -11,12 +11,14 @@ from typing import Any
 import boto3
 import pytest
 
-from mlpipe import champion
+from mlpipe import champion, loading
 from mlpipe.exceptions import IntegrityError
-from mlpipe.targets import LocalTarget, S3Target
+from mlpipe.storage import LocalTarget, S3Target, join_uri
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys
 from tests.integration.conftest import DATE, states
+from tests.stores import store as new_store
+from tests.stores import target as target_for
 
 Input = Callable[..., dict[str, Any]]
 PUBLISH = f"s3://{MODELS}/iris"
@@ -27,7 +29,7 @@ def trainings(pipeline: LocalPipeline) -> int:
 
 
 def current(aws: Any) -> dict[str, Any] | None:
-    return champion.read_champion(PUBLISH)
+    return champion.read_champion(PUBLISH, store=new_store())
 
 
 def test_a_model_below_the_threshold_is_rejected_kept_and_published_without_retraining_once_lowered(
@@ -95,7 +97,7 @@ def test_the_champion_moves_to_newer_dates_and_same_date_models_but_not_to_a_bac
     assert manifest["model_uri"] == same_date["tasks"]["upload"]["target"]
     assert manifest["previous"]["model_uri"] == newer["tasks"]["upload"]["target"]
     assert "previous" not in manifest["previous"] or manifest["previous"]["previous"] is None
-    history = champion.champion_history(PUBLISH)
+    history = champion.champion_history(PUBLISH, store=new_store())
     assert [h["model_uri"] for h in history] == [
         first["tasks"]["upload"]["target"],
         newer["tasks"]["upload"]["target"],
@@ -103,7 +105,7 @@ def test_the_champion_moves_to_newer_dates_and_same_date_models_but_not_to_a_bac
     ]
     # An all-present rerun of the older date changes nothing
     assert pipeline.run(run_input(run_date="2026-11-26"))["champion"] is None
-    assert len(champion.champion_history(PUBLISH)) == 3
+    assert len(champion.champion_history(PUBLISH, store=new_store())) == 3
 
 
 def test_a_promotion_that_never_happened_is_resumed_by_the_next_run(
@@ -132,8 +134,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def publish_fake(publish_uri: str, run_date: str, name: str, accuracy: float = 0.9) -> str:
     """A published model and its card, as upload leaves them (bytes and sha256 consistent)."""
     import hashlib
-
-    from mlpipe.targets import join_uri, target_for
 
     payload = f"model {name}".encode()
     uri = join_uri(publish_uri, run_date, f"published-{name}", "model.pkl")
@@ -172,7 +172,7 @@ def test_two_concurrent_promotions_end_with_the_newer_one_and_lose_no_write(
     results: dict[str, Any] = {}
 
     def promote(uri: str) -> None:
-        results[uri] = champion.promote(store, uri, DATE, promoted_by=uri)
+        results[uri] = champion.promote(store, uri, DATE, promoted_by=uri, store=new_store())
 
     threads = [threading.Thread(target=promote, args=(uri,)) for uri in (first, second)]
     for thread in threads:
@@ -182,9 +182,9 @@ def test_two_concurrent_promotions_end_with_the_newer_one_and_lose_no_write(
     monkeypatch.undo()
     # Then both promoted (the loser of the swap read again and replaced the winner), the history has both
     assert all(result.promoted for result in results.values())
-    history = champion.champion_history(store)
+    history = champion.champion_history(store, store=new_store())
     assert sorted(h["model_uri"] for h in history) == sorted([first, second])
-    manifest = champion.read_champion(store)
+    manifest = champion.read_champion(store, store=new_store())
     assert manifest is not None
     assert manifest["model_uri"] == history[-1]["model_uri"]
     assert manifest["previous"]["model_uri"] == history[0]["model_uri"]
@@ -196,27 +196,27 @@ def test_concurrent_promotions_of_two_dates_leave_the_newer_date_champion(store:
 
     def promote(uri: str, date: str) -> None:
         barrier.wait()
-        champion.promote(store, uri, date, promoted_by=date)
+        champion.promote(store, uri, date, promoted_by=date, store=new_store())
 
     threads = [threading.Thread(target=promote, args=a) for a in ((older, "2026-11-24"), (newer, "2026-11-25"))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert champion.read_champion(store)["model_uri"] == newer  # type: ignore[index]
+    assert champion.read_champion(store, store=new_store())["model_uri"] == newer  # type: ignore[index]
 
 
 def test_rollback_and_promote_by_hand_are_recorded(store: str) -> None:
     one, two = publish_fake(store, "2026-11-24", "eeee"), publish_fake(store, "2026-11-25", "ffff")
-    champion.promote(store, one, "2026-11-24", promoted_by="test")
-    champion.promote(store, two, "2026-11-25", promoted_by="test")
-    back = champion.rollback(store, promoted_by="operator")
+    champion.promote(store, one, "2026-11-24", promoted_by="test", store=new_store())
+    champion.promote(store, two, "2026-11-25", promoted_by="test", store=new_store())
+    back = champion.rollback(store, promoted_by="operator", store=new_store())
     assert back.champion is not None
-    assert champion.read_champion(store)["model_uri"] == one  # type: ignore[index]
-    assert champion.read_champion(store)["previous"]["model_uri"] == two  # type: ignore[index]
-    by_hand = champion.set_champion(store, two, promoted_by="operator")
+    assert champion.read_champion(store, store=new_store())["model_uri"] == one  # type: ignore[index]
+    assert champion.read_champion(store, store=new_store())["previous"]["model_uri"] == two  # type: ignore[index]
+    by_hand = champion.set_champion(store, two, promoted_by="operator", store=new_store())
     assert by_hand.promoted
-    actions = [h["action"] for h in champion.champion_history(store)]
+    actions = [h["action"] for h in champion.champion_history(store, store=new_store())]
     assert actions == ["promote", "promote", "rollback", "manual"]
 
 
@@ -224,16 +224,16 @@ def test_load_champion_refuses_a_deleted_or_corrupted_champion_naming_it(
     aws: Any, pipeline: LocalPipeline, run_input: Input
 ) -> None:
     summary = pipeline.run(run_input())
-    model, _ = champion.load_champion(PUBLISH)
+    model, _ = loading.load_champion(PUBLISH)
     assert list(model.predict([[5.1, 3.5, 1.4, 0.2]])) == ["Iris-setosa"]
     key = summary["tasks"]["upload"]["target"].split("/", 3)[3]
     identity = key.split("/")[2]
     aws.put_object(Bucket=MODELS, Key=key, Body=b"corrupted")
     with pytest.raises(IntegrityError, match=f"the champion {identity}.*sha256"):
-        champion.load_champion(PUBLISH)
+        loading.load_champion(PUBLISH)
     aws.delete_object(Bucket=MODELS, Key=key)
     with pytest.raises(IntegrityError, match=f"the champion {identity}.*no model"):
-        champion.load_champion(PUBLISH)
+        loading.load_champion(PUBLISH)
 
 
 def test_a_promotion_is_announced_on_eventbridge(aws: Any, run_input: Input, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,26 +254,26 @@ def test_a_promotion_is_announced_on_eventbridge(aws: Any, run_input: Input, mon
     assert len(messages) == 1
     event = json.loads(messages[0]["Body"])
     assert (event["source"], event["detail-type"]) == ("mlpipe", "Model promoted")
-    assert event["detail"] == champion.read_champion(PUBLISH)
+    assert event["detail"] == champion.read_champion(PUBLISH, store=new_store())
 
 
 def test_a_retried_promote_step_reports_its_own_promotion_and_writes_one_history_entry(store: str) -> None:
     uri = publish_fake(store, DATE, "gggg")
-    first = champion.promote(store, uri, DATE, promoted_by="execution-1")
-    again = champion.promote(store, uri, DATE, promoted_by="execution-1")
-    other = champion.promote(store, uri, DATE, promoted_by="execution-2")
+    first = champion.promote(store, uri, DATE, promoted_by="execution-1", store=new_store())
+    again = champion.promote(store, uri, DATE, promoted_by="execution-1", store=new_store())
+    other = champion.promote(store, uri, DATE, promoted_by="execution-2", store=new_store())
     assert (first.promoted, again.promoted, other.promoted) == (True, True, False)
     assert "earlier attempt" in again.reason
-    assert len(champion.champion_history(store)) == 1
+    assert len(champion.champion_history(store, store=new_store())) == 1
 
 
 def test_the_promotion_checks_max_regression_against_the_champion_it_finds(store: str) -> None:
     good, worse = publish_fake(store, DATE, "hhhh", accuracy=0.95), publish_fake(store, DATE, "iiii", accuracy=0.80)
-    champion.promote(store, good, DATE, promoted_by="a")
-    refused = champion.promote(store, worse, DATE, promoted_by="b", max_regression=0.05)
+    champion.promote(store, good, DATE, promoted_by="a", store=new_store())
+    refused = champion.promote(store, worse, DATE, promoted_by="b", max_regression=0.05, store=new_store())
     assert not refused.promoted
     assert "0.8000 is more than max_regression 0.0500 below the champion published-hhhh's 0.9500" in refused.reason
-    assert champion.read_champion(store)["model_uri"] == good  # type: ignore[index]
+    assert champion.read_champion(store, store=new_store())["model_uri"] == good  # type: ignore[index]
 
 
 def test_a_rerun_does_not_undo_a_rollback(aws: Any, pipeline: LocalPipeline, run_input: Input) -> None:
@@ -281,7 +281,7 @@ def test_a_rerun_does_not_undo_a_rollback(aws: Any, pipeline: LocalPipeline, run
     pipeline.run(run_input(run_date="2026-11-23"))
     refused = pipeline.run(run_input(run_date="2026-11-22"))  # an older date: published, not promoted
     assert refused["champion"]["promoted"] is False
-    champion.rollback(PUBLISH, promoted_by="operator")  # back to 2026-11-21
+    champion.rollback(PUBLISH, promoted_by="operator", store=new_store())  # back to 2026-11-21
     rerun = pipeline.run(run_input(run_date="2026-11-22"))
     assert set(states(rerun).values()) == {"present"}
     assert rerun["champion"] is None  # not due: the champion was decided on after it was published

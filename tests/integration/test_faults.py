@@ -15,7 +15,7 @@ import pytest
 
 from mlpipe import exceptions
 from mlpipe.fetch import FetchPolicy, fetch_dataset
-from mlpipe.targets import S3Target, target_for
+from mlpipe.storage import S3Target
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, NOTHING_WRITTEN, SAMPLE, stores_empty
 from tests.integration.conftest import (
@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     PUBLISHED_METRICS_KEY,
     states,
 )
+from tests.stores import target as target_for
 
 Input = Callable[..., dict[str, Any]]
 IRIS = SAMPLE.read_bytes()
@@ -167,7 +168,7 @@ def test_a_killed_process_leaves_no_file_at_a_local_target(tmp_path: Path) -> No
     target = tmp_path / "runs" / "dataset.csv"
     script = (
         "import os, sys\n"
-        "from mlpipe.targets import LocalTarget\n"
+        "from mlpipe.storage import LocalTarget\n"
         f"with LocalTarget({str(target)!r}).atomic_write() as handle:\n"
         "    handle.write(b'5.1,3.5,1.4,0.2,Iris-setosa\\n' * 1000)\n"
         "    handle.flush()\n"

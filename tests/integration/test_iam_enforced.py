@@ -39,8 +39,8 @@ from typing import Any
 import boto3
 import pytest
 
-from mlpipe import targets
 from mlpipe.exceptions import StorageError
+from mlpipe.storage import Store
 from tests.cfn import deployed, template
 from tests.conftest import ARTIFACTS, MODELS, REPO, stores_empty
 
@@ -130,13 +130,10 @@ def as_role(aws: Any, monkeypatch: pytest.MonkeyPatch) -> AsRole:
         with monkeypatch.context() as patch, enable_iam_authentication():
             patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
             patch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-            # The handlers' client is cached, and boto3's default session caches the credentials it resolved first.
+            # Each handler is loaded (and makes its Store, whose clients are made on first use) inside the block,
+            # but boto3's default session caches the credentials it resolved first.
             patch.setattr(boto3, "DEFAULT_SESSION", None)
-            targets.s3_client.cache_clear()
-            try:
-                yield
-            finally:
-                targets.s3_client.cache_clear()
+            yield
 
     return switch
 
@@ -215,12 +212,10 @@ def test_the_promote_role_moves_the_champion(aws: Any, http_server: Any, invoke:
 
 
 def test_the_promote_role_cannot_write_models_or_artifacts(aws: Any, as_role: AsRole) -> None:
-    from mlpipe.targets import target_for
-
     with as_role("PromoteRole"):
         for uri in (f"s3://{MODELS}/{PUBLISH_PREFIX}/{DATE}/x/model.pkl", f"s3://{ARTIFACTS}/artifacts/{DATE}/x.csv"):
             with pytest.raises(StorageError, match="access denied"):
-                target_for(uri).write_bytes(b"not allowed")
+                Store.on_this_machine().target(uri).write_bytes(b"not allowed")
     assert written(aws) == {ARTIFACTS: [], MODELS: []}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlpipe.champion import promote, read_champion
+from mlpipe.storage import Store
 from pipeline_local.runner import serve_directory
 from tests.cli import pipeline, run_pipeline
 from tests.conftest import SAMPLE
@@ -33,7 +34,7 @@ def _published(root: Path, *args: str) -> Published:
     summary = run_pipeline("--run-date", DATE, *args, cwd=root)
     published = summary["tasks"]["upload"]["target"]
     publish_uri = str(root / ".pipeline" / "published")
-    promote(publish_uri, published, DATE, promoted_by="test")
+    promote(publish_uri, published, DATE, promoted_by="test", store=Store.on_this_machine())
     return Published(root, publish_uri, published)
 
 
@@ -71,7 +72,7 @@ def test_the_champion_predicts_the_headerless_sample_and_reports_accuracy_on_its
     result = pipeline("predict", "--json", "--input", str(SAMPLE), cwd=iris.root)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    champion = read_champion(iris.publish_uri)
+    champion = read_champion(iris.publish_uri, store=Store.on_this_machine())
     assert champion is not None
     assert found["model_uri"] == champion["model_uri"] == iris.model_uri
     truth = sample_labels()
@@ -150,7 +151,7 @@ def test_a_corrupted_model_is_refused_naming_it(iris: Published, tmp_path: Path)
     shutil.copytree(iris.publish_uri, copy, ignore=shutil.ignore_patterns("champion*"))
     relative = Path(iris.model_uri.removeprefix("file://")).relative_to(iris.publish_uri)
     model = copy / relative
-    promote(str(copy), model.as_uri(), DATE, promoted_by="test")
+    promote(str(copy), model.as_uri(), DATE, promoted_by="test", store=Store.on_this_machine())
     model.write_bytes(model.read_bytes() + b"tampered")
     # When the champion predicts, or the model by its URI
     by_champion = pipeline("predict", "--publish-uri", str(copy), "--input", str(SAMPLE), cwd=tmp_path)

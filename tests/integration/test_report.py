@@ -14,6 +14,7 @@ import pytest
 
 from mlpipe.champion import champion_history, promote, read_champion, rollback
 from mlpipe.status import collect_status
+from mlpipe.storage import Store
 from tests.cdp import CHROMIUM, open_page
 from tests.cli import pipeline, run_pipeline
 from tests.conftest import REPO
@@ -45,8 +46,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     ):
         summary = run_pipeline(*args, cwd=root)
         published[name] = summary["tasks"]["upload"]["target"]
-        promote(publish_uri, published[name], summary["run_date"], promoted_by="test")
-    rollback(publish_uri, promoted_by="test")
+        promote(publish_uri, published[name], summary["run_date"], promoted_by="test", store=Store.on_this_machine())
+    rollback(publish_uri, promoted_by="test", store=Store.on_this_machine())
     # and a model trained into the same artifacts but published somewhere else: not published here
     elsewhere = run_pipeline(
         "--run-date",
@@ -100,7 +101,7 @@ def test_the_chart_has_one_point_per_model_the_champion_marked_and_the_unpublish
 ) -> None:
     points = parse(report).having("circle", "point")
     kinds = {p["data-identity"]: p["data-kind"] for p in points}
-    champion = read_champion(history.publish_uri)
+    champion = read_champion(history.publish_uri, store=Store.on_this_machine())
     assert champion is not None
     assert champion["model_uri"] == history.published["c10"]  # the rollback undid the second date's promotion
     assert kinds == {
@@ -110,7 +111,7 @@ def test_the_chart_has_one_point_per_model_the_champion_marked_and_the_unpublish
         history.rejected_model: "rejected",
     }
     assert len(points) == len(kinds)  # one point per model, none twice
-    status = collect_status(history.artifact_root, history.publish_uri)
+    status = collect_status(history.artifact_root, history.publish_uri, store=Store.on_this_machine())
     accuracy = {
         e["identity"]: e["cv_accuracy"] for run in status["runs"] for k in ("models", "published") for e in run[k]
     }
@@ -122,7 +123,7 @@ def test_the_chart_has_one_point_per_model_the_champion_marked_and_the_unpublish
 
 def test_the_timeline_shows_every_promotion_and_the_rollback_in_order(history: History, report: Path) -> None:
     events = parse(report).having("circle", "event")
-    changes = champion_history(history.publish_uri)
+    changes = champion_history(history.publish_uri, store=Store.on_this_machine())
     assert (
         [e["data-action"] for e in events]
         == [c["action"] for c in changes]
@@ -141,7 +142,7 @@ def test_the_timeline_shows_every_promotion_and_the_rollback_in_order(history: H
 def test_the_champions_confusion_matrix_and_per_class_metrics_come_from_its_card(
     history: History, report: Path
 ) -> None:
-    champion = read_champion(history.publish_uri)
+    champion = read_champion(history.publish_uri, store=Store.on_this_machine())
     assert champion is not None
     card = json.loads(Path(champion["model_uri"].removeprefix("file://")).with_name("metrics.json").read_text())
     elements = parse(report)

@@ -18,8 +18,8 @@ import pytest
 
 from mlpipe import exceptions, fetch
 from mlpipe.fetch import FetchPolicy, fetch_dataset
-from mlpipe.targets import target_for
 from tests.conftest import ARTIFACTS, SAMPLE
+from tests.stores import target as target_for
 
 IRIS_ROWS = [line + b"\n" for line in SAMPLE.read_bytes().splitlines() if line.strip()]
 KEY = "artifacts/2026-03-01/dataset-0123456789ab/dataset.csv"

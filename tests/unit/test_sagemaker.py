@@ -13,18 +13,18 @@ from typing import Any
 
 import pytest
 
-from mlpipe.config import Settings, resolve_run
-from mlpipe.description import DatasetDescription
+from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.exceptions import InvalidRequestError, MissingInputError
 from mlpipe.report import describe_error
 from mlpipe.sagemaker import (
     JOB_NAME_PATTERN,
     encode_object,
-    main,
     source_archive,
     stage_source,
     training_job_name,
 )
+from mlpipe.sagemaker_job import main
+from mlpipe.storage import Store
 from mlpipe.tasks import train
 from pipeline_local.sagemaker import to_cmd_args
 from tests.conftest import REPO, SAMPLE
@@ -91,7 +91,7 @@ def test_the_source_archive_is_reproducible_and_self_contained() -> None:
     assert "mlpipe/sagemaker.py" in names
     assert "mlpipe/estimator_constraints.json" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert "from mlpipe.sagemaker import main" in script
+    assert "from mlpipe.sagemaker_job import main" in script
     assert "scikit-learn==1.9.1" in requirements
 
 
@@ -114,12 +114,12 @@ def test_the_jobs_requirements_are_the_ml_layers_pins_and_boto3s() -> None:
 
 
 def test_the_code_is_staged_once_under_its_hash(tmp_path: Path) -> None:
-    uri = stage_source(str(tmp_path), allow_local=True)
+    uri = stage_source(str(tmp_path), store=Store.on_this_machine())
     path = Path(uri.removeprefix("file://"))
     assert re.fullmatch(r"sourcedir-[0-9a-f]{16}\.tar\.gz", path.name)
     assert path.parent == tmp_path / "code"
     before = path.stat().st_mtime_ns
-    assert stage_source(str(tmp_path), allow_local=True) == uri
+    assert stage_source(str(tmp_path), store=Store.on_this_machine()) == uri
     assert path.stat().st_mtime_ns == before  # present: not written again
 
 
@@ -245,13 +245,7 @@ def test_after_the_job_the_train_function_only_reads_the_card(tmp_path: Path) ->
     model = tmp_path / "model" / "model.pkl"
     with pytest.raises(MissingInputError, match="missing after the SageMaker training job"):
         train(
-            str(dataset),
-            str(model),
-            estimator="svc",
-            hyperparameters={},
-            cv_folds=5,
-            description=DatasetDescription(),
-            settings=Settings(allow_local_storage=True),
-            trained_elsewhere=True,
+            Run("2026-11-25", dataset_uri=str(dataset), model_uri=str(model), train_on="sagemaker"),
+            store=Store.on_this_machine(),
         )
     assert not model.parent.exists()

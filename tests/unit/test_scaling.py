@@ -14,8 +14,8 @@ from mlpipe.config import Settings, resolve_run
 from mlpipe.estimators import check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidHyperparametersError, TrainingTooLargeError
 from mlpipe.identity import run_identities
-from mlpipe.targets import target_for
 from tests.conftest import SAMPLE
+from tests.stores import target as target_for
 
 SETTINGS = Settings(artifact_root="s3://artifacts-bucket/artifacts", publish_uri="s3://models-bucket/iris")
 

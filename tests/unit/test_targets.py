@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from mlpipe import targets
 from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
-from mlpipe.targets import LocalTarget, S3Target, join_uri, split_uri, target_for
+from mlpipe.storage import LocalTarget, S3Target, Store, join_uri, parse_uri
+from mlpipe.storage import s3 as targets
 from tests.conftest import ARTIFACTS
+from tests.stores import store
+from tests.stores import target as target_for
 
 
 class Boom(Exception):
@@ -314,12 +316,26 @@ def test_s3_errors_other_than_404_are_raised_with_the_uri(aws: Any) -> None:
 )
 def test_invalid_uris_are_refused_with_the_reason(uri: str, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        split_uri(uri)
+        parse_uri(uri)
 
 
 def test_local_paths_are_refused_where_only_s3_makes_sense(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequestError, match="local path"):
-        target_for(str(tmp_path / "x"), allow_local=False)
+    in_aws = Store(allow_local=False)
+    for uri in (str(tmp_path / "x"), (tmp_path / "x").as_uri(), "relative/x"):
+        with pytest.raises(InvalidRequestError, match="local path"):
+            in_aws.target(uri)
+        with pytest.raises(InvalidRequestError, match="local path"):
+            in_aws.list(uri)
+    assert in_aws.target("s3://bucket/key").uri == "s3://bucket/key"
+
+
+def test_a_sibling_is_in_the_same_folder_and_store(make_target: Callable[[str], Any]) -> None:
+    model = make_target("2026-01-01/model-a/model.pkl")
+    card = model.sibling("metrics.json")
+    assert type(card) is type(model)
+    assert card.uri == model.uri.rsplit("/", 1)[0] + "/metrics.json"
+    card.write_bytes(b"{}")
+    assert make_target("2026-01-01/model-a/metrics.json").read_bytes() == b"{}"
 
 
 def test_join_uri_appends_segments() -> None:
@@ -344,9 +360,8 @@ def test_replace_if_swaps_only_the_version_that_was_read(make_target: Callable[[
     assert target.read_bytes() == b"second"
 
 
-def test_list_under_finds_complete_objects_only(make_target: Callable[[str], Any]) -> None:
-    from mlpipe.targets import list_under
-
+def test_a_store_lists_complete_objects_only(make_target: Callable[[str], Any]) -> None:
+    list_under = store().list
     make_target("2026-01-01/model-a/model.pkl").write_bytes(b"m")
     make_target("2026-01-01/model-a/metrics.json").write_bytes(b"{}")
     root = make_target("x").uri.rsplit("/", 1)[0]

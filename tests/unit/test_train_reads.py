@@ -12,14 +12,17 @@ from typing import Any
 import pytest
 
 from mlpipe import scaling, tasks, training
-from mlpipe.config import Settings
+from mlpipe.config import Run, Settings
 from mlpipe.dataset import DatasetStats, validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidDatasetError
-from mlpipe.targets import target_for
+from mlpipe.lineage import known_stats
+from mlpipe.storage import Store
 from tests.conftest import SAMPLE
 from tests.datasets import cases
+from tests.stores import target as target_for
 
+DATE = "2026-11-25"
 SETTINGS = Settings(
     artifact_root="/unused", publish_uri="/unused", allow_local_storage=True, allow_loopback_sources=True
 )
@@ -35,29 +38,28 @@ def test_stats_survive_their_json_form(name: str) -> None:
 
 def download(http_server: Any, tmp_path: Path, description: DatasetDescription | None = None) -> str:
     dataset = str(tmp_path / "artifacts" / "dataset.csv")
-    outcome = tasks.download(
-        http_server.url(),
-        dataset,
+    run = Run(
+        DATE,
+        source_url=http_server.url(),
+        dataset_uri=dataset,
         max_source_bytes=1_000_000,
-        cv_folds=5,
-        description=description or DatasetDescription(),
-        settings=SETTINGS,
+        dataset=(description or DatasetDescription()).to_dict(),
     )
+    outcome = tasks.download(run, store=Store.from_settings(SETTINGS), settings=SETTINGS)
     assert outcome.state == "ran"
     return dataset
 
 
 def train(dataset: str, model: str, **options: Any) -> tasks.TaskOutcome:
-    return tasks.train(
-        dataset,
-        model,
+    run = Run(
+        DATE,
+        dataset_uri=dataset,
+        model_uri=model,
         estimator="svc",
-        hyperparameters={},
         cv_folds=options.pop("cv_folds", 5),
-        description=options.pop("description", DatasetDescription()),
-        settings=SETTINGS,
-        **options,
+        dataset=options.pop("description", DatasetDescription()).to_dict(),
     )
+    return tasks.train(run, store=Store.from_settings(SETTINGS), **options)
 
 
 def test_training_reuses_the_download_check_of_the_same_bytes(
@@ -113,7 +115,7 @@ def test_a_reused_check_still_holds_the_classes_to_this_runs_folds(http_server: 
 def test_an_unreadable_record_means_training_validates_itself(http_server: Any, tmp_path: Path) -> None:
     dataset = download(http_server, tmp_path)
     (tmp_path / "artifacts" / "lineage.json").write_text("{not json")
-    assert tasks.known_stats(target_for(dataset), DatasetDescription(), allow_local=True) is None
+    assert known_stats(target_for(dataset), DatasetDescription()) is None
     assert train(dataset, str(tmp_path / "model" / "model.pkl")).state == "ran"
 
 

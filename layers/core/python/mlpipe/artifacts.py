@@ -6,14 +6,15 @@ import hashlib
 import json
 from typing import Any
 
-from mlpipe.config import sibling_uri
 from mlpipe.exceptions import IntegrityError, TargetExistsError
-from mlpipe.targets import Target, target_for
+from mlpipe.storage import Target
+
+CARD_FILE = "metrics.json"
 
 
-def metrics_target(model: Target, *, allow_local: bool = True) -> Target:
-    """metrics.json, beside ``model``."""
-    return target_for(sibling_uri(model.uri, "metrics.json"), allow_local=allow_local)
+def metrics_target(model: Target) -> Target:
+    """metrics.json (the model's card), beside ``model``."""
+    return model.sibling(CARD_FILE)
 
 
 def write_model(
@@ -21,7 +22,6 @@ def write_model(
     payload: bytes,
     metrics: dict[str, Any],
     *,
-    allow_local: bool = True,
     metadata: dict[str, str] | None = None,
     metrics_first: bool = False,
 ) -> bool:
@@ -35,7 +35,7 @@ def write_model(
     With ``metrics_first`` (publishing, where the model's bytes are fixed before the write),
     metrics.json is written first, so that a model visible to consumers always has its metrics.
     """
-    sidecar = metrics_target(model, allow_local=allow_local)
+    sidecar = metrics_target(model)
     sha = metrics["model_sha256"]
     if metrics_first:
         _ensure_metrics(sidecar, metrics)
@@ -81,9 +81,9 @@ def records(sidecar: Target, sha256: str) -> bool:
         return False
 
 
-def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
+def read_metrics(model: Target) -> dict[str, Any]:
     """metrics.json beside ``model``, parsed; IntegrityError when it is missing or unreadable."""
-    sidecar = metrics_target(model, allow_local=allow_local)
+    sidecar = metrics_target(model)
     if not sidecar.exists():
         raise IntegrityError(
             f"{sidecar.uri} is missing, so {model.uri} has no recorded sha256; delete the model and rerun to retrain"
@@ -99,12 +99,12 @@ def read_metrics(model: Target, *, allow_local: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def read_checked(model: Target, *, consequence: str, allow_local: bool = True) -> tuple[bytes, dict[str, Any]]:
+def read_checked(model: Target, *, consequence: str) -> tuple[bytes, dict[str, Any]]:
     """The model's bytes and its card, once the bytes match the sha256 the card records.
 
     IntegrityError otherwise (``consequence`` says what is then not done, e.g. "it is not published").
     """
-    card = read_metrics(model, allow_local=allow_local)
+    card = read_metrics(model)
     payload = model.read_bytes()
     actual = hashlib.sha256(payload).hexdigest()
     if actual != card["model_sha256"]:
@@ -115,6 +115,6 @@ def read_checked(model: Target, *, consequence: str, allow_local: bool = True) -
     return payload, card
 
 
-def model_complete(model: Target, *, allow_local: bool = True) -> bool:
+def model_complete(model: Target) -> bool:
     """A model target's completeness (trained or published): model.pkl and metrics.json both exist."""
-    return model.exists() and metrics_target(model, allow_local=allow_local).exists()
+    return model.exists() and metrics_target(model).exists()

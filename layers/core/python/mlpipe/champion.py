@@ -29,7 +29,7 @@ from typing import Any
 
 from mlpipe.artifacts import read_metrics
 from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError, TargetExistsError
-from mlpipe.targets import Target, join_uri, list_under, target_for
+from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
 HISTORY_DIR = "champion-history"
@@ -62,17 +62,17 @@ def champion_uri(publish_uri: str) -> str:
     return join_uri(publish_uri, CHAMPION_FILE)
 
 
-def read_champion(publish_uri: str, *, allow_local: bool = True) -> dict[str, Any] | None:
+def read_champion(publish_uri: str, *, store: Store) -> dict[str, Any] | None:
     """The current champion's manifest, or None when there is none yet."""
-    data, _ = target_for(champion_uri(publish_uri), allow_local=allow_local).read_versioned()
+    data, _ = store.target(champion_uri(publish_uri)).read_versioned()
     return _parse(data, champion_uri(publish_uri)) if data is not None else None
 
 
-def champion_history(publish_uri: str, *, allow_local: bool = True) -> list[dict[str, Any]]:
+def champion_history(publish_uri: str, *, store: Store) -> list[dict[str, Any]]:
     """Every change of champion, oldest first (each a manifest, with its ``previous``)."""
     entries = []
-    for item in list_under(join_uri(publish_uri, HISTORY_DIR), allow_local=allow_local):
-        data = target_for(item.uri, allow_local=allow_local).read_bytes()
+    for item in store.list(store.join(publish_uri, HISTORY_DIR)):
+        data = store.target(item.uri).read_bytes()
         entries.append(_parse(data, item.uri))
     return sorted(entries, key=lambda e: (e.get("promoted_at") or "", e.get("sequence") or 0))
 
@@ -105,7 +105,7 @@ def promote(
     *,
     promoted_by: str,
     max_regression: float | None = None,
-    allow_local: bool = True,
+    store: Store,
 ) -> Promotion:
     """Make the published model the champion if its run date is the newest so far (compare-and-swap).
 
@@ -114,8 +114,8 @@ def promote(
     the same label set is published but not promoted. A retried promote step that finds its own
     earlier promotion done (same model, same ``promoted_by``) reports it as promoted again.
     """
-    published = target_for(published_uri, allow_local=allow_local)
-    card = read_metrics(published, allow_local=allow_local)
+    published = store.target(published_uri)
+    card = read_metrics(published)
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
 
     def decide(current: dict[str, Any] | None) -> str | None:
@@ -143,27 +143,27 @@ def promote(
             return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
         return None
 
-    return _swap(publish_uri, manifest, decide, allow_local=allow_local)
+    return _swap(publish_uri, manifest, decide, store=store)
 
 
-def set_champion(publish_uri: str, published_uri: str, *, promoted_by: str, allow_local: bool = True) -> Promotion:
+def set_champion(publish_uri: str, published_uri: str, *, promoted_by: str, store: Store) -> Promotion:
     """Make a published model the champion by hand, whatever its date, after checking its bytes against its card."""
-    published = target_for(published_uri, allow_local=allow_local)
+    published = store.target(published_uri)
     if not published.exists():
         raise InvalidRequestError(f"there is no published model at {published.uri}")
-    card = read_metrics(published, allow_local=allow_local)
+    card = read_metrics(published)
     actual = published.sha256()
     if actual != card["model_sha256"]:
         raise IntegrityError(f"{published.uri} has sha256 {actual}, but its card records {card['model_sha256']}")
     run_date = published.uri.rsplit("/", 3)[-3]
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="manual")
-    return _swap(publish_uri, manifest, lambda current: None, allow_local=allow_local)
+    return _swap(publish_uri, manifest, lambda current: None, store=store)
 
 
-def rollback(publish_uri: str, *, promoted_by: str, allow_local: bool = True) -> Promotion:
+def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
     """Make the previous champion the champion again (its ``previous`` becomes the one rolled back)."""
     for _ in range(CAS_ATTEMPTS):
-        target = target_for(champion_uri(publish_uri), allow_local=allow_local)
+        target = store.target(champion_uri(publish_uri))
         data, version = target.read_versioned()
         current = _parse(data, target.uri) if data is not None else None
         if current is None or not current.get("previous"):
@@ -175,40 +175,21 @@ def rollback(publish_uri: str, *, promoted_by: str, allow_local: bool = True) ->
             "previous": _without_previous(current),
         }
         try:
-            _write(target, publish_uri, manifest, version, allow_local=allow_local)
+            _write(target, publish_uri, manifest, version, store=store)
         except TargetChangedError:
             continue
         return Promotion(True, f"rolled back to {manifest['identity']}", manifest)
     raise StorageError(f"cannot roll back {champion_uri(publish_uri)}: it kept changing ({CAS_ATTEMPTS} attempts)")
 
 
-def load_champion(publish_uri: str) -> tuple[Any, dict[str, Any]]:
-    """``(model, card)`` of the current champion, checked like ``load_model`` and against the manifest's sha256."""
-    from mlpipe.loading import load_model
-
-    manifest = read_champion(publish_uri)
-    if manifest is None:
-        raise IntegrityError(f"there is no champion at {champion_uri(publish_uri)}; publish a model first")
-    try:
-        model, card = load_model(str(manifest["model_uri"]))
-    except IntegrityError as exc:
-        raise IntegrityError(f"the champion {manifest.get('identity')} ({manifest['model_uri']}): {exc}") from exc
-    if card["model_sha256"] != manifest.get("sha256"):
-        raise IntegrityError(
-            f"the champion {manifest.get('identity')} ({manifest['model_uri']}) has sha256 {card['model_sha256']}, "
-            f"but champion.json records {manifest.get('sha256')}; it was replaced after promotion"
-        )
-    return model, card
-
-
-def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, allow_local: bool) -> Promotion:
-    target = target_for(champion_uri(publish_uri), allow_local=allow_local)
+def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Store) -> Promotion:
+    target = store.target(champion_uri(publish_uri))
     for _ in range(CAS_ATTEMPTS):
         data, version = target.read_versioned()
         current = _parse(data, target.uri) if data is not None else None
         refusal = decide(current)
         if refusal == "" and current is not None:
-            record_history(publish_uri, current, allow_local=allow_local)  # in case the first attempt stopped short
+            record_history(publish_uri, current, store=store)  # in case the first attempt stopped short
             return Promotion(True, f"promoted {current['identity']} (on an earlier attempt of this step)", current)
         if refusal is not None:
             return Promotion(False, refusal, current)
@@ -217,7 +198,7 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, allow_loca
             "previous": _without_previous(current) if current else None,
         }
         try:
-            _write(target, publish_uri, new, version, allow_local=allow_local)
+            _write(target, publish_uri, new, version, store=store)
         except TargetChangedError:
             continue  # someone else changed the champion since we read it: decide again on the new one
         what = "the first champion" if current is None else f"the champion, replacing {current.get('identity')}"
@@ -225,15 +206,13 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, allow_loca
     raise StorageError(f"cannot update {target.uri}: it kept changing ({CAS_ATTEMPTS} attempts)")
 
 
-def _write(
-    target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, allow_local: bool
-) -> None:
+def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
     document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     target.replace_if(document, version)
-    record_history(publish_uri, manifest, allow_local=allow_local)
+    record_history(publish_uri, manifest, store=store)
 
 
-def record_history(publish_uri: str, manifest: dict[str, Any], *, allow_local: bool = True) -> None:
+def record_history(publish_uri: str, manifest: dict[str, Any], *, store: Store) -> None:
     """Write the history entry of a change of champion, unless it is there already.
 
     Its name is made from the manifest alone (when, what, by whom), so a retried promote step that
@@ -244,7 +223,7 @@ def record_history(publish_uri: str, manifest: dict[str, Any], *, allow_local: b
     name = f"{stamp}-{manifest['identity']}-{who}.json"
     document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     with contextlib.suppress(TargetExistsError):
-        target_for(join_uri(publish_uri, HISTORY_DIR, name), allow_local=allow_local).write_bytes(document)
+        store.target(store.join(publish_uri, HISTORY_DIR, name)).write_bytes(document)
 
 
 def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:

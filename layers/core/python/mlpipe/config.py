@@ -20,12 +20,14 @@ from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import check_source_url
-from mlpipe.identity import TASKS, run_identities
-from mlpipe.targets import join_uri, split_uri
+from mlpipe.identity import Identity, run_identities
+from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
+from mlpipe.steps import STEPS, TASKS
+from mlpipe.storage import Store, join_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
-# The download streams the body to its target (mlpipe.targets.S3Target.stream_write): neither memory nor /tmp
+# The download streams the body to its target (mlpipe.storage.S3Target.stream_write): neither memory nor /tmp
 # grows with the source. 5 GiB bounds what one download function moves in its Timeout, and is beyond what a train
 # function can hold in memory (sources that large are for training outside Lambda).
 MAX_SOURCE_BYTES_LIMIT = 5 * 1024**3
@@ -190,6 +192,11 @@ class Settings:
         settings.tz()  # fail fast on an unknown timezone
         return settings
 
+    def hyperparameters_for(self, estimator: str) -> dict[str, Any]:
+        """The deploy-time hyperparameters, which belong to the deploy-time estimator: a run that picks another
+        estimator starts from scikit-learn's defaults for it."""
+        return dict(self.hyperparameters) if estimator == self.estimator else {}
+
     def tz(self) -> ZoneInfo:
         """The schedule's timezone, which decides the run date of a scheduled run."""
         try:
@@ -200,14 +207,19 @@ class Settings:
 
 @dataclass(frozen=True)
 class Run:
-    """One execution's work, with every location spelled out. Its dict form is each task's event."""
+    """One execution's work, with every location spelled out: made once by the plan (``resolve_run``), read
+    back by each task (``from_event``). Its dict form is each task's event.
+
+    A task's event needs only the fields its step names (``mlpipe.steps``); a location a task does not
+    need may be absent from a hand-made event, and is then empty here.
+    """
 
     run_date: str
-    source_url: str
-    dataset_uri: str
-    model_uri: str
-    published_uri: str
-    hyperparameters: dict[str, Any]
+    source_url: str = ""
+    dataset_uri: str = ""
+    model_uri: str = ""
+    published_uri: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
     estimator: str = DEFAULT_ESTIMATOR
     dataset: dict[str, Any] = field(default_factory=lambda: DatasetDescription().to_dict())
     cv_folds: int = DEFAULT_CV_FOLDS
@@ -234,14 +246,24 @@ class Run:
         """The JSON object the state machine passes to every task."""
         return asdict(self)
 
-    @classmethod
-    def from_event(
-        cls, event: Any, *, required: tuple[str, ...], optional: tuple[str, ...] = (), settings: Settings
-    ) -> dict[str, Any]:
-        """Check a task's event; return the ``required`` fields and those ``optional`` ones it has, validated.
+    @property
+    def description(self) -> DatasetDescription:
+        """The dataset description, as an object."""
+        return DatasetDescription.from_value(self.dataset)
 
-        Fields of the run that a task does not need are allowed (the state machine sends the whole
-        run to each task); anything else is an error.
+    def identity(self, task: str) -> dict[str, Any] | None:
+        """The plan's identity of ``task``'s target (``{"identity", "inputs"}``), if the run has it."""
+        found = self.identities.get(task)
+        return found if isinstance(found, dict) else None
+
+    @classmethod
+    def from_event(cls, event: Any, settings: Settings, *, needs: tuple[str, ...], store: Store) -> Run:
+        """Parse a task's event (the plan's run, or a hand-made part of it) into a Run, once, at the edge.
+
+        Every field there is is checked; ``needs`` (the step's, from ``mlpipe.steps``) must be there.
+        A field of the run the event does not carry takes the deploy-time default where there is one
+        (the estimator and its hyperparameters, the description, folds, size limit and gate), as the
+        plan would have; anything that is not a field of the run is an error.
         """
         if not isinstance(event, dict):
             raise InvalidRequestError(f"the event must be a JSON object, got {type(event).__name__}")
@@ -252,41 +274,36 @@ class Run:
                 f"unknown field(s) in the event: {', '.join(unknown)}; "
                 f"a task takes the run's fields: {', '.join(sorted(known))}"
             )
-        missing = [name for name in required if event.get(name) is None]
+        missing = [name for name in needs if event.get(name) is None]
         if missing:
             raise InvalidRequestError(f"the event lacks {', '.join(missing)}")
-        fields = {name: event[name] for name in (*required, *optional) if event.get(name) is not None}
-        if "source_url" in fields:
-            if not isinstance(fields["source_url"], str):
-                raise InvalidRequestError(f"source_url must be a string, got {fields['source_url']!r}")
-            check_source_url(fields["source_url"], allow_loopback=settings.allow_loopback_sources)
-        if "run_date" in fields:
-            parse_run_date(fields["run_date"])
-        for name in ("dataset_uri", "model_uri", "published_uri"):
-            if name in fields:
-                split_uri(fields[name], allow_local=settings.allow_local_storage)
-        if "estimator" in fields:
-            fields["estimator"] = check_estimator(fields["estimator"])
-        if "hyperparameters" in fields:
-            estimator = fields.get("estimator") or event.get("estimator") or settings.estimator
-            fields["hyperparameters"] = validate_hyperparameters(check_estimator(estimator), fields["hyperparameters"])
-        if "dataset" in fields:
-            fields["dataset"] = DatasetDescription.from_value(fields["dataset"])
-        for name in ("min_cv_accuracy", "max_regression"):
-            if name in fields:
-                fields[name] = _fraction(fields[name], name)
-        for name in ("publish_root", "code_uri", "training_output_uri"):
-            if name in fields:
-                split_uri(fields[name], allow_local=settings.allow_local_storage)
-        if "train_on" in fields and fields["train_on"] not in TRAIN_ON:
-            raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {fields['train_on']!r}")
-        if "identities" in fields and not isinstance(fields["identities"], dict):
-            raise InvalidRequestError(f"identities must be an object (the plan's), got {fields['identities']!r}")
-        if "cv_folds" in fields:
-            _positive_int(fields["cv_folds"], "cv_folds", minimum=2, maximum=100)
-        if "max_source_bytes" in fields:
-            check_max_source_bytes(fields["max_source_bytes"])
-        return fields
+        given = {name: value for name, value in event.items() if value is not None}
+        for name in ("run_date", "source_url", "dataset_uri", "model_uri", "published_uri", "source_id", "force"):
+            if name in given and not isinstance(given[name], str):
+                raise InvalidRequestError(f"{name} must be a string, got {given[name]!r}")
+        parse_run_date(event.get("run_date"))
+        if given.get("source_url"):
+            check_source_url(given["source_url"], allow_loopback=settings.allow_loopback_sources)
+        for name in ("dataset_uri", "model_uri", "published_uri", "publish_root", "code_uri", "training_output_uri"):
+            if name in given:
+                store.check(given[name])
+        estimator = check_estimator(given.get("estimator") or settings.estimator)
+        hyper = given.get("hyperparameters")
+        given["hyperparameters"] = validate_hyperparameters(
+            estimator, settings.hyperparameters_for(estimator) if hyper is None else hyper
+        )
+        given["estimator"] = estimator
+        dataset = given.get("dataset")
+        given["dataset"] = (settings.dataset if dataset is None else DatasetDescription.from_value(dataset)).to_dict()
+        given["cv_folds"] = _positive_int(given.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
+        given["max_source_bytes"] = check_max_source_bytes(given.get("max_source_bytes", settings.max_source_bytes))
+        for name in ("min_cv_accuracy", "max_regression"):  # null here is the plan's "off", not "absent"
+            given[name] = _fraction(event[name] if name in event else getattr(settings, name), name)
+        if given.get("train_on", "lambda") not in TRAIN_ON:
+            raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {given['train_on']!r}")
+        if not isinstance(given.get("identities", {}), dict):
+            raise InvalidRequestError(f"identities must be an object (the plan's), got {given['identities']!r}")
+        return cls(**given)
 
 
 def check_object(value: Any, allowed: Collection[str], what: str) -> None:
@@ -298,11 +315,6 @@ def check_object(value: Any, allowed: Collection[str], what: str) -> None:
         raise InvalidRequestError(
             f"unknown field(s) in {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
         )
-
-
-def sibling_uri(uri: str, name: str) -> str:
-    """The URI of ``name`` in the same folder or prefix as ``uri``."""
-    return uri.rsplit("/", 1)[0] + "/" + name
 
 
 def parse_run_date(value: Any) -> dt.date:
@@ -336,52 +348,36 @@ def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt
 
 
 def resolve_run(
-    execution_input: Any, settings: Settings, now: dt.datetime | None = None, *, execution_id: str | None = None
+    execution_input: Any,
+    settings: Settings,
+    now: dt.datetime | None = None,
+    *,
+    execution_id: str | None = None,
+    store: Store | None = None,
 ) -> Run:
     """Merge an execution's input over the settings and derive every target URI of the run.
 
     ``execution_id`` (the Step Functions execution) travels in the run so that every function can
-    log it as its correlation id.
+    log it as its correlation id. ``store`` checks the roots (default: the settings' store).
     """
+    store = store or Store.from_settings(settings)
     if execution_input is None:
         execution_input = {}
     check_object(execution_input, INPUT_FIELDS, "the execution input")
     run_date = run_date_for(execution_input, settings, now)
-    source_url = execution_input.get("source_url") or settings.source_url
-    if not isinstance(source_url, str):
-        raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
-    # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
-    source_url = source_url.replace(RUN_DATE_PLACEHOLDER, run_date)
-    check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
-    source_id = execution_input.get("source_id") or source_url
-    if isinstance(source_id, str):
-        source_id = source_id.replace(RUN_DATE_PLACEHOLDER, run_date)
-    if not isinstance(source_id, str) or len(source_id) > 2048:
-        raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {source_id!r}")
+    source_url, source_id = _source(execution_input, settings, run_date)
     force = execution_input.get("force")
     if force is not None and force not in TASKS:
         raise InvalidRequestError(
             f"force must be one of {', '.join(TASKS)} (that task and every later one rerun), got {force!r}"
         )
-    roots: dict[str, str] = {}
-    for name in ("artifact_root", "publish_uri"):
-        value = execution_input.get(name) or getattr(settings, name)
-        if value is None:
-            raise InvalidRequestError(
-                f"{name} is not set: pass it in the execution input or deploy with the "
-                f"{name.replace('_', ' ')} parameter"
-            )
-        split_uri(value, allow_local=settings.allow_local_storage)
-        roots[name] = value
+    roots = _roots(execution_input, settings, store)
     estimator = check_estimator(execution_input.get("estimator") or settings.estimator)
-    # The deploy-time hyperparameters belong to the deploy-time estimator: a run that picks another
-    # estimator starts from scikit-learn's defaults for it.
-    hyper = dict(settings.hyperparameters) if estimator == settings.estimator else {}
+    hyper = settings.hyperparameters_for(estimator)
     hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {})))
     description = DatasetDescription.from_value(execution_input.get("dataset"), base=settings.dataset)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
-    local = settings.allow_local_storage
     identities = run_identities(
         run_date=run_date,
         source_id=source_id,
@@ -392,29 +388,18 @@ def resolve_run(
         force=force,
         nonce=execution_id or f"uuid:{uuid.uuid4()}",
     )
-    ids = {task: found.id for task, found in identities.items()}
-    sagemaker: dict[str, Any] = {}
-    if settings.train_on == "sagemaker":
-        from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
-
-        check_hyperparameter_sizes(
-            {
-                "hyperparameters": hyper,
-                "the dataset description": description.to_dict(),
-                "the model's identity": identities["train"].to_dict(),
-            }
+    targets = {
+        candidate.output.field: store.join(
+            roots[candidate.output.root], run_date, identities[candidate.name].id, candidate.output.file
         )
-        root = sagemaker_root(settings, roots["artifact_root"])
-        sagemaker = {
-            "training_job": training_job_name(settings.training_job_prefix, ids["train"], execution_id),
-            "training_output_uri": join_uri(root, "output", allow_local=local),
-        }
+        for candidate in STEPS
+        if candidate.output
+    }
+    sagemaker = _sagemaker_fields(settings, roots["artifact_root"], hyper, description, identities, execution_id)
     return Run(
         run_date=run_date,
         source_url=source_url,
-        dataset_uri=join_uri(roots["artifact_root"], run_date, ids["download"], "dataset.csv", allow_local=local),
-        model_uri=join_uri(roots["artifact_root"], run_date, ids["train"], "model.pkl", allow_local=local),
-        published_uri=join_uri(roots["publish_uri"], run_date, ids["upload"], "model.pkl", allow_local=local),
+        **targets,
         hyperparameters=hyper,
         estimator=estimator,
         dataset=description.to_dict(),
@@ -430,3 +415,59 @@ def resolve_run(
         train_on=settings.train_on,
         **sagemaker,
     )
+
+
+def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: str) -> tuple[str, str]:
+    """The run's source URL (``{run_date}`` filled in, checked) and the name it enters the identity under."""
+    source_url = execution_input.get("source_url") or settings.source_url
+    if not isinstance(source_url, str):
+        raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
+    # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
+    source_url = source_url.replace(RUN_DATE_PLACEHOLDER, run_date)
+    check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
+    source_id = execution_input.get("source_id") or source_url
+    if isinstance(source_id, str):
+        source_id = source_id.replace(RUN_DATE_PLACEHOLDER, run_date)
+    if not isinstance(source_id, str) or len(source_id) > 2048:
+        raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {source_id!r}")
+    return source_url, source_id
+
+
+def _roots(execution_input: Mapping[str, Any], settings: Settings, store: Store) -> dict[str, str]:
+    """``artifact_root`` and ``publish_uri``, from the input or the settings, checked by the store."""
+    roots: dict[str, str] = {}
+    for name in ("artifact_root", "publish_uri"):
+        value = execution_input.get(name) or getattr(settings, name)
+        if value is None:
+            raise InvalidRequestError(
+                f"{name} is not set: pass it in the execution input or deploy with the "
+                f"{name.replace('_', ' ')} parameter"
+            )
+        store.check(value)
+        roots[name] = value
+    return roots
+
+
+def _sagemaker_fields(
+    settings: Settings,
+    artifact_root: str,
+    hyper: dict[str, Any],
+    description: DatasetDescription,
+    identities: dict[str, Identity],
+    execution_id: str | None,
+) -> dict[str, Any]:
+    """The training job's name and output location when the run trains on SageMaker, else nothing."""
+    if settings.train_on != "sagemaker":
+        return {}
+    check_hyperparameter_sizes(
+        {
+            "hyperparameters": hyper,
+            "the dataset description": description.to_dict(),
+            "the model's identity": identities["train"].to_dict(),
+        }
+    )
+    root = sagemaker_root(settings.sagemaker_root, artifact_root)
+    return {
+        "training_job": training_job_name(settings.training_job_prefix, identities["train"].id, execution_id),
+        "training_output_uri": join_uri(root, "output"),
+    }

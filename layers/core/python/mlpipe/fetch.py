@@ -32,7 +32,7 @@ from mlpipe.exceptions import (
     SourceTooLargeError,
     SourceUnavailableError,
 )
-from mlpipe.targets import Target
+from mlpipe.storage import Target
 
 if TYPE_CHECKING:
     import requests

@@ -6,9 +6,11 @@ Two rules, each off unless set (deploy-time ``MinCvAccuracy`` / ``MaxRegression`
 - ``max_regression``: a model is not published when its CV accuracy is more than this below the
   current champion's, when both were trained on the same label set.
 
-``evaluate`` returns the numbers the state machine's Choice state ("Is the model good enough?")
-compares, ``cv_accuracy`` against ``threshold`` (the stricter of the two rules, or null when
-neither applies), and the reason in words, which the run's summary carries either way.
+Pure: ``evaluate`` decides on a card and the champion's manifest given to it; a run's gate (with
+the champion read from its publish location) is ``mlpipe.planning.model_gate``, the one place the
+plan and the train task both ask. It returns the numbers the state machine's Choice state ("Is the
+model good enough?") compares, ``cv_accuracy`` against ``threshold`` (the stricter of the two
+rules, or null when neither applies), and the reason in words, which the run's summary carries.
 """
 
 from __future__ import annotations
@@ -78,19 +80,3 @@ def evaluate(
         "passed": passed,
         "reason": reason,
     }
-
-
-def gate_for(
-    card: dict[str, Any],
-    model_uri: str,
-    publish_root: str | None,
-    min_cv_accuracy: float | None,
-    max_regression: float | None,
-    *,
-    allow_local: bool,
-) -> dict[str, Any]:
-    """The gate's numbers for a model's card, against the champion under ``publish_root`` (if any)."""
-    from mlpipe.champion import read_champion
-
-    champion = read_champion(publish_root, allow_local=allow_local) if publish_root else None
-    return evaluate(card, champion, model_uri=model_uri, min_cv_accuracy=min_cv_accuracy, max_regression=max_regression)

@@ -27,14 +27,13 @@ from typing import Any
 
 from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, scikit_learn_minor, significant_hyperparameters
 from mlpipe.scaling import AUTO
+from mlpipe.steps import FAMILIES, TASKS
 
 # Bump on purpose when training's semantics change (what is fitted, how it is cross-validated):
 # every model identity changes with it, so the next run of each date retrains.
 # 3: a stratified holdout from mlpipe.scaling.HOLDOUT_MIN_ROWS rows, estimator auto, the fit-time guard.
 # 4: the training accuracy on a seeded sample of at most 10,000 rows (training.training_sample).
 TRAINING_CODE_VERSION = 4
-TASKS = ("download", "train", "upload")
-FAMILIES = {"download": "dataset", "train": "model", "upload": "published"}
 DIGITS = 12
 
 
@@ -105,10 +104,10 @@ def run_identities(
         return {"force": nonce} if TASKS.index(task) == forced else {}
 
     dataset = identity(
-        "dataset", {"run_date": run_date, "source": source_id, "description": description} | salt("download")
+        FAMILIES["download"], {"run_date": run_date, "source": source_id, "description": description} | salt("download")
     )
     model = identity(
-        "model",
+        FAMILIES["train"],
         {
             "dataset": dataset.id,
             "estimator": estimator,
@@ -120,5 +119,5 @@ def run_identities(
         }
         | salt("train"),
     )
-    published = identity("published", {"model": model.id} | salt("upload"))
+    published = identity(FAMILIES["upload"], {"model": model.id} | salt("upload"))
     return {"download": dataset, "train": model, "upload": published}

@@ -11,11 +11,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import platform
 from typing import Any
 
-from mlpipe.exceptions import TargetExistsError
-from mlpipe.targets import Target
+from mlpipe.dataset import DatasetStats
+from mlpipe.description import DatasetDescription
+from mlpipe.exceptions import StorageError, TargetExistsError
+from mlpipe.storage import Target
+from mlpipe.version import __version__
+
+LOG = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
 
@@ -29,8 +35,6 @@ def lineage_record(
 ) -> dict[str, Any]:
     """One output's lineage: ``identity`` (``{"identity", "inputs"}`` from the plan), its input targets
     (``{"uri", "sha256"}``), the output itself, the execution, the time and the versions."""
-    from mlpipe import __version__
-
     identity = identity or {}
     return {
         "identity": identity.get("identity"),
@@ -47,3 +51,22 @@ def write_lineage(target: Target, record: dict[str, Any]) -> None:
     """Write ``record`` to ``target`` (a lineage.json) unless a concurrent writer of the same output got there first."""
     with contextlib.suppress(TargetExistsError):
         target.write_bytes((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
+def known_stats(dataset: Target, description: DatasetDescription) -> DatasetStats | None:
+    """What the download's check found in ``dataset``, from its lineage.json, if it checked it as ``description``.
+
+    None when there is no such record (a dataset from before the record, or from elsewhere), it
+    cannot be read, or the description differs: then training validates the file itself.
+    """
+    lineage = dataset.sibling(LINEAGE_FILE)
+    try:
+        if not lineage.exists():
+            return None
+        checked = json.loads(lineage.read_bytes())["output"]["checked"]
+        if checked["description"] != description.to_dict():
+            return None
+        return DatasetStats.from_dict(checked["stats"])
+    except (StorageError, ValueError, KeyError, TypeError) as exc:
+        LOG.warning("cannot use %s (%s): training validates the dataset itself", lineage.uri, exc)
+        return None

@@ -1,4 +1,8 @@
-"""Top-down completeness, as Luigi's scheduler sees it: start at the final output, stop at the first present one."""
+"""Top-down completeness, as Luigi's scheduler sees it: start at the final output, stop at the first present one.
+
+Also the run's quality gate (``model_gate``), decided here once for the plan (a model that exists
+already) and the train task (a model it just trained or found).
+"""
 
 from __future__ import annotations
 
@@ -9,47 +13,58 @@ from typing import Any
 from mlpipe.artifacts import model_complete, read_metrics
 from mlpipe.champion import HISTORY_DIR, read_champion
 from mlpipe.config import Run
-from mlpipe.gate import gate_for
-from mlpipe.targets import join_uri, list_under, target_for
+from mlpipe.gate import evaluate
+from mlpipe.steps import OUTPUTS, TASKS
+from mlpipe.storage import Store, Target
 
-TASKS = ("download", "train", "upload")
 
-
-def plan_run(run: Run, *, allow_local: bool = True) -> dict[str, Any]:
+def plan_run(run: Run, *, store: Store) -> dict[str, Any]:
     """Look at the published model, then the model, then the dataset; return what must run.
 
     Returns ``{"run": ..., "tasks": {name: {"state", "target"}}, "start_at": name | "none"}`` where a
     state is "pending" (will run), "present" or "not_run" (missing, but not needed because a task
     downstream of it is complete: Luigi never looks below a complete task).
     """
-    for uri in (run.dataset_uri, run.published_uri):  # fail before any work on a missing bucket or directory
-        target_for(uri, allow_local=allow_local).check_location()
-    published = model_complete(target_for(run.published_uri, allow_local=allow_local), allow_local=allow_local)
-    model = model_complete(target_for(run.model_uri, allow_local=allow_local), allow_local=allow_local)
-    dataset = target_for(run.dataset_uri, allow_local=allow_local).exists()
-    present = {"upload": published, "train": model, "download": dataset}
+    targets = {name: getattr(run, output.field) for name, output in OUTPUTS.items()}
+    for task in (TASKS[0], TASKS[-1]):  # fail before any work on a missing bucket or directory
+        store.target(targets[task]).check_location()
+    present = {name: complete(store.target(targets[name]), name) for name in TASKS}
     start_at = "none"
-    for name in reversed(TASKS):  # upload, train, download
+    for name in reversed(TASKS):  # upload, train, download: stop at the first complete one
         if present[name]:
             break
         start_at = name
     first = TASKS.index(start_at) if start_at != "none" else len(TASKS)
-    targets = {"download": run.dataset_uri, "train": run.model_uri, "upload": run.published_uri}
     tasks: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(TASKS):
         state = "pending" if index >= first else "present" if present[name] else "not_run"
         tasks[name] = {"state": state, "target": targets[name]}
     if start_at == "upload":  # the model exists: the gate decides on its card without retraining
-        card = read_metrics(target_for(run.model_uri, allow_local=allow_local), allow_local=allow_local)
-        tasks["train"]["gate"] = gate_for(
-            card, run.model_uri, run.publish_root, run.min_cv_accuracy, run.max_regression, allow_local=allow_local
-        )
-    elif start_at == "none" and run.publish_root and promotion_due(run, allow_local=allow_local):
+        tasks["train"]["gate"] = model_gate(run, read_metrics(store.target(run.model_uri)), store=store)
+    elif start_at == "none" and run.publish_root and promotion_due(run, store=store):
         start_at = "promote"  # published, but never promoted (say the promote step failed): resume there
     return {"run": run.to_event(), "tasks": tasks, "start_at": start_at}
 
 
-def promotion_due(run: Run, *, allow_local: bool) -> bool:
+def complete(target: Target, task: str) -> bool:
+    """Whether ``task``'s output is complete: a dataset when it exists; a model (trained or published) when
+    model.pkl and its card both do."""
+    return model_complete(target) if OUTPUTS[task].card else target.exists()
+
+
+def model_gate(run: Run, card: dict[str, Any], *, store: Store) -> dict[str, Any]:
+    """The run's gate for a model's card: its thresholds, against the champion under the run's publish root."""
+    champion = read_champion(run.publish_root, store=store) if run.publish_root else None
+    return evaluate(
+        card,
+        champion,
+        model_uri=store.target(run.model_uri).uri,
+        min_cv_accuracy=run.min_cv_accuracy,
+        max_regression=run.max_regression,
+    )
+
+
+def promotion_due(run: Run, *, store: Store) -> bool:
     """True when the run's published model should be champion and no decision about the champion came since.
 
     That is the promote step that never ran (it failed after the publish): the champion is not of a
@@ -58,16 +73,14 @@ def promotion_due(run: Run, *, allow_local: bool) -> bool:
     """
     assert run.publish_root is not None
     identity = run.published_uri.rsplit("/", 2)[-2]
-    champion = read_champion(run.publish_root, allow_local=allow_local)
+    champion = read_champion(run.publish_root, store=store)
     if champion is not None and (champion.get("identity") == identity or str(champion.get("run_date")) > run.run_date):
         return False
-    published = target_for(run.published_uri, allow_local=allow_local)
-    card = read_metrics(published, allow_local=allow_local)
+    card = read_metrics(store.target(run.published_uri))
     since: dt.datetime | None = None
     with contextlib.suppress(TypeError, ValueError):
         since = dt.datetime.fromisoformat(str((card.get("publication") or {}).get("created_at")))
-    history = list_under(join_uri(run.publish_root, HISTORY_DIR, allow_local=allow_local), allow_local=allow_local)
-    for item in history:
+    for item in store.list(store.join(run.publish_root, HISTORY_DIR)):
         if f"-{identity}-" in item.relative:
             return False  # it was champion once: a rollback or a later promotion decided against it since
         stamp = item.relative.split("-", 1)[0]  # 20261201T214202.177297Z

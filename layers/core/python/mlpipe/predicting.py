@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlpipe.champion import champion_uri, read_champion
 from mlpipe.description import INTEGER, NUMBER
 from mlpipe.exceptions import IntegrityError, InvalidDatasetError
+from mlpipe.loading import load_champion, load_model
+from mlpipe.storage import Store
 
 CHAMPION_ATTEMPTS = 3
 
@@ -60,24 +63,20 @@ class Predictions:
 
 
 def load_for_prediction(
-    *, model_uri: str | None = None, publish_uri: str | None = None
+    *, model_uri: str | None = None, publish_uri: str | None = None, store: Store
 ) -> tuple[Any, dict[str, Any], str]:
     """``(model, card, model_uri)``: the model at ``model_uri`` (``load_model``), or else the champion under
     ``publish_uri`` (``load_champion``), with their checks (sha256, scikit-learn version)."""
-    from mlpipe.champion import champion_uri, load_champion, read_champion
-    from mlpipe.loading import load_model
-    from mlpipe.targets import target_for
-
     if model_uri is not None:
-        model, card = load_model(model_uri)
-        return model, card, target_for(model_uri).uri
+        model, card = load_model(model_uri, store=store)
+        return model, card, store.target(model_uri).uri
     if publish_uri is None:
         raise ValueError("give model_uri or publish_uri")
     for _ in range(CHAMPION_ATTEMPTS):
-        manifest = read_champion(publish_uri)
+        manifest = read_champion(publish_uri, store=store)
         if manifest is None:
             raise IntegrityError(f"there is no champion at {champion_uri(publish_uri)}; publish a model first")
-        model, card = load_champion(publish_uri)
+        model, card = load_champion(publish_uri, store=store)
         if card["model_sha256"] == manifest.get("sha256"):  # the champion did not change between the two reads
             return model, card, str(manifest["model_uri"])
     raise IntegrityError(f"{champion_uri(publish_uri)} kept changing while the champion was loaded; try again")
@@ -172,12 +171,14 @@ def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]
     return frame, labels
 
 
-def predict_file(path: Path, *, model_uri: str | None = None, publish_uri: str | None = None) -> Predictions:
+def predict_file(
+    path: Path, *, model_uri: str | None = None, publish_uri: str | None = None, store: Store
+) -> Predictions:
     """Load the model (``model_uri``) or the champion (``publish_uri``) and predict every row of the CSV at ``path``.
 
     Raises IntegrityError or IncompatibleModelError (the model's checks) and InvalidDatasetError (the file).
     """
-    model, card, uri = load_for_prediction(model_uri=model_uri, publish_uri=publish_uri)
+    model, card, uri = load_for_prediction(model_uri=model_uri, publish_uri=publish_uri, store=store)
     frame, labels = read_input(path, card)
     label = str(((card.get("dataset") or {}).get("resolved") or {}).get("label_column"))
     if len(frame) == 0:

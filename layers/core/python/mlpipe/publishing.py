@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.artifacts import read_checked, write_model
-from mlpipe.targets import Target
+from mlpipe.storage import Target
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,7 @@ class PublishResult:
     sha256: str
 
 
-def publish_model(
-    model: Target, published: Target, *, allow_local: bool = True, publication: dict[str, Any] | None = None
-) -> PublishResult:
+def publish_model(model: Target, published: Target, *, publication: dict[str, Any] | None = None) -> PublishResult:
     """Copy ``model`` (and its card) to ``published`` after checking the model's sha256.
 
     ``publication`` (a lineage record) becomes the published card's ``publication`` section, with
@@ -28,7 +26,7 @@ def publish_model(
     Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
     bytes have (the model was corrupted or replaced after training): nothing is published then.
     """
-    payload, metrics = read_checked(model, consequence="is not published", allow_local=allow_local)
+    payload, metrics = read_checked(model, consequence="is not published")
     actual = metrics["model_sha256"]
     if publication is not None:
         metrics = metrics | {"publication": publication | {"input_targets": [{"uri": model.uri, "sha256": actual}]}}
@@ -36,7 +34,6 @@ def publish_model(
         published,
         payload,
         metrics,
-        allow_local=allow_local,
         metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))},
         metrics_first=True,
     )

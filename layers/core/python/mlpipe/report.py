@@ -7,7 +7,8 @@ from typing import Any
 
 from mlpipe.config import Settings, resolve_run, run_date_for
 from mlpipe.exceptions import PipelineError
-from mlpipe.planning import TASKS
+from mlpipe.sagemaker import failure_type
+from mlpipe.steps import GATE, OUTPUTS, TASKS
 
 STATES = ("present", "ran", "failed", "not_run")
 
@@ -31,10 +32,7 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
         run = known_run(state["input"], settings)
     planned: dict[str, Any] = state["tasks"] if isinstance(state.get("tasks"), dict) else {}
     if not planned and run:
-        planned = {
-            name: {"state": "not_run", "target": run.get(key)}
-            for name, key in zip(TASKS, ("dataset_uri", "model_uri", "published_uri"), strict=True)
-        }
+        planned = {name: {"state": "not_run", "target": run.get(output.field)} for name, output in OUTPUTS.items()}
     failed_task = state.get("failed_task")
     tasks = {}
     for name in TASKS:
@@ -51,8 +49,8 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
     gate = (planned.get("train") or {}).get("gate") if isinstance(planned.get("train"), dict) else None
     champion = state.get("champion") if isinstance(state.get("champion"), dict) else None
     error = None
-    if failed_task == "gate":  # the gate's Choice rejected the model: no Lambda error, the reason is the gate's
-        error = {"task": "gate", "type": "ModelRejectedError", "message": str((gate or {}).get("reason"))}
+    if failed_task == GATE:  # the gate's Choice rejected the model: no Lambda error, the reason is the gate's
+        error = {"task": GATE, "type": "ModelRejectedError", "message": str((gate or {}).get("reason"))}
     elif failed_task or state.get("error"):
         error = {"task": failed_task or "plan", **describe_error(state.get("error") or {})}
     summary = {
@@ -99,8 +97,6 @@ def describe_error(error: dict[str, Any]) -> dict[str, str]:
         message = str(parsed["errorMessage"])
         error_type = str(parsed.get("errorType") or error_type)
     elif isinstance(parsed, dict) and "TrainingJobStatus" in parsed:
-        from mlpipe.sagemaker import failure_type
-
         reason = str(parsed.get("FailureReason") or "no FailureReason")
         error_type = failure_type(reason) or "TrainingJobFailedError"
         message = (

@@ -28,7 +28,7 @@ from mlpipe.artifacts import read_metrics
 from mlpipe.champion import champion_history, read_champion
 from mlpipe.exceptions import PipelineError
 from mlpipe.status import collect_status
-from mlpipe.targets import target_for
+from mlpipe.storage import Store
 
 KIND_LABELS = {
     "champion": "champion",
@@ -64,16 +64,16 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "–"
 
 
-def collect_report(artifact_root: str, publish_uri: str) -> dict[str, Any]:
+def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dict[str, Any]:
     """Everything the page shows: ``{"status", "champion", "history", "card", "card_error", "points", ...}``."""
-    status = collect_status(artifact_root, publish_uri)
-    champion = read_champion(publish_uri)
-    history = champion_history(publish_uri)
+    status = collect_status(artifact_root, publish_uri, store=store)
+    champion = read_champion(publish_uri, store=store)
+    history = champion_history(publish_uri, store=store)
     card: dict[str, Any] | None = None
     card_error = None
     if champion is not None:
         try:
-            card = read_metrics(target_for(str(champion["model_uri"])))
+            card = read_metrics(store.target(str(champion["model_uri"])))
         except PipelineError as exc:
             card_error = f"{type(exc).__name__}: {exc}"
     return {
@@ -150,9 +150,9 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(path: Path, *, artifact_root: str, publish_uri: str) -> dict[str, int]:
+def write_report(path: Path, *, artifact_root: str, publish_uri: str, store: Store) -> dict[str, int]:
     """Write the page to ``path`` (atomically: a temporary file beside it, then renamed); what it holds, counted."""
-    report = collect_report(artifact_root, publish_uri)
+    report = collect_report(artifact_root, publish_uri, store=store)
     document = render_report(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # not mkstemp: its mode 0600 would stay

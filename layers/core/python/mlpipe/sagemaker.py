@@ -1,11 +1,13 @@
-"""Training on SageMaker: the job's name, its code, and its entry point, which calls the same ``train_model``.
+"""Training on SageMaker, the plan's side: the job's name, its staged code and the limits of its hyperparameters.
+
+The job's entry point, which calls the same ``train_model``, is ``mlpipe.sagemaker_job``.
 
 With ``TrainOn=sagemaker`` the state machine's training step is a SageMaker training job
 (``arn:aws:states:::sagemaker:createTrainingJob.sync``) on scikit-learn's prebuilt container in script
 mode. Three things make it the same training as the Lambda's:
 
 - **The code.** The plan stages ``sourcedir-<sha256>.tar.gz`` (``stage_source``): this very
-  ``mlpipe`` package, the entry script ``train.py`` (which calls ``main`` below) and a
+  ``mlpipe`` package, the entry script ``train.py`` (which calls ``mlpipe.sagemaker_job.main``) and a
   ``requirements.txt`` pinning the ML layer's versions, which the container's training toolkit
   installs before it runs the script. The container's own scikit-learn (1.4.2 in the newest
   framework version) is not the pipeline's, and ``mlpipe.loading`` refuses a model pickled by another
@@ -13,9 +15,9 @@ mode. Three things make it the same training as the Lambda's:
   network isolation, no VPC without a NAT); without that, use an image with the pins installed
   (the ``SageMakerImageUri`` parameter).
 - **The data and the outputs.** The dataset target is the job's ``train`` channel
-  (``SM_CHANNEL_TRAIN``); ``main`` reads it there but names it by its S3 URI in the card's lineage,
+  (``SM_CHANNEL_TRAIN``); the entry point reads it there but names it by its S3 URI in the card's lineage,
   and writes ``model.pkl`` and ``metrics.json`` to the run's model target through
-  ``mlpipe.targets`` (atomic and conditional, as the Lambda does), so the skip check and upload
+  ``mlpipe.storage`` (atomic and conditional, as the Lambda does), so the skip check and upload
   do not change. Copies go to ``SM_MODEL_DIR`` too, which SageMaker tars into its ``model.tar.gz``.
 - **The time budget.** ``TrainingTooLargeError`` is decided against the job's remaining
   ``MaxRuntimeInSeconds`` instead of the Lambda's remaining time.
@@ -27,29 +29,22 @@ passes them): the toolkit JSON-decodes each value first and would turn a JSON ob
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import gzip
 import hashlib
 import io
 import json
 import logging
-import os
 import re
-import sys
 import tarfile
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlpipe.exceptions import InvalidRequestError, PipelineError, TargetExistsError
-from mlpipe.targets import LocalTarget, join_uri, split_uri, target_for
-
-if TYPE_CHECKING:
-    from mlpipe.config import Settings
+from mlpipe import exceptions
+from mlpipe.exceptions import InvalidRequestError, TargetExistsError
+from mlpipe.storage import Store, join_uri, parse_uri
 
 LOG = logging.getLogger(__name__)
 
@@ -74,7 +69,7 @@ ENTRY_SCRIPT = '''"""SageMaker's entry point (script mode): mlpipe's training, t
 
 import sys
 
-from mlpipe.sagemaker import main
+from mlpipe.sagemaker_job import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
@@ -102,18 +97,17 @@ def training_job_name(prefix: str, model_identity: str, execution_id: str | None
     return name
 
 
-def sagemaker_root(settings: Settings, artifact_root: str) -> str:
+def sagemaker_root(configured: str | None, artifact_root: str) -> str:
     """Where the staged code (``code/``) and SageMaker's own output (``output/``) go.
 
-    ``SAGEMAKER_ROOT`` (the template sets ``s3://<artifacts bucket>/sagemaker``), else ``sagemaker``
-    beside the artifact root.
+    ``configured`` (``SAGEMAKER_ROOT``: the template sets ``s3://<artifacts bucket>/sagemaker``), else
+    ``sagemaker`` beside the artifact root.
     """
-    if settings.sagemaker_root:
-        return settings.sagemaker_root
-    local = settings.allow_local_storage
-    scheme, location = split_uri(artifact_root, allow_local=local)
+    if configured:
+        return configured
+    scheme, location = parse_uri(artifact_root)
     parent = location.rstrip("/").rsplit("/", 1)[0] if "/" in location.rstrip("/") else location
-    return join_uri(f"s3://{parent}" if scheme == "s3" else parent, "sagemaker", allow_local=local)
+    return join_uri(f"s3://{parent}" if scheme == "s3" else parent, "sagemaker")
 
 
 def source_archive() -> bytes:
@@ -140,11 +134,11 @@ def source_archive() -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def stage_source(root: str, *, allow_local: bool) -> str:
+def stage_source(root: str, *, store: Store) -> str:
     """Write the source archive to ``<root>/code/sourcedir-<sha256 prefix>.tar.gz`` unless it is there; its URI."""
     payload = source_archive()
     digest = hashlib.sha256(payload).hexdigest()[:16]
-    target = target_for(join_uri(root, "code", f"sourcedir-{digest}.tar.gz", allow_local=allow_local))
+    target = store.target(store.join(root, "code", f"sourcedir-{digest}.tar.gz"))
     if not target.exists():
         try:
             target.write_bytes(payload)
@@ -180,134 +174,8 @@ def check_hyperparameter_sizes(objects: Mapping[str, Any]) -> None:
             )
 
 
-def _decode_object(text: str) -> Any:
-    try:
-        return json.loads(base64.b64decode(text, validate=True))
-    except ValueError as exc:
-        raise InvalidRequestError(f"a hyperparameter is not base64-encoded JSON: {text[:40]!r}: {exc}") from exc
-
-
-class ChannelTarget(LocalTarget):
-    """The dataset as SageMaker downloaded it to the ``train`` channel, read there but named by its S3 URI.
-
-    So the card's ``dataset.uri`` and lineage name the dataset target, not ``/opt/ml/input/data/train``.
-    It is read-only: training never writes its input.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], uri: str) -> None:
-        super().__init__(path)
-        self.local_uri = self.uri
-        self.uri = uri
-
-    def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Any:
-        raise PipelineError(f"{self.uri} is the training job's input channel, which is read-only")
-
-
-def channel_file(channel: Path, dataset_uri: str) -> Path:
-    """The dataset's file in the channel directory: the key's last segment (an S3Prefix channel keeps it)."""
-    path = channel / dataset_uri.rstrip("/").rsplit("/", 1)[-1]
-    if path.is_file():
-        return path
-    found = sorted(p for p in channel.rglob("*") if p.is_file())
-    if len(found) != 1:
-        raise InvalidRequestError(
-            f"the {CHANNEL} channel {channel} should hold the one file of {dataset_uri}, it holds {len(found)}"
-        )
-    return found[0]
-
-
-def _arguments(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=ENTRY_POINT, description="mlpipe's training as a SageMaker entry point")
-    parser.add_argument("--dataset_uri", required=True)
-    parser.add_argument("--model_uri", required=True)
-    parser.add_argument("--estimator", required=True)
-    parser.add_argument("--cv_folds", type=int, required=True)
-    parser.add_argument("--hyperparameters", type=_decode_object, default={})
-    parser.add_argument("--dataset", type=_decode_object, default=None, help="the dataset description")
-    parser.add_argument("--identity", type=_decode_object, default=None, help="the model's identity, from the plan")
-    parser.add_argument("--execution_id", default=None)
-    parser.add_argument("--max_runtime_seconds", type=float, default=None)
-    return parser.parse_args(list(argv))
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """The training job's entry point: 0 when the model target is complete, 1 (and ``failure``) when not.
-
-    Reads the container's contract from ``env`` (default ``os.environ``): ``SM_CHANNEL_TRAIN``,
-    ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_HOSTS`` / ``SM_CURRENT_HOST``. Only the first host
-    trains (the training is single-node; more instances would fit the same model again). A named
-    error (``InvalidDatasetError``, ``TrainingTooLargeError``, ...) is written as ``Type: message`` to
-    ``/opt/ml/output/failure``, which SageMaker reports as the job's FailureReason; nothing is
-    written to the model target then.
-    """
-    from mlpipe.artifacts import metrics_target, model_complete
-    from mlpipe.config import Settings
-    from mlpipe.description import DatasetDescription
-    from mlpipe.lineage import lineage_record
-    from mlpipe.tasks import known_stats
-    from mlpipe.training import train_model
-
-    started = time.monotonic()
-    env = os.environ if env is None else env
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    output_dir = Path(env.get("SM_OUTPUT_DIR") or Path(env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")).parent)
-    try:
-        args = _arguments(sys.argv[1:] if argv is None else argv)
-        hosts = json.loads(env.get("SM_HOSTS") or "[]")
-        if hosts and env.get("SM_CURRENT_HOST") not in (None, sorted(hosts)[0]):
-            LOG.info("host %s does not train: the training is single-node, %s trains", env["SM_CURRENT_HOST"], hosts[0])
-            return 0
-        settings = Settings.from_env(env)
-        local = settings.allow_local_storage
-        model = target_for(args.model_uri, allow_local=local)
-        if model_complete(model, allow_local=local):
-            LOG.info("%s is already complete: nothing to train", model.uri)
-        else:
-            channel = Path(env.get("SM_CHANNEL_TRAIN", f"/opt/ml/input/data/{CHANNEL}"))
-            dataset = ChannelTarget(channel_file(channel, args.dataset_uri), args.dataset_uri)
-            budget = args.max_runtime_seconds
-
-            def time_left() -> float:
-                assert budget is not None
-                return float(budget) - SETUP_ALLOWANCE_SECONDS - (time.monotonic() - started)
-
-            lineage = lineage_record(args.identity, execution_id=args.execution_id, input_targets=[])
-            job = json.loads(env.get("SM_TRAINING_ENV") or "{}").get("job_name")
-            if job:
-                lineage["training_job"] = job
-            description = DatasetDescription.from_value(args.dataset)
-            train_model(
-                dataset,
-                model,
-                estimator=args.estimator,
-                hyperparameters=args.hyperparameters,
-                cv_folds=args.cv_folds,
-                description=description,
-                allow_local=local,
-                lineage=lineage,
-                time_left=time_left if budget is not None else None,
-                # The download's check, from the dataset's lineage.json in S3 (when the role may read it).
-                known=known_stats(target_for(args.dataset_uri, allow_local=local), description, allow_local=local),
-            )
-        model_dir = Path(env.get("SM_MODEL_DIR", "/opt/ml/model"))
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "model.pkl").write_bytes(model.read_bytes())
-        (model_dir / "metrics.json").write_bytes(metrics_target(model, allow_local=local).read_bytes())
-        return 0
-    except PipelineError as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        LOG.error("training failed: %s", reason)
-        with contextlib.suppress(OSError):
-            output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / "failure").write_text(reason + "\n")
-        return 1
-
-
 def failure_type(reason: str) -> str | None:
     """The pipeline error named in a job's FailureReason (``AlgorithmError: InvalidDatasetError: ...``), if any."""
-    from mlpipe import exceptions
-
     names = {
         name
         for name, value in vars(exceptions).items()

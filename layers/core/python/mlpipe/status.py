@@ -13,17 +13,17 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from mlpipe.artifacts import CARD_FILE
 from mlpipe.config import parse_run_date
 from mlpipe.exceptions import InvalidRequestError
-from mlpipe.identity import FAMILIES
-from mlpipe.targets import StoredObject, list_under, target_for
+from mlpipe.steps import OUTPUTS
+from mlpipe.storage import Store, StoredObject
 
-COMPLETE = {
-    "dataset": {"dataset.csv"},
-    "model": {"model.pkl", "metrics.json"},
-    "published": {"model.pkl", "metrics.json"},
-}
-MAIN_FILE = {"dataset": "dataset.csv", "model": "model.pkl", "published": "model.pkl"}
+# What makes each family's folder complete, and the file that names it, from the registry.
+MAIN_FILE = {output.family: output.file for output in OUTPUTS.values()}
+COMPLETE = {output.family: {output.file, CARD_FILE} if output.card else {output.file} for output in OUTPUTS.values()}
+ROOTS = {output.family: output.root for output in OUTPUTS.values()}
+LISTS = {"dataset": "datasets", "model": "models", "published": "published"}  # the status's key of each family
 
 
 def collect_status(
@@ -32,7 +32,7 @@ def collect_status(
     *,
     first: str | None = None,
     last: str | None = None,
-    allow_local: bool = True,
+    store: Store,
 ) -> dict[str, Any]:
     """``{"runs": [{"run_date", "datasets", "models", "published"}]}`` for the dates in ``[first, last]``."""
     for value in (first, last):
@@ -41,26 +41,22 @@ def collect_status(
     if first and last and last < first:
         raise InvalidRequestError(f"the range ends ({last}) before it starts ({first})")
     groups: dict[tuple[str, str, str], dict[str, StoredObject]] = defaultdict(dict)
-    for root in (artifact_root, publish_uri):
-        for item in list_under(root, allow_local=allow_local):
+    roots = {"artifact_root": artifact_root, "publish_uri": publish_uri}
+    for root_name, root in roots.items():
+        for item in store.list(root):
             parts = item.relative.split("/")
             if len(parts) != 3:
                 continue
             run_date, folder, name = parts
             family = folder.split("-", 1)[0]
-            if family not in FAMILIES.values() or (root == publish_uri) != (family == "published"):
+            if ROOTS.get(family) != root_name:
                 continue
             if (first and run_date < first) or (last and run_date > last):
                 continue
             groups[(run_date, family, folder)][name] = item
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
-        lambda: {"datasets": [], "models": [], "published": []}
-    )
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: {key: [] for key in LISTS.values()})
     for (run_date, family, folder), files in sorted(groups.items()):
-        entry = _entry(family, folder, files, allow_local=allow_local)
-        runs[run_date]["datasets" if family == "dataset" else "models" if family == "model" else "published"].append(
-            entry
-        )
+        runs[run_date][LISTS[family]].append(_entry(family, folder, files, store=store))
     result = []
     for run_date in sorted(runs):
         published = runs[run_date]["published"]
@@ -72,7 +68,7 @@ def collect_status(
     return {"runs": result}
 
 
-def _entry(family: str, folder: str, files: dict[str, StoredObject], *, allow_local: bool) -> dict[str, Any]:
+def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: Store) -> dict[str, Any]:
     main = files.get(MAIN_FILE[family])
     state = "present" if COMPLETE[family] <= set(files) else "incomplete"
     any_file = main or next(iter(files.values()))
@@ -84,11 +80,11 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, allow_lo
         "made": any_file.modified,
     }
     if family == "dataset":
-        lineage = _read_json(files.get("lineage.json"), allow_local=allow_local)
+        lineage = _read_json(files.get("lineage.json"), store=store)
         entry["made"] = lineage.get("created_at") or entry["made"]
         entry["source"] = (lineage.get("inputs") or {}).get("source")
         return entry
-    card = _read_json(files.get("metrics.json"), allow_local=allow_local)
+    card = _read_json(files.get("metrics.json"), store=store)
     section = card.get("publication" if family == "published" else "lineage") or {}
     entry["made"] = section.get("created_at") or entry["made"]
     entry["cv_accuracy"] = (card.get("cv_accuracy") or {}).get("mean")
@@ -102,11 +98,11 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, allow_lo
     return entry
 
 
-def _read_json(item: StoredObject | None, *, allow_local: bool) -> dict[str, Any]:
+def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
     if item is None:
         return {}
     try:
-        value = json.loads(target_for(item.uri, allow_local=allow_local).read_bytes())
+        value = json.loads(store.target(item.uri).read_bytes())
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

@@ -18,6 +18,7 @@ concurrent executions agree on one model without overwriting each other (``write
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import pickle
 import platform
@@ -41,7 +42,7 @@ from mlpipe.scaling import (
     estimate_seconds,
     uses_holdout,
 )
-from mlpipe.targets import CHUNK_SIZE, Target, sha256_of
+from mlpipe.storage import CHUNK_SIZE, Target, sha256_of
 
 LOG = logging.getLogger(__name__)
 CARD_VERSION = 2
@@ -199,8 +200,6 @@ def build_pipeline(
     estimator: str, params: dict[str, Any], numeric: list[int], categorical: list[int], impute: bool
 ) -> Any:
     """The unfitted ``Pipeline``: the preprocessing ``estimator`` needs, then the estimator with ``params``."""
-    import importlib
-
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -244,7 +243,6 @@ def train_model(
     hyperparameters: dict[str, Any],
     cv_folds: int,
     description: DatasetDescription | None = None,
-    allow_local: bool = True,
     lineage: dict[str, Any] | None = None,
     time_left: Callable[[], float] | None = None,
     parallel: bool = True,
@@ -468,7 +466,7 @@ def train_model(
             "input_targets": [{"uri": dataset.uri, "sha256": stats.sha256}],
             "versions": lineage.get("versions", {}) | metrics["versions"],
         }
-    wrote = write_model(model, payload, metrics, allow_local=allow_local)
+    wrote = write_model(model, payload, metrics)
     return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)
 
 

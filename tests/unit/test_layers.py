@@ -1,0 +1,166 @@
+"""mlpipe's modules are layers: each imports only from layers below it, so its import graph has no cycle.
+
+Read from the source (the AST), function-local imports included and ``if TYPE_CHECKING:`` blocks left
+out (they never run). A function-local import is only for a heavy library loaded lazily, so that a
+Lambda function that never trains never pays for pandas or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "layers" / "core" / "python" / "mlpipe"
+# Lowest first. A module may import from the layers below its own, never from its own or a higher one.
+# docs/architecture.md shows the same table.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("exceptions", "version", "steps", "gate"),
+    ("storage.base", "storage.uris", "description", "scaling"),
+    ("storage.local", "storage.s3", "dataset", "estimators"),
+    ("storage.store",),
+    ("storage",),
+    ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability"),
+    ("config", "champion", "publishing", "training"),
+    ("planning", "loading", "report", "status"),
+    ("tasks", "predicting", "reporting_html", "backfill"),
+    ("sagemaker_job", ""),  # "": the package itself (mlpipe/__init__.py), which states the public names
+)
+# What may be imported inside a function: heavy third-party libraries, loaded only when the work needs them.
+LAZY = {"pandas", "sklearn", "numpy", "scipy", "boto3", "botocore", "s3transfer", "joblib", "requests"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path) -> list[tuple[str, bool, int]]:
+    """``(imported module, inside a function, line)`` for every import that runs."""
+    found: list[tuple[str, bool, int]] = []
+
+    class Visitor(ast.NodeVisitor):
+        depth = 0
+
+        def visit_If(self, node: ast.If) -> None:
+            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                self.generic_visit(node)
+
+        def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+            self.depth += 1
+            self.generic_visit(node)
+            self.depth -= 1
+
+        visit_AsyncFunctionDef = visit_FunctionDef
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.extend((alias.name, self.depth > 0, node.lineno) for alias in node.names)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            assert node.level == 0, f"{path}:{node.lineno}: use absolute imports"
+            for alias in node.names:  # `from mlpipe import tasks` imports the module mlpipe.tasks
+                full = f"{node.module}.{alias.name}"
+                found.append(
+                    (full if full.removeprefix("mlpipe.") in MODULES else str(node.module), self.depth > 0, node.lineno)
+                )
+
+    Visitor().visit(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def own(name: str) -> str | None:
+    """The mlpipe module ``name`` is (or is in), without the ``mlpipe.`` prefix; None for another package."""
+    if name != "mlpipe" and not name.startswith("mlpipe."):
+        return None
+    module = name.removeprefix("mlpipe").removeprefix(".")
+    while module not in MODULES and "." in module:
+        module = module.rsplit(".", 1)[0]
+    return module
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        edges[module] = {target for name, _, _ in imports(path) if (target := own(name)) not in (None, module)}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for successor in sorted(edges[node]):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer_of(module: str) -> int:
+    for number, members in enumerate(LAYERS):
+        if module in members:
+            return number
+    raise AssertionError(f"mlpipe.{module} is in no layer: add it to LAYERS (and to docs/architecture.md)")
+
+
+def test_every_module_is_in_exactly_one_layer() -> None:
+    listed = [module for members in LAYERS for module in members]
+    assert sorted(listed) == sorted(MODULES)
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert cycles(graph()) == []
+
+
+def test_no_module_imports_from_its_own_layer_or_above() -> None:
+    upward = [
+        f"mlpipe.{module} (layer {layer_of(module)}) imports mlpipe.{target} (layer {layer_of(target)})"
+        for module, targets in graph().items()
+        for target in targets
+        if layer_of(target) >= layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_function_local_imports_are_only_heavy_libraries() -> None:
+    local = [
+        f"{path.relative_to(REPO)}:{line} imports {name} inside a function"
+        for path in MODULES.values()
+        for name, inside, line in imports(path)
+        if inside and name.split(".")[0] not in LAZY
+    ]
+    assert local == []
+
+
+def test_the_checks_see_an_upward_import_and_a_cycle() -> None:
+    # A test that cannot fail is a defect: the same functions on a made-up graph
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("not_a_module")
