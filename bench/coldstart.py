@@ -238,7 +238,8 @@ def cases_for(build: Path, template: Template, runtime: Path, no_bytecode_ml: Pa
     return cases
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``--smoke`` sets one run."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("builds", nargs="+", type=Path, metavar="DIR", help="sam build directories")
     parser.add_argument("--runs", type=int, default=7, help="processes per case (median reported); default 7")
@@ -254,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs = 1
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     version = subprocess.run(
         [args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         capture_output=True,
@@ -266,7 +271,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     here = host_arch()
     results: dict[str, Any] = {"host_arch": here, "runs": args.runs, "builds": {}}
-    skipped = []
+    skipped: list[str] = []
+    status = measure_builds(args, here, results, skipped)
+    if status:
+        return status
+    for line in skipped:
+        print(line)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    return verdict(args, here, results)
+
+
+def measure_builds(args: argparse.Namespace, here: str, results: dict[str, Any], skipped: list[str]) -> int:
+    """Measure each build of this machine's architecture into ``results["builds"]`` (the others into
+    ``skipped``); the exit status: 0, or 2 (no template) or 1 (a measured process failed), said on stderr."""
     with tempfile.TemporaryDirectory(prefix="mlpipe-coldstart-") as tmp:
         scratch = Path(tmp)
         runtime = runtime_dir(scratch / "runtime")
@@ -293,11 +312,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {build}: {exc}", file=sys.stderr)
                 return 1
             results["builds"][str(build)] = report(build, arch, cases, args.runs)
-    for line in skipped:
-        print(line)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def verdict(args: argparse.Namespace, here: str, results: dict[str, Any]) -> int:
+    """The exit status of measured ``results``: 1 when a function other than train loads the ML stack, or
+    (``--smoke``) when no build was measured; said on stderr, and a smoke check's pass on stdout."""
     failed = [
         name
         for build in results["builds"].values()

@@ -82,6 +82,41 @@ def load_for_prediction(
     raise IntegrityError(f"{champion_uri(publish_uri)} kept changing while the champion was loaded; try again")
 
 
+@dataclass(frozen=True)
+class InputLayout:
+    """How a model's input file is read, from the model's card: its columns, their kinds, header and missing values."""
+
+    features: list[str]
+    label: str
+    kinds: dict[str, str]  # a feature not named here is numeric (cards without kinds)
+    trained_columns: list[str]  # the training file's columns, in its order
+    has_header: bool
+    na: frozenset[str]
+    reject_missing: bool
+    integer_labels: bool
+    delimiter: str
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> InputLayout:
+        """The layout the card describes (cards without a ``resolved`` section: the input's columns, all numeric)."""
+        dataset = card.get("dataset") or {}
+        description = dataset.get("description") or {}
+        resolved = dataset.get("resolved") or {}
+        features: list[str] = list((card.get("input") or {}).get("columns") or resolved.get("feature_columns") or [])
+        label = str(resolved.get("label_column") or (card.get("input") or {}).get("label_column"))
+        return cls(
+            features=features,
+            label=label,
+            kinds=resolved.get("kinds") or {},
+            trained_columns=list(resolved.get("columns") or [*features, label]),
+            has_header=bool((resolved.get("header") or {}).get("present")),
+            na=frozenset(str(v).strip() for v in description.get("na_values") or []),
+            reject_missing=description.get("missing", "reject") == "reject",
+            integer_labels=resolved.get("label_kind") == "integer",
+            delimiter=str(description.get("delimiter") or ","),
+        )
+
+
 def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]:
     """The model's input columns of the CSV at ``path`` as a DataFrame, and the labels when the label column is there.
 
@@ -89,27 +124,35 @@ def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]
     not a number in a numeric column, a missing value where the model was trained with
     ``missing: reject``), naming the line and column.
     """
-    import numpy as np
     import pandas as pd
 
-    dataset = card.get("dataset") or {}
-    description = dataset.get("description") or {}
-    resolved = dataset.get("resolved") or {}
-    features: list[str] = list((card.get("input") or {}).get("columns") or resolved.get("feature_columns") or [])
-    label: str = str(resolved.get("label_column") or (card.get("input") or {}).get("label_column"))
-    kinds: dict[str, str] = resolved.get("kinds") or {}
-    trained_columns: list[str] = list(resolved.get("columns") or [*features, label])
-    has_header = bool((resolved.get("header") or {}).get("present"))
-    na = {str(v).strip() for v in description.get("na_values") or []}
-    reject_missing = description.get("missing", "reject") == "reject"
-    integer_labels = resolved.get("label_kind") == "integer"
-    delimiter = str(description.get("delimiter") or ",")
+    layout = InputLayout.from_card(card)
     where = str(path)
-
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        reader = csv.reader(handle, delimiter=layout.delimiter, skipinitialspace=True)
         rows: list[tuple[int, list[str]]] = [(reader.line_num, row) for row in reader if row]
-    if has_header:
+    names, rows = input_columns(rows, layout, where)
+    columns, labels = parse_rows(rows, names, layout, where)
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype="float64" if layout.kinds.get(name, "numeric") == "numeric" else object)
+            for name, values in columns.items()
+        },
+        columns=layout.features,
+    )
+    return frame, labels
+
+
+def input_columns(
+    rows: list[tuple[int, list[str]]], layout: InputLayout, where: str
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The file's column names (its header, or the training file's columns) and its data rows.
+
+    Raises InvalidDatasetError when a file without a header has neither the training file's width
+    nor that width less the label, or when a feature column of the model is not in the file.
+    """
+    features, label, trained_columns = layout.features, layout.label, layout.trained_columns
+    if layout.has_header:
         if not rows:
             raise InvalidDatasetError(f"{where} is empty; the model expects a header with: {', '.join(features)}")
         names = [cell.strip() for cell in rows[0][1]]
@@ -132,22 +175,36 @@ def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]
             f"{where}: the model's feature column(s) {', '.join(repr(m) for m in missing)} are not in the file; "
             f"it expects: {', '.join(features)}" + (f" (and optionally the label column {label!r})" if label else "")
         )
+    return names, rows
+
+
+def parse_rows(
+    rows: list[tuple[int, list[str]]], names: list[str], layout: InputLayout, where: str
+) -> tuple[dict[str, list[Any]], list[Any] | None]:
+    """Each feature column's values (NaN when missing, a float when numeric, else the text), and the labels
+    (None for a missing one) when the label column is among ``names``.
+
+    Raises InvalidDatasetError for a row that is not ``names`` wide, a missing value where the model
+    was trained with ``missing: reject``, or text in a numeric column, naming the line and column.
+    """
+    import numpy as np
+
     position = {name: index for index, name in enumerate(names)}
-    columns: dict[str, list[Any]] = {name: [] for name in features}
-    labels: list[Any] | None = [] if label in position else None
+    columns: dict[str, list[Any]] = {name: [] for name in layout.features}
+    labels: list[Any] | None = [] if layout.label in position else None
     for line, row in rows:
         if len(row) != len(names):
             raise InvalidDatasetError(f"{where}, line {line}: found {len(row)} columns, the header has {len(names)}")
-        for name in features:
+        for name in layout.features:
             cell = row[position[name]].strip()
-            if cell in na:
-                if reject_missing:
+            if cell in layout.na:
+                if layout.reject_missing:
                     raise InvalidDatasetError(
                         f"{where}, line {line}, column {name!r}: the value is missing ({cell!r}), and the model was "
                         "trained with missing: reject (it cannot impute); fill it in"
                     )
                 columns[name].append(np.nan)
-            elif kinds.get(name, "numeric") == "numeric":
+            elif layout.kinds.get(name, "numeric") == "numeric":
                 if not NUMBER.fullmatch(cell):
                     raise InvalidDatasetError(
                         f"{where}, line {line}, column {name!r}: {cell!r} is not a number, and the column is numeric"
@@ -156,19 +213,14 @@ def read_input(path: Path, card: dict[str, Any]) -> tuple[Any, list[Any] | None]
             else:
                 columns[name].append(cell)
         if labels is not None:
-            cell = row[position[label]].strip()
-            if cell in na:
-                labels.append(None)
-            else:
-                labels.append(int(cell) if integer_labels and INTEGER.fullmatch(cell) else cell)
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(values, dtype="float64" if kinds.get(name, "numeric") == "numeric" else object)
-            for name, values in columns.items()
-        },
-        columns=features,
-    )
-    return frame, labels
+            cell = row[position[layout.label]].strip()
+            labels.append(None if cell in layout.na else _label(cell, layout.integer_labels))
+    return columns, labels
+
+
+def _label(cell: str, integer_labels: bool) -> Any:
+    """A label cell's value: an int for a model with integer labels when the cell is one, else the text."""
+    return int(cell) if integer_labels and INTEGER.fullmatch(cell) else cell
 
 
 def predict_file(

@@ -13,6 +13,10 @@ card (the dataset as read, the estimator and its parameters, cross-validated met
 and the model's sha256, which ``publish`` and ``load_model`` check). The model's bytes are
 deterministic for the same data, parameters and library versions, which is what lets two
 concurrent executions agree on one model without overwriting each other (``write_model``).
+
+``train_model`` runs its steps one after the other, each a function with its own result:
+``read_training_data`` (``TrainingData``), ``choose_model`` (``ModelChoice``), ``estimate_fit``
+(``FitEstimate``), ``fit_model`` (``Fitted``), ``measure`` (``Measures``) and ``write_card``.
 """
 
 from __future__ import annotations
@@ -235,6 +239,68 @@ def preprocessing_summary(estimator: str, impute: bool, numeric: list[str], cate
     }
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What the read step gives: the dataset's checked stats, the feature columns (a DataFrame) and the labels."""
+
+    stats: DatasetStats
+    features: Any
+    labels: Any
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the choose step gives: the columns used, the estimator and its parameters, the unfitted pipeline."""
+
+    requested: str
+    estimator: str
+    reason: str
+    params: dict[str, Any]
+    impute: bool
+    numeric: list[int]
+    categorical: list[int]
+    dropped: list[dict[str, str]]
+    pipeline: Any
+    shown: str  # the estimator as error messages name it: its class and non-default parameters
+
+
+@dataclass(frozen=True)
+class FitEstimate:
+    """What the estimate step gives: the features after one-hot encoding and the estimated seconds."""
+
+    width: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the fit step gives: the final model, the splits and each held-out row's prediction, the scores.
+
+    ``codes`` and ``predicted`` are class positions in ``classes``; ``predicted`` is -1 for rows no split held out.
+    """
+
+    model: Any
+    classes: list[Any]
+    codes: Any
+    splits: list[tuple[Any, Any]]
+    method: str
+    jobs: int
+    sample: Any
+    predicted: Any
+    scores: list[Any]
+    training_accuracy: float
+    warnings: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What the measure step gives: the card's ``cv_accuracy`` and ``cv_metrics`` sections."""
+
+    cv_accuracy: dict[str, Any]
+    cv_metrics: dict[str, Any]
+
+
 def train_model(
     dataset: Target,
     model: Target,
@@ -262,87 +328,169 @@ def train_model(
     parameters), TrainingTooLargeError (the time estimate does not fit in ``time_left``, or the
     memory estimate in the function's memory) or TrainingError; nothing is written in those cases.
     """
-    import numpy as np
-    import pandas as pd
-    import sklearn
-    from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-    )
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-    from sklearn.utils._param_validation import InvalidParameterError
-
     description = description or DatasetDescription()
+    check_planned_scikit_learn(lineage)
+    progress = _Progress()
+    data = read_training_data(
+        dataset, description, known, estimator, hyperparameters, cv_folds=cv_folds, parallel=parallel, progress=progress
+    )
+    choice = choose_model(data, estimator, hyperparameters, description, dataset.uri)
+    estimate = estimate_fit(data, choice, cv_folds, time_left, progress)
+    fitted = fit_model(data, choice, cv_folds=cv_folds, parallel=parallel, uri=dataset.uri, progress=progress)
+    progress.phase(
+        "writing", "fitted in %.1f s (estimated %.1f s); writing %s", fitted.seconds, estimate.seconds, model.uri
+    )
+    measures = measure(fitted)
+    return write_card(
+        model,
+        dataset.uri,
+        data,
+        choice,
+        estimate,
+        fitted,
+        measures,
+        description=description,
+        hyperparameters=hyperparameters,
+        lineage=lineage,
+    )
+
+
+def check_planned_scikit_learn(lineage: dict[str, Any] | None) -> None:
+    """TrainingError when the lineage's plan named another scikit-learn minor version than the one installed."""
+    import sklearn
+
     planned = ((lineage or {}).get("inputs") or {}).get("scikit_learn")
     if planned and ".".join(sklearn.__version__.split(".")[:2]) != planned:
         raise TrainingError(
             f"the plan named scikit-learn {planned} in the model's identity, but training has {sklearn.__version__}: "
             "the core layer's estimator_constraints.json and the ML layer disagree; rebuild both from this repository"
         )
-    progress = _Progress()
+
+
+def read_training_data(
+    dataset: Target,
+    description: DatasetDescription,
+    known: DatasetStats | None,
+    estimator: str,
+    hyperparameters: dict[str, Any],
+    *,
+    cv_folds: int,
+    parallel: bool,
+    progress: _Progress,
+) -> TrainingData:
+    """The read step: the dataset's stats (``checked_stats``), the memory check, then its columns and labels.
+
+    ``estimator`` is the requested one (``auto`` included): the memory check chooses as training will.
+    """
     progress.phase("reading", "reading %s", dataset.uri)
     with dataset.open_read() as handle:
         stats = checked_stats(handle, dataset.uri, known, description, cv_folds)
         check_memory_before_reading(stats, estimator, hyperparameters, cv_folds, parallel)
         handle.seek(0)
         features, labels = read_dataset(handle, dataset.uri, stats, description)
+    return TrainingData(stats, features, labels)
 
-    numeric, categorical, dropped = plan_columns(features, stats)
+
+def choose_model(
+    data: TrainingData, requested: str, hyperparameters: dict[str, Any], description: DatasetDescription, uri: str
+) -> ModelChoice:
+    """The choose step: the columns to use, the estimator (``auto`` resolved), its parameters and the pipeline.
+
+    Raises InvalidDatasetError when no feature column is usable, InvalidHyperparametersError (or
+    InvalidRequestError) for parameters that cannot be; for ``auto``, ``hyperparameters`` are not used.
+    """
+    numeric, categorical, dropped = plan_columns(data.features, data.stats)
     if not numeric and not categorical:
         raise InvalidDatasetError(
-            f"invalid dataset at {dataset.uri}: no usable feature column: "
+            f"invalid dataset at {uri}: no usable feature column: "
             + "; ".join(f"{d['column']} is {d['reason']}" for d in dropped)
         )
-    requested = estimator
-    choice = choose_estimator(requested, stats.rows)
+    choice = choose_estimator(requested, data.stats.rows)
     estimator = choice.name
     params = effective_hyperparameters(estimator, hyperparameters if requested != "auto" else {})
-    params = _typed_class_weight(params, stats.label_kind)
+    params = _typed_class_weight(params, data.stats.label_kind)
     impute = description.missing == "impute"
     pipeline = build_pipeline(estimator, params, numeric, categorical, impute)
-    classes = sorted(set(labels.tolist()))
     shown = f"{ESTIMATORS[estimator].class_path.rpartition('.')[2]}({non_default_hyperparameters(estimator, params)})"
-    width = len(numeric) + sum(int(features.iloc[:, i].nunique()) for i in categorical)  # after one-hot encoding
-    holdout = uses_holdout(stats.rows)
-    estimate = estimate_seconds(estimator, stats.rows, width, cv_folds)
+    return ModelChoice(
+        requested, estimator, choice.reason, params, impute, numeric, categorical, dropped, pipeline, shown
+    )
+
+
+def estimate_fit(
+    data: TrainingData,
+    choice: ModelChoice,
+    cv_folds: int,
+    time_left: Callable[[], float] | None,
+    progress: _Progress,
+) -> FitEstimate:
+    """The estimate step: the width after one-hot encoding and the estimated seconds, checked against ``time_left``.
+
+    Raises TrainingTooLargeError (``check_fits``) when the estimate does not fit in the time left.
+    """
+    rows = data.stats.rows
+    width = len(choice.numeric) + sum(int(data.features.iloc[:, i].nunique()) for i in choice.categorical)
+    seconds = estimate_seconds(choice.estimator, rows, width, cv_folds)
     left = time_left() if time_left is not None else None
     progress.phase(
         "estimating",
         "%s: %s on %d rows, %d features: estimated %.1f s, %s s left",
         choice.reason,
-        estimator,
-        stats.rows,
+        choice.estimator,
+        rows,
         width,
-        estimate,
+        seconds,
         "unknown" if left is None else f"{left:.0f}",
     )
-    check_fits(estimate, left, estimator=estimator, rows=stats.rows, features=width)
+    check_fits(seconds, left, estimator=choice.estimator, rows=rows, features=width)
+    return FitEstimate(width, seconds)
+
+
+def cv_splits(codes: Any, features: Any, cv_folds: int) -> tuple[list[tuple[Any, Any]], str]:
+    """The (training rows, held-out rows) pairs and how they were drawn: a stratified holdout from
+    ``HOLDOUT_MIN_ROWS`` rows on (``uses_holdout``), else stratified, shuffled ``cv_folds``-fold."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    if uses_holdout(len(codes)):
+        train_rows, test_rows = train_test_split(
+            np.arange(len(codes)), test_size=HOLDOUT_FRACTION, stratify=codes, random_state=CV_SEED
+        )
+        return [
+            (np.sort(train_rows), np.sort(test_rows))
+        ], f"stratified {HOLDOUT_FRACTION:.0%} holdout (seed {CV_SEED})"
+    splits = list(StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED).split(features, codes))
+    return splits, f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})"
+
+
+def fit_model(
+    data: TrainingData, choice: ModelChoice, *, cv_folds: int, parallel: bool, uri: str, progress: _Progress
+) -> Fitted:
+    """The fit step: the splits, their fits and the final one side by side (``_run_fits``), the scores.
+
+    Raises InvalidHyperparametersError when scikit-learn rejects the parameters (InvalidParameterError)
+    or cannot fit them on this data (ValueError), TrainingError for any other failure of the fits.
+    """
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    features, labels, shown = data.features, data.labels, choice.shown
+    classes = sorted(set(labels.tolist()))
     # Splits and metrics work on the classes' positions in ``classes``: the same splits and numbers as
     # on the labels themselves (np.unique orders both alike), without scikit-learn sorting a million
     # label strings in each metric (5.6 s of a 1,000,000-row training).
     codes = class_codes(labels, classes)
-    if holdout:
-        train_rows, test_rows = train_test_split(
-            np.arange(len(labels)), test_size=HOLDOUT_FRACTION, stratify=codes, random_state=CV_SEED
-        )
-        splits = [(np.sort(train_rows), np.sort(test_rows))]
-        method = f"stratified {HOLDOUT_FRACTION:.0%} holdout (seed {CV_SEED})"
-    else:
-        splits = list(StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=CV_SEED).split(features, codes))
-        method = f"stratified {cv_folds}-fold, shuffled (seed {CV_SEED})"
+    splits, method = cv_splits(codes, features, cv_folds)
     # HistGradientBoosting already uses every core in one fit (see _run_fits).
-    jobs = scaling.fit_jobs(estimator, stats.rows, cv_folds, parallel=parallel)
-
+    jobs = scaling.fit_jobs(choice.estimator, data.stats.rows, cv_folds, parallel=parallel)
     sample = training_sample(codes)
 
     def fit_and_predict(rows: Any, predict_rows: Any) -> tuple[Any, Any]:
         """Fit on ``rows`` (None: all of them), then predict ``predict_rows``, as class positions."""
-        fitted = clone(pipeline).fit(
+        fitted = clone(choice.pipeline).fit(
             features if rows is None else features.iloc[rows], labels if rows is None else labels[rows]
         )
         return fitted, class_codes(fitted.predict(features.iloc[predict_rows]), classes)
@@ -373,37 +521,102 @@ def train_model(
     except InvalidParameterError as exc:
         raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters of {shown}: {exc}") from exc
     except ValueError as exc:
-        raise InvalidHyperparametersError(f"scikit-learn cannot fit {shown} on {dataset.uri}: {exc}") from exc
+        raise InvalidHyperparametersError(f"scikit-learn cannot fit {shown} on {uri}: {exc}") from exc
     except Exception as exc:
-        raise TrainingError(f"fitting {shown} on {dataset.uri} failed: {exc}") from exc
+        raise TrainingError(f"fitting {shown} on {uri} failed: {exc}") from exc
     seconds = time.perf_counter() - started
-    progress.phase("writing", "fitted in %.1f s (estimated %.1f s); writing %s", seconds, estimate, model.uri)
-    evaluated = np.sort(np.concatenate([test_rows for _, test_rows in splits]))
-    truth, guessed = codes[evaluated], predicted[evaluated]
-    positions = list(range(len(classes)))
+    found = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    return Fitted(
+        pipeline, classes, codes, splits, method, jobs, sample, predicted, scores, training_accuracy, found, seconds
+    )
 
-    payload = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+
+def measure(fitted: Fitted) -> Measures:
+    """The measure step: accuracy per split, and the metrics of every held-out row's prediction against its label."""
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    classes, scores = fitted.classes, fitted.scores
+    evaluated = np.sort(np.concatenate([test_rows for _, test_rows in fitted.splits]))
+    truth, guessed = fitted.codes[evaluated], fitted.predicted[evaluated]
+    positions = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, guessed, labels=positions, zero_division=0)
-    names = list(features.columns)
-    card_classes = [_json_label(c) for c in classes]
-    spec = ESTIMATORS[estimator]
-    metrics = {
+    cv_accuracy = {
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "folds": len(fitted.splits),
+        "scores": [float(s) for s in scores],
+        "method": fitted.method,
+        "rows_evaluated": len(evaluated),
+    }
+    cv_metrics = {
+        "balanced_accuracy": float(balanced_accuracy_score(truth, guessed)),
+        "macro_f1": float(f1_score(truth, guessed, labels=positions, average="macro", zero_division=0)),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        },
+        "confusion_matrix": {
+            "labels": [_json_label(c) for c in classes],
+            "matrix": confusion_matrix(truth, guessed, labels=positions).tolist(),
+            "rows": "true label",
+            "columns": "predicted label",
+        },
+    }
+    return Measures(cv_accuracy, cv_metrics)
+
+
+def write_card(
+    model: Target,
+    dataset_uri: str,
+    data: TrainingData,
+    choice: ModelChoice,
+    estimate: FitEstimate,
+    fitted: Fitted,
+    measures: Measures,
+    *,
+    description: DatasetDescription,
+    hyperparameters: dict[str, Any],
+    lineage: dict[str, Any] | None,
+) -> TrainResult:
+    """The write step: the pickled model and its card (``model_card``, with ``lineage``), through ``write_model``."""
+    payload = pickle.dumps(fitted.model, protocol=pickle.HIGHEST_PROTOCOL)
+    metrics = model_card(dataset_uri, data, choice, estimate, fitted, measures, description, hyperparameters, payload)
+    if lineage is not None:
+        metrics["lineage"] = lineage | {
+            "input_targets": [{"uri": dataset_uri, "sha256": data.stats.sha256}],
+            "versions": lineage.get("versions", {}) | metrics["versions"],
+        }
+    wrote = write_model(model, payload, metrics)
+    return TrainResult(wrote=wrote, metrics=metrics, seconds=fitted.seconds)
+
+
+def model_card(
+    dataset_uri: str,
+    data: TrainingData,
+    choice: ModelChoice,
+    estimate: FitEstimate,
+    fitted: Fitted,
+    measures: Measures,
+    description: DatasetDescription,
+    hyperparameters: dict[str, Any],
+    payload: bytes,
+) -> dict[str, Any]:
+    """The model card (``metrics.json``) of the model pickled as ``payload``, without its lineage."""
+    import numpy as np
+    import pandas as pd
+    import sklearn
+
+    stats, estimator, params = data.stats, choice.estimator, choice.params
+    names = list(data.features.columns)
+    numeric = [names[i] for i in choice.numeric]
+    categorical = [names[i] for i in choice.categorical]
+    return {
         "card_version": CARD_VERSION,
         "rows": stats.rows,
-        "classes": card_classes,
+        "classes": [_json_label(c) for c in fitted.classes],
         "class_counts": {str(k): v for k, v in stats.class_counts.items()},
-        "dataset": {
-            "uri": dataset.uri,
-            "sha256": stats.sha256,
-            "bytes": stats.bytes,
-            "description": description.to_dict(),
-            "resolved": stats.profile()
-            | {
-                "numeric_columns": [names[i] for i in numeric],
-                "categorical_columns": {names[i]: _categories(features[names[i]]) for i in categorical},
-                "dropped_columns": dropped,
-            },
-        },
+        "dataset": _dataset_section(dataset_uri, data, choice, description),
         "input": {
             "columns": names,
             "label_column": stats.layout.label_name,
@@ -412,44 +625,27 @@ def train_model(
             "predict_proba": _has_proba(estimator, params),
         },
         "estimator": {
-            "requested": requested,
+            "requested": choice.requested,
             "name": estimator,
             "chosen_because": choice.reason,
-            "class": spec.class_path,
+            "class": ESTIMATORS[estimator].class_path,
             "hyperparameters": params,
             "non_default_hyperparameters": non_default_hyperparameters(estimator, params),
         },
-        "preprocessing": preprocessing_summary(
-            estimator, impute, [names[i] for i in numeric], [names[i] for i in categorical]
-        ),
+        "preprocessing": preprocessing_summary(estimator, choice.impute, numeric, categorical),
         "hyperparameters": hyperparameters,
-        "training_accuracy": training_accuracy,
-        "training_accuracy_rows": len(sample),
-        "cv_accuracy": {
-            "mean": float(np.mean(scores)),
-            "std": float(np.std(scores)),
-            "folds": len(splits),
-            "scores": [float(s) for s in scores],
-            "method": method,
-            "rows_evaluated": len(evaluated),
+        "training_accuracy": fitted.training_accuracy,
+        "training_accuracy_rows": len(fitted.sample),
+        "cv_accuracy": measures.cv_accuracy,
+        "cv_metrics": measures.cv_metrics,
+        "warnings": fitted.warnings,
+        "fit_seconds": round(fitted.seconds, 4),
+        "fit_estimate": {
+            "seconds": round(estimate.seconds, 4),
+            "features": estimate.width,
+            "jobs": fitted.jobs,
+            "cores": cores(),
         },
-        "cv_metrics": {
-            "balanced_accuracy": float(balanced_accuracy_score(truth, guessed)),
-            "macro_f1": float(f1_score(truth, guessed, labels=positions, average="macro", zero_division=0)),
-            "per_class": {
-                str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-            },
-            "confusion_matrix": {
-                "labels": card_classes,
-                "matrix": confusion_matrix(truth, guessed, labels=positions).tolist(),
-                "rows": "true label",
-                "columns": "predicted label",
-            },
-        },
-        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
-        "fit_seconds": round(seconds, 4),
-        "fit_estimate": {"seconds": round(estimate, 4), "features": width, "jobs": jobs, "cores": cores()},
         "scikit_learn_version": sklearn.__version__,
         "versions": {
             "python": platform.python_version(),
@@ -461,13 +657,26 @@ def train_model(
         "model_bytes": len(payload),
         "model_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    if lineage is not None:
-        metrics["lineage"] = lineage | {
-            "input_targets": [{"uri": dataset.uri, "sha256": stats.sha256}],
-            "versions": lineage.get("versions", {}) | metrics["versions"],
-        }
-    wrote = write_model(model, payload, metrics)
-    return TrainResult(wrote=wrote, metrics=metrics, seconds=seconds)
+
+
+def _dataset_section(
+    dataset_uri: str, data: TrainingData, choice: ModelChoice, description: DatasetDescription
+) -> dict[str, Any]:
+    """The card's ``dataset``: the file, its description, and how it was read (with the columns used and left out)."""
+    stats, features = data.stats, data.features
+    names = list(features.columns)
+    return {
+        "uri": dataset_uri,
+        "sha256": stats.sha256,
+        "bytes": stats.bytes,
+        "description": description.to_dict(),
+        "resolved": stats.profile()
+        | {
+            "numeric_columns": [names[i] for i in choice.numeric],
+            "categorical_columns": {names[i]: _categories(features[names[i]]) for i in choice.categorical},
+            "dropped_columns": choice.dropped,
+        },
+    }
 
 
 def _run_fits(
