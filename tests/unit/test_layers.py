@@ -164,3 +164,16 @@ def test_the_checks_see_an_upward_import_and_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("not_a_module")
+
+
+def test_the_module_map_in_the_docs_shows_each_module_in_its_layer() -> None:
+    table = (REPO / "docs" / "architecture.md").read_text()
+    for number, members in enumerate(LAYERS):
+        for module in members:
+            name = f"mlpipe.{module}" if module else "mlpipe"
+            assert f"| {number} | `{name}` |" in table, f"docs/architecture.md: {name} is not in layer {number}"
+
+
+def test_each_handler_parses_calls_one_function_and_returns_in_at_most_25_lines() -> None:
+    for app in sorted((REPO / "functions").glob("*/app.py")):
+        assert len(app.read_text().splitlines()) <= 25, app.relative_to(REPO)
