@@ -24,6 +24,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,9 @@ CHAMPION_FILE = "champion.json"
 HISTORY_DIR = "champion-history"
 CAS_ATTEMPTS = 20
 METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
+# A history entry's name, as record_history makes it: when, which model, a short hash of who.
+HISTORY_NAME_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)-(?P<identity>[^/]+)-(?P<who>[0-9a-f]{6})\.json$")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,48 @@ def read_champion(publish_uri: str, *, store: Store) -> dict[str, Any] | None:
 
 
 def champion_history(publish_uri: str, *, store: Store) -> list[dict[str, Any]]:
-    """Every change of champion, oldest first (each a manifest, with its ``previous``)."""
-    entries = []
+    """Every change of champion, oldest first (each a manifest, with its ``previous``); what is not a history
+    entry is skipped with a warning (``read_history``)."""
+    return read_history(publish_uri, store=store)[0]
+
+
+def read_history(publish_uri: str, *, store: Store) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """``(entries, skipped)``: every change of champion, oldest first, and each object under ``champion-history/``
+    that is not one (another name, a folder, not a manifest) as ``{"uri", "root", "relative", "reason"}``, named
+    in a warning too.
+
+    A stray object there (a note, a copy, a file cut short by hand) never breaks the history.
+    """
+    entries, skipped = [], []
     for item in store.list(store.join(publish_uri, HISTORY_DIR)):
-        data = store.target(item.uri).read_bytes()
-        entries.append(_parse(data, item.uri))
-    return sorted(entries, key=lambda e: (e.get("promoted_at") or "", e.get("sequence") or 0))
+        reason = None
+        if history_name(item.relative) is None:
+            reason = "not a history entry's name (<time>-<identity>-<who>.json)"
+        else:
+            try:
+                entries.append(_parse(store.target(item.uri).read_bytes(), item.uri))
+            except IntegrityError as exc:
+                reason = str(exc).split(";", 1)[0].removeprefix(f"{item.uri} ")
+        if reason is not None:
+            relative = f"{HISTORY_DIR}/{item.relative}"
+            skipped.append({"uri": item.uri, "root": publish_uri, "relative": relative, "reason": reason})
+    if skipped:
+        shown = "; ".join(f"{entry['relative']!r} ({entry['reason']})" for entry in skipped)
+        LOG.warning("skipped %d objects in the champion's history that are not its entries: %s", len(skipped), shown)
+    entries.sort(key=lambda e: (e.get("promoted_at") or "", e.get("sequence") or 0))
+    return entries, skipped
+
+
+def history_name(relative: str) -> tuple[dt.datetime, str] | None:
+    """``(when, identity)`` from a history entry's name (``record_history``), or None for any other name."""
+    match = HISTORY_NAME_RE.match(relative)
+    if match is None:
+        return None
+    try:
+        when = dt.datetime.strptime(match["stamp"], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return when, match["identity"]
 
 
 def manifest_for(

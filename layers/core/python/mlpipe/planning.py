@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from mlpipe.artifacts import model_complete, read_metrics
-from mlpipe.champion import HISTORY_DIR, read_champion
+from mlpipe.champion import HISTORY_DIR, history_name, read_champion
 from mlpipe.config import Run
 from mlpipe.gate import evaluate
 from mlpipe.steps import OUTPUTS, TASKS
@@ -81,11 +81,12 @@ def promotion_due(run: Run, *, store: Store) -> bool:
     with contextlib.suppress(TypeError, ValueError):
         since = dt.datetime.fromisoformat(str((card.get("publication") or {}).get("created_at")))
     for item in store.list(store.join(run.publish_root, HISTORY_DIR)):
-        if f"-{identity}-" in item.relative:
+        entry = history_name(item.relative)
+        if entry is None:
+            continue  # not a history entry (read_history names it when the history is read)
+        changed, promoted = entry
+        if promoted == identity:
             return False  # it was champion once: a rollback or a later promotion decided against it since
-        stamp = item.relative.split("-", 1)[0]  # 20261201T214202.177297Z
-        with contextlib.suppress(ValueError):
-            changed = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
-            if since is not None and changed > since:
-                return False
+        if since is not None and changed > since:
+            return False
     return True

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.artifacts import read_metrics
-from mlpipe.champion import champion_history, read_champion
+from mlpipe.champion import read_champion, read_history
 from mlpipe.exceptions import PipelineError
 from mlpipe.status import collect_status
 from mlpipe.storage import Store
@@ -65,10 +65,11 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dict[str, Any]:
-    """Everything the page shows: ``{"status", "champion", "history", "card", "card_error", "points", ...}``."""
+    """Everything the page shows: ``{"status", "champion", "history", "card", "card_error", "points", "skipped",
+    ...}``; ``skipped`` names what is under the roots but is not the pipeline's (never shown as a model)."""
     status = collect_status(artifact_root, publish_uri, store=store)
     champion = read_champion(publish_uri, store=store)
-    history = champion_history(publish_uri, store=store)
+    history, history_skipped = read_history(publish_uri, store=store)
     card: dict[str, Any] | None = None
     card_error = None
     if champion is not None:
@@ -85,6 +86,7 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
         "card": card,
         "card_error": card_error,
         "points": model_points(status, champion),
+        "skipped": status.get("skipped", []) + history_skipped,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -134,6 +136,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"<code>{_e(report['artifact_root'])}</code> and the publish location <code>{_e(report['publish_uri'])}</code>."
         "</p>",
         _champion_summary(champion),
+        _skipped(report.get("skipped") or []),
         '<section id="accuracy"><h2>CV accuracy by run date</h2>',
         accuracy_chart(report["points"]),
         _models_table(report["points"]),
@@ -167,6 +170,7 @@ def write_report(path: Path, *, artifact_root: str, publish_uri: str, store: Sto
         "models": len(report["points"]),
         "run_dates": len(report["status"]["runs"]),
         "champion_changes": len(report["history"]),
+        "skipped": len(report.get("skipped") or []),
     }
 
 
@@ -181,6 +185,21 @@ def _champion_summary(champion: dict[str, Any] | None) -> str:
         f"{_e(champion.get('run_date'))}, CV accuracy {_e(_num(metrics.get('cv_accuracy')))}), "
         f"{_e(champion.get('action'))} by {_e(champion.get('promoted_by'))} at {_e(champion.get('promoted_at'))}: "
         f"<code>{_e(champion.get('model_uri'))}</code></p>"
+    )
+
+
+def _skipped(skipped: list[dict[str, str]]) -> str:
+    """A note naming what is under the roots but is not the pipeline's: skipped, and left as it is."""
+    if not skipped:
+        return ""
+    items = "".join(
+        f"<li><code>{_e(entry.get('relative'))}</code> in <code>{_e(entry.get('root'))}</code>: "
+        f"{_e(entry.get('reason'))}</li>"
+        for entry in skipped
+    )
+    return (
+        f'<section id="skipped"><p class="muted">Skipped {len(skipped)} entries under the roots that are not the '
+        f"pipeline's (left as they are):</p><ul>{items}</ul></section>"
     )
 
 

@@ -5,25 +5,43 @@ present when ``dataset.csv`` is there; a model or a published model when both ``
 its card are, and *incomplete* when only one of them is (a crash between the two writes, or a
 hand-deleted file). Models carry their CV accuracy and estimator (from the card); for each date
 the newest published model (by when it was published) is marked.
+
+Anything else under a root (a copied folder ``published-… copy``, a file at another depth, a folder
+that is not a run date, a file the pipeline does not write, an S3 key with ``#`` or ``?`` in a
+folder's name) is not the pipeline's: it is skipped, never read, and named in the result's
+``skipped`` list and in a warning, so that one stray entry never breaks the status of a whole root.
+The champion's own files (``champion.json``, ``champion-history/``) are ``mlpipe.champion``'s to check.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections import defaultdict
 from typing import Any
 
 from mlpipe.artifacts import CARD_FILE
+from mlpipe.champion import CHAMPION_FILE, HISTORY_DIR
 from mlpipe.config import parse_run_date
-from mlpipe.exceptions import InvalidRequestError
+from mlpipe.exceptions import InvalidRequestError, StorageError
+from mlpipe.identity import DIGITS
+from mlpipe.lineage import LINEAGE_FILE
 from mlpipe.steps import OUTPUTS
 from mlpipe.storage import Store, StoredObject
+
+LOG = logging.getLogger(__name__)
 
 # What makes each family's folder complete, and the file that names it, from the registry.
 MAIN_FILE = {output.family: output.file for output in OUTPUTS.values()}
 COMPLETE = {output.family: {output.file, CARD_FILE} if output.card else {output.file} for output in OUTPUTS.values()}
 ROOTS = {output.family: output.root for output in OUTPUTS.values()}
 LISTS = {"dataset": "datasets", "model": "models", "published": "published"}  # the status's key of each family
+# Every file the pipeline writes in a family's folder: the output, and its card or its lineage record.
+FILES = {output.family: {output.file, CARD_FILE if output.card else LINEAGE_FILE} for output in OUTPUTS.values()}
+ROOT_NAMES = {"artifact_root": "artifact root", "publish_uri": "publish location"}
+FOLDER_RE = re.compile(rf"^(?P<family>[a-z]+)-[0-9a-f]{{{DIGITS}}}$")
+SHOWN_SKIPPED = 20  # a warning names at most this many skipped entries; the result lists them all
 
 
 def collect_status(
@@ -34,23 +52,28 @@ def collect_status(
     last: str | None = None,
     store: Store,
 ) -> dict[str, Any]:
-    """``{"runs": [{"run_date", "datasets", "models", "published"}]}`` for the dates in ``[first, last]``."""
+    """``{"runs": [{"run_date", "datasets", "models", "published"}], "skipped": [...]}`` for the dates in
+    ``[first, last]``; ``skipped`` names each entry under a root that is not the pipeline's, as
+    ``{"uri", "root", "relative", "reason"}`` (``relative``: its path under ``root``, as it is named there)."""
     for value in (first, last):
         if value is not None:
             parse_run_date(value)
     if first and last and last < first:
         raise InvalidRequestError(f"the range ends ({last}) before it starts ({first})")
     groups: dict[tuple[str, str, str], dict[str, StoredObject]] = defaultdict(dict)
-    roots = {"artifact_root": artifact_root, "publish_uri": publish_uri}
-    for root_name, root in roots.items():
+    skipped: dict[str, dict[str, str]] = {}
+    roots = _roots({"artifact_root": artifact_root, "publish_uri": publish_uri}, store=store)
+    for root, roles, inner in roots:
         for item in store.list(root):
-            parts = item.relative.split("/")
-            if len(parts) != 3:
+            if any(item.relative.startswith(prefix) for prefix in inner):
+                continue  # the other root, inside this one: listed on its own
+            found = classify(item.relative, roles)
+            if isinstance(found, str):
+                skipped[item.uri] = {"uri": item.uri, "root": root, "relative": item.relative, "reason": found}
                 continue
-            run_date, folder, name = parts
-            family = folder.split("-", 1)[0]
-            if ROOTS.get(family) != root_name:
+            if found is None:
                 continue
+            run_date, family, folder, name = found
             if (first and run_date < first) or (last and run_date > last):
                 continue
             groups[(run_date, family, folder)][name] = item
@@ -65,7 +88,86 @@ def collect_status(
         for entry in published:
             entry["newest"] = entry is newest
         result.append({"run_date": run_date, **runs[run_date]})
-    return {"runs": result}
+    listed = [skipped[uri] for uri in sorted(skipped)]
+    warn_skipped(listed)
+    return {"runs": result, "skipped": listed}
+
+
+def _roots(named: dict[str, str], *, store: Store) -> list[tuple[str, set[str], list[str]]]:
+    """Each distinct root once: ``(root, the roles it plays, the relative prefixes of the other roots inside it)``."""
+    located: dict[tuple[str, str], tuple[str, set[str]]] = {}
+    for role, root in named.items():
+        scheme, location = store.check(root)
+        key = (scheme, location.rstrip("/"))
+        located.setdefault(key, (root, set()))[1].add(role)
+    roots = []
+    for (scheme, location), (root, roles) in located.items():
+        inner = [
+            other[len(location) + 1 :] + "/"
+            for other_scheme, other in located
+            if other_scheme == scheme and other.startswith(location + "/")
+        ]
+        roots.append((root, roles, inner))
+    return roots
+
+
+def classify(relative: str, roles: set[str]) -> tuple[str, str, str, str] | str | None:
+    """``(run date, family, folder, file)`` for an entry of the pipeline under a root playing ``roles``; None for
+    the champion's own files; otherwise why the entry is not the pipeline's."""
+    parts = relative.split("/")
+    if "publish_uri" in roles and (relative == CHAMPION_FILE or parts[0] == HISTORY_DIR):
+        return None
+    reason = _not_ours(parts, roles)
+    if reason is not None:
+        return reason
+    run_date, folder, name = parts
+    return run_date, folder.split("-", 1)[0], folder, name
+
+
+def _not_ours(parts: list[str], roles: set[str]) -> str | None:
+    """Why ``<run date>/<family>-<identity>/<file>`` split at ``/`` is not the pipeline's, or None when it is."""
+    if len(parts) != 3:
+        return "not at <run date>/<family>-<identity>/<file>"
+    run_date, folder, name = parts
+    match = FOLDER_RE.match(folder)
+    family = match["family"] if match else ""
+    if not _is_run_date(run_date):
+        return f"{run_date!r} is not a run date (YYYY-MM-DD)"
+    if family not in ROOTS:
+        return f"{folder!r} is not a folder the pipeline makes (<family>-<{DIGITS} hex digits>)"
+    if ROOTS[family] not in roles:
+        return f"a {family} folder, which belongs under the {ROOT_NAMES[ROOTS[family]]}"
+    if name not in FILES[family]:
+        return f"{name!r} is not a file the pipeline writes in a {family} folder"
+    return None
+
+
+def _is_run_date(text: str) -> bool:
+    try:
+        parse_run_date(text)
+    except InvalidRequestError:
+        return False
+    return True
+
+
+def warn_skipped(skipped: list[dict[str, str]]) -> None:
+    """Log one warning naming the skipped entries (at most SHOWN_SKIPPED of them)."""
+    if not skipped:
+        return
+    shown = "; ".join(describe_skipped(entry) for entry in skipped[:SHOWN_SKIPPED])
+    more = f"; and {len(skipped) - SHOWN_SKIPPED} more" if len(skipped) > SHOWN_SKIPPED else ""
+    LOG.warning(
+        "skipped %d entries that are not the pipeline's (left as they are; move them out of the root to silence "
+        "this): %s%s",
+        len(skipped),
+        shown,
+        more,
+    )
+
+
+def describe_skipped(entry: dict[str, str]) -> str:
+    """``'<relative>' in <root>: <reason>``, a skipped entry for people (the name as it is, not URL-escaped)."""
+    return f"{entry['relative']!r} in {entry['root']}: {entry['reason']}"
 
 
 def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: Store) -> dict[str, Any]:
@@ -80,22 +182,28 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
         "made": any_file.modified,
     }
     if family == "dataset":
-        lineage = _read_json(files.get("lineage.json"), store=store)
+        lineage = _read_json(files.get(LINEAGE_FILE), store=store)
         entry["made"] = lineage.get("created_at") or entry["made"]
-        entry["source"] = (lineage.get("inputs") or {}).get("source")
+        entry["source"] = _section(lineage, "inputs").get("source")
         return entry
-    card = _read_json(files.get("metrics.json"), store=store)
-    section = card.get("publication" if family == "published" else "lineage") or {}
+    card = _read_json(files.get(CARD_FILE), store=store)
+    section = _section(card, "publication" if family == "published" else "lineage")
     entry["made"] = section.get("created_at") or entry["made"]
-    entry["cv_accuracy"] = (card.get("cv_accuracy") or {}).get("mean")
-    estimator = card.get("estimator") or {}
+    entry["cv_accuracy"] = _section(card, "cv_accuracy").get("mean")
+    estimator = _section(card, "estimator")
     entry["estimator"] = estimator.get("name")
     entry["hyperparameters"] = estimator.get("non_default_hyperparameters")
     if family == "model":
-        entry["dataset"] = ((card.get("lineage") or {}).get("inputs") or {}).get("dataset")
+        entry["dataset"] = _section(_section(card, "lineage"), "inputs").get("dataset")
     else:
-        entry["model"] = (section.get("inputs") or {}).get("model")
+        entry["model"] = _section(section, "inputs").get("model")
     return entry
+
+
+def _section(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """``document[key]`` when it is an object, else an empty one (a card edited by hand, or from elsewhere)."""
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
@@ -103,7 +211,7 @@ def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(store.target(item.uri).read_bytes())
-    except ValueError:
+    except (ValueError, StorageError):  # unreadable, or removed since the listing: nothing known from it
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -128,4 +236,8 @@ def format_status(status: dict[str, Any]) -> str:
                 lines.append(f"            {entry['uri']}")
     if not lines:
         lines.append("nothing found")
+    skipped = status.get("skipped") or []
+    if skipped:
+        lines.append(f"skipped {len(skipped)} entries that are not the pipeline's (left as they are):")
+        lines.extend(f"  {describe_skipped(entry)}" for entry in skipped)
     return "\n".join(lines)
