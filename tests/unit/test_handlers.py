@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from collections.abc import Callable
@@ -78,7 +79,8 @@ def test_train_passes_hyperparameters_to_the_svc(aws: Any, http_server: Any, inv
 
 def test_train_reports_present_without_reading_the_dataset(aws: Any, http_server: Any, invoke: Invoke) -> None:
     aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/model.pkl", Body=b"model")
-    card = {"model_sha256": "0" * 64, "cv_accuracy": {"mean": 0.9}, "classes": ["a", "b"]}
+    # A complete model: its card records its sha256
+    card = {"model_sha256": hashlib.sha256(b"model").hexdigest(), "cv_accuracy": {"mean": 0.9}, "classes": ["a", "b"]}
     aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/metrics.json", Body=json.dumps(card).encode())
     # No dataset exists: a train that looked at its input would fail. The gate's numbers come from the card.
     result = invoke("train", run_event(http_server))
@@ -111,7 +113,8 @@ def test_upload_publishes_a_model_that_predicts_iris(aws: Any, http_server: Any,
 
 def test_upload_reports_present_without_reading_the_model(aws: Any, http_server: Any, invoke: Invoke) -> None:
     aws.put_object(Bucket=MODELS, Key=f"iris/{DATE}/model.pkl", Body=b"published")
-    aws.put_object(Bucket=MODELS, Key=f"iris/{DATE}/metrics.json", Body=b"{}")
+    card = {"model_sha256": hashlib.sha256(b"published").hexdigest()}  # complete: the card records its sha256
+    aws.put_object(Bucket=MODELS, Key=f"iris/{DATE}/metrics.json", Body=json.dumps(card).encode())
     # No model exists upstream: an upload that looked at its input would fail.
     assert invoke("upload", run_event(http_server)) == {"state": "present", "target": PUBLISHED}
     assert s3_versions(aws, MODELS, f"iris/{DATE}/model.pkl") == 1

@@ -209,7 +209,6 @@ def test_promotion_due_reads_only_history_entries(tmp_path: Path) -> None:
     assert promotion_due(run, store=store)
 
 
-
 def test_pipeline_promote_and_champion_work_beside_strays(tmp_path: Path) -> None:
     store = Store.on_this_machine()
     published = str(tmp_path / "published")
@@ -222,6 +221,7 @@ def test_pipeline_promote_and_champion_work_beside_strays(tmp_path: Path) -> Non
     assert [entry["action"] for entry in shown["history"]] == ["manual"]
     assert "skipped" in result.stderr
     assert f"{PUBLISHED} copy" in result.stderr
-    status = pipeline("status", "--publish-uri", published, "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path)
+    artifacts = str(tmp_path / "artifacts")
+    status = pipeline("status", "--publish-uri", published, "--artifact-root", artifacts, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "skipped" in status.stdout

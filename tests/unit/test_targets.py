@@ -390,3 +390,15 @@ def test_a_failed_local_write_keeps_directories_that_existed(tmp_path: Path) -> 
     with pytest.raises(Boom), target.atomic_write():
         raise Boom
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["2026-01-01", "other.csv"]
+
+
+def test_sweep_removes_only_what_killed_writes_left(make_target: Callable[[str], Any]) -> None:
+    # A target's sweep leaves every complete object alone: on S3 there is never anything to remove (an unfinished
+    # upload is invisible), locally only stale hidden spool files and the folders they leave empty go
+    target = make_target("2026-01-01/model-a/model.pkl")
+    target.write_bytes(b"m")
+    assert target.sweep(empty_folders=2) == []
+    assert target.read_bytes() == b"m"
+    missing = make_target("2026-01-02/model-b/model.pkl")
+    assert missing.sweep(empty_folders=2) == []
+    assert not missing.exists()

@@ -1,4 +1,11 @@
-"""The model and its metrics.json: how they are written together and how the recorded sha256 is read."""
+"""The model and its metrics.json: how they are written together and how the recorded sha256 is read.
+
+A model (trained or published) is complete when ``model.pkl`` is there and its card records the
+model's sha256 (``model_complete``). Both are written in that order, the model first and then the
+card, so a write killed between the two leaves a model without its card: incomplete, and completed
+by the next run of the date (``write_model`` finds the same model stored and writes its card).
+Never the reverse: a card alone is incomplete everywhere.
+"""
 
 from __future__ import annotations
 
@@ -23,22 +30,17 @@ def write_model(
     metrics: dict[str, Any],
     *,
     metadata: dict[str, str] | None = None,
-    metrics_first: bool = False,
 ) -> bool:
     """Write model.pkl (only if absent), then make sure metrics.json describes it; True if this call wrote the model.
 
     The model is written first and conditionally, so exactly one of several concurrent writers
     wins it. Training is deterministic, so a writer that loses normally finds the same bytes
     stored; a stored model that differs and that no metrics.json describes is an IntegrityError,
-    never a silent overwrite.
-
-    With ``metrics_first`` (publishing, where the model's bytes are fixed before the write),
-    metrics.json is written first, so that a model visible to consumers always has its metrics.
+    never a silent overwrite. A model found stored without its card (a write killed between the
+    two) gets its card now: that completes it.
     """
     sidecar = metrics_target(model)
     sha = metrics["model_sha256"]
-    if metrics_first:
-        _ensure_metrics(sidecar, metrics)
     try:
         model.write_bytes(payload, metadata=metadata)
         wrote = True
@@ -76,9 +78,10 @@ def records(sidecar: Target, sha256: str) -> bool:
     if not sidecar.exists():
         return False
     try:
-        return bool(json.loads(sidecar.read_bytes()).get("model_sha256") == sha256)
-    except (ValueError, AttributeError):
+        card = json.loads(sidecar.read_bytes())
+    except ValueError:
         return False
+    return isinstance(card, dict) and card.get("model_sha256") == sha256
 
 
 def read_metrics(model: Target) -> dict[str, Any]:
@@ -116,5 +119,6 @@ def read_checked(model: Target, *, consequence: str) -> tuple[bytes, dict[str, A
 
 
 def model_complete(model: Target) -> bool:
-    """A model target's completeness (trained or published): model.pkl and metrics.json both exist."""
-    return model.exists() and metrics_target(model).exists()
+    """A model target's completeness (trained or published): model.pkl exists and its card (metrics.json) records
+    its sha256. A card alone, a model alone, or a card describing other bytes is incomplete."""
+    return model.exists() and records(metrics_target(model), model.sha256())

@@ -29,8 +29,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlpipe.artifacts import read_metrics
-from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError, TargetExistsError
+from mlpipe.artifacts import model_complete, read_metrics
+from mlpipe.exceptions import (
+    IntegrityError,
+    InvalidRequestError,
+    MissingInputError,
+    StorageError,
+    TargetChangedError,
+    TargetExistsError,
+)
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
@@ -154,8 +161,15 @@ def promote(
     swap (it may have changed since the gate looked): a model more than that below a champion of
     the same label set is published but not promoted. A retried promote step that finds its own
     earlier promotion done (same model, same ``promoted_by``) reports it as promoted again.
+
+    MissingInputError when the published model is incomplete (``mlpipe.artifacts.model_complete``).
     """
     published = store.target(published_uri)
+    if not model_complete(published):
+        raise MissingInputError(
+            f"the published model {published.uri} is incomplete (its model.pkl, or a card recording its sha256, is "
+            "missing), so it is not promoted; a new execution for this run date completes the publish and promotes it"
+        )
     card = read_metrics(published)
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
 

@@ -21,6 +21,8 @@ from mlpipe.storage import Store, Target
 def plan_run(run: Run, *, store: Store) -> dict[str, Any]:
     """Look at the published model, then the model, then the dataset; return what must run.
 
+    First it removes what killed local writes left in the run's target folders (``Target.sweep``).
+
     Returns ``{"run": ..., "tasks": {name: {"state", "target"}}, "start_at": name | "none"}`` where a
     state is "pending" (will run), "present" or "not_run" (missing, but not needed because a task
     downstream of it is complete: Luigi never looks below a complete task).
@@ -28,6 +30,8 @@ def plan_run(run: Run, *, store: Store) -> dict[str, Any]:
     targets = {name: getattr(run, output.field) for name, output in OUTPUTS.items()}
     for task in (TASKS[0], TASKS[-1]):  # fail before any work on a missing bucket or directory
         store.target(targets[task]).check_location()
+    for uri in targets.values():  # what killed local writes left: <root>/<date>/<identity>/.<file>.….partial
+        store.target(uri).sweep(empty_folders=2)
     present = {name: complete(store.target(targets[name]), name) for name in TASKS}
     start_at = "none"
     for name in reversed(TASKS):  # upload, train, download: stop at the first complete one

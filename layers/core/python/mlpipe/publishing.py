@@ -23,6 +23,10 @@ def publish_model(model: Target, published: Target, *, publication: dict[str, An
     ``publication`` (a lineage record) becomes the published card's ``publication`` section, with
     the model's URI and sha256 as its input.
 
+    The model goes first, then its card (``write_model``), as training writes them: a publish killed
+    between the two leaves a published model without its card, which is incomplete, and the next run
+    of the date completes it; never a card without its model.
+
     Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
     bytes have (the model was corrupted or replaced after training): nothing is published then.
     """
@@ -35,6 +39,5 @@ def publish_model(model: Target, published: Target, *, publication: dict[str, An
         payload,
         metrics,
         metadata={"sha256": actual, "scikit-learn-version": str(metrics.get("scikit_learn_version"))},
-        metrics_first=True,
     )
     return PublishResult(wrote=wrote, sha256=actual)

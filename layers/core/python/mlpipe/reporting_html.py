@@ -34,6 +34,7 @@ KIND_LABELS = {
     "champion": "champion",
     "published": "published",
     "rejected": "rejected / not published",
+    "incomplete": "incomplete (its model or its card is missing)",
 }
 COLORS = {
     "champion": "#d97706",
@@ -92,17 +93,21 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
 
 
 def model_points(status: dict[str, Any], champion: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One entry per model: each published model (``champion`` or ``published``) and each model in the artifacts
-    that no published model was made from (``rejected``), with its run date, identity, CV accuracy and estimator."""
-    referenced = {p.get("model") for run in status["runs"] for p in run["published"]}
+    """One entry per model: each published model (``champion`` or ``published``), each model in the artifacts
+    that no published model was made from (``rejected``), and each incomplete one (``incomplete``: a card
+    without its model or the reverse, never drawn as a model), with its run date, identity, CV accuracy and
+    estimator."""
+    referenced = {p.get("model") for run in status["runs"] for p in run["published"] if p["state"] == "present"}
     champion_model = (champion or {}).get("model_uri")
     points = []
     for run in status["runs"]:
         for entry in run["published"]:
             kind = "champion" if entry["uri"] == champion_model else "published"
-            points.append(_point(run["run_date"], entry, kind))
+            points.append(_point(run["run_date"], entry, kind if entry["state"] == "present" else "incomplete"))
         for entry in run["models"]:
-            if entry["identity"] not in referenced:
+            if entry["state"] != "present":
+                points.append(_point(run["run_date"], entry, "incomplete"))
+            elif entry["identity"] not in referenced:
                 points.append(_point(run["run_date"], entry, "rejected"))
     return points
 
@@ -211,8 +216,8 @@ def _ticks(low: float, high: float) -> tuple[float, float, float]:
 
 
 def accuracy_chart(points: list[dict[str, Any]]) -> str:
-    """An SVG scatter chart: run dates across, CV accuracy up, one circle per model with a CV accuracy."""
-    shown = [p for p in points if isinstance(p["cv_accuracy"], int | float)]
+    """An SVG scatter chart: run dates across, CV accuracy up, one circle per complete model with a CV accuracy."""
+    shown = [p for p in points if isinstance(p["cv_accuracy"], int | float) and p["kind"] != "incomplete"]
     if not shown:
         return '<p class="muted">No model with a CV accuracy was found.</p>'
     dates = sorted({p["run_date"] for p in shown})

@@ -1,9 +1,11 @@
 """What exists: every dataset, model and published model under the roots, by run date, with its identity and state.
 
 Targets live at ``<root>/<run date>/<family>-<digest>/<file>`` (``mlpipe.identity``). A dataset is
-present when ``dataset.csv`` is there; a model or a published model when both ``model.pkl`` and
-its card are, and *incomplete* when only one of them is (a crash between the two writes, or a
-hand-deleted file). Models carry their CV accuracy and estimator (from the card); for each date
+present when ``dataset.csv`` is there; a model or a published model when ``model.pkl`` is there
+with a card that records its sha256 (``mlpipe.artifacts.model_complete``), and *incomplete*
+otherwise: a model without its card (a run killed between the two writes), a card without its
+model (a hand-deleted file, or a publish killed by an older version that wrote the card first), or
+a card that describes other bytes. Models carry their CV accuracy and estimator (from the card); for each date
 the newest published model (by when it was published) is marked.
 
 Anything else under a root (a copied folder ``published-… copy``, a file at another depth, a folder
@@ -187,6 +189,8 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
         entry["source"] = _section(lineage, "inputs").get("source")
         return entry
     card = _read_json(files.get(CARD_FILE), store=store)
+    if state == "present" and main is not None and not _records(card, main, store=store):
+        entry["state"] = "incomplete"
     section = _section(card, "publication" if family == "published" else "lineage")
     entry["made"] = section.get("created_at") or entry["made"]
     entry["cv_accuracy"] = _section(card, "cv_accuracy").get("mean")
@@ -204,6 +208,17 @@ def _section(document: dict[str, Any], key: str) -> dict[str, Any]:
     """``document[key]`` when it is an object, else an empty one (a card edited by hand, or from elsewhere)."""
     value = document.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def _records(card: dict[str, Any], model: StoredObject, *, store: Store) -> bool:
+    """Whether ``card`` records the sha256 of ``model``'s bytes."""
+    recorded = card.get("model_sha256")
+    if not isinstance(recorded, str):
+        return False
+    try:
+        return store.target(model.uri).sha256() == recorded
+    except StorageError:  # removed since the listing
+        return False
 
 
 def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:

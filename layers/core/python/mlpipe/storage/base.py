@@ -93,6 +93,16 @@ class Target(ABC):
         A compare-and-swap: TargetChangedError when someone else wrote it since it was read.
         """
 
+    def sweep(self, *, empty_folders: int = 0) -> list[str]:
+        """Remove what killed writes left beside this target; the URIs of what was removed.
+
+        Locally: the hidden ``.partial`` spool files in its folder older than an hour (a live writer's
+        is never that old), then its folder and the ones above it, up to ``empty_folders`` of them,
+        where that left them empty. On S3 there is nothing to remove: an unfinished upload is never
+        visible (the buckets' lifecycle rule aborts it).
+        """
+        return []
+
     def read_bytes(self) -> bytes:
         """The whole object; only for small objects such as metrics.json."""
         with self.open_read() as handle:

@@ -3,6 +3,13 @@
 Writes go to a hidden ``.partial`` file beside the target, then ``link(2)`` (never replaces: the
 local ``If-None-Match``) or ``rename(2)``; a failed write leaves nothing, not even the directories
 it made. The champion's compare-and-swap is a rename under a lock file only one writer can create.
+
+A killed process cleans nothing up: its ``.<name>.<random>.partial`` file stays, with the folders
+made for it. Nothing reads such a file (a listing leaves hidden files out, ``exists()`` looks at the
+target's own name), and the next write to that folder removes the ones older than
+``STALE_PARTIAL_SECONDS`` (``remove_stale_partials``), as the next run's plan does for its targets'
+folders (``LocalTarget.sweep``, which also removes the folders left empty). A live writer's spool
+file is younger than that: a write that makes no progress for an hour has failed on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +30,10 @@ from mlpipe.storage.base import Sink, StoredObject, Target
 
 LOCK_WAIT_SECONDS = 10.0
 LOCK_STALE_SECONDS = 30.0
+STALE_PARTIAL_SECONDS = 3600.0
+# The spool file's name: tempfile's ".<name>.<8 random characters>.partial".
+PARTIAL_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+CREATE_ATTEMPTS = 3
 
 
 class LocalTarget(Target):
@@ -52,10 +64,7 @@ class LocalTarget(Target):
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
         created = _missing_directories(self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial", delete=False
-            )
+            handle = self._spool()
         except OSError as exc:
             _remove_empty(created)
             raise StorageError(
@@ -76,6 +85,33 @@ class LocalTarget(Target):
             tmp.unlink(missing_ok=True)
             if not committed:  # a failed write leaves nothing behind, not even the directories it made
                 _remove_empty(created)
+
+    def _spool(self) -> IO[bytes]:
+        """A new hidden ``.partial`` file beside the target, in its folder (made if missing), after removing the
+        stale ones there. A folder removed meanwhile (by a sweep that found it empty) is made again."""
+        for attempt in range(CREATE_ATTEMPTS):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(self.path.parent)
+            try:
+                return tempfile.NamedTemporaryFile(
+                    dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial", delete=False
+                )
+            except FileNotFoundError:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def sweep(self, *, empty_folders: int = 0) -> list[str]:
+        removed = [path.as_uri() for path in remove_stale_partials(self.path.parent)]
+        folder = self.path.parent
+        for _ in range(empty_folders):
+            try:
+                folder.rmdir()  # only an empty folder: never one another write has put a file in
+            except OSError:
+                break
+            removed.append(folder.as_uri())
+            folder = folder.parent
+        return removed
 
     def stream_write(
         self, *, overwrite: bool = False, metadata: dict[str, str] | None = None
@@ -149,6 +185,27 @@ class LocalTarget(Target):
                 handle.write(data)
         finally:
             lock.unlink(missing_ok=True)
+
+
+def remove_stale_partials(directory: Path, *, older_than: float = STALE_PARTIAL_SECONDS) -> list[Path]:
+    """Remove the spool files (``.<name>.<random>.partial``) in ``directory`` last changed more than ``older_than``
+    seconds ago, left by killed writes; the paths removed. Anything else, and a younger spool file (perhaps a
+    concurrent writer's), is left alone; a file another sweep removed first is skipped."""
+    removed = []
+    now = time.time()
+    try:
+        names = [entry for entry in os.scandir(directory) if PARTIAL_RE.match(entry.name)]
+    except OSError:  # missing, or not readable: nothing to remove here
+        return []
+    for entry in names:
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False) and now - info.st_mtime > older_than:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _missing_directories(directory: Path) -> list[Path]:
