@@ -225,3 +225,42 @@ def test_pipeline_promote_and_champion_work_beside_strays(tmp_path: Path) -> Non
     status = pipeline("status", "--publish-uri", published, "--artifact-root", artifacts, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "skipped" in status.stdout
+
+
+def test_a_card_or_a_history_entry_with_fields_of_the_wrong_type_breaks_nothing(
+    roots: tuple[str, str], tmp_path: Path
+) -> None:
+    store = Store.on_this_machine()
+    artifacts, published = roots
+    uri = promoted(store, published)
+    # Given cards, by the pipeline's names, whose fields have the wrong types
+    hostile = {
+        "cv_accuracy": {"mean": "high"},
+        "estimator": {"name": {"x": 1}, "non_default_hyperparameters": ["C", 1]},
+        "publication": {"created_at": 5, "inputs": {"model": {"not": "hashable"}}},
+        "lineage": {"created_at": ["x"], "inputs": {"dataset": [1]}},
+    }
+    for root, folder in ((published, "published-00000000000a"), (artifacts, "model-00000000000b")):
+        model = store.target(store.join(root, DATE, folder, "model.pkl"))
+        model.write_bytes(b"m")
+        model.sibling("metrics.json").write_bytes(card(b"m", **hostile))
+    lineage = store.target(store.join(artifacts, DATE, "dataset-00000000000c", "lineage.json"))
+    lineage.write_bytes(json.dumps({"created_at": 7, "inputs": {"source": ["x"]}}).encode())
+    # and history entries, by the history's names, that are not manifests of the champion
+    for number, manifest in enumerate(
+        [{"model_uri": uri, "identity": PUBLISHED, "promoted_at": 5}, {"model_uri": uri, "metrics": [1]}]
+    ):
+        name = f"20260101T00000{number}.000000Z-{PUBLISHED}-abcdef.json"
+        store.target(store.join(published, "champion-history", name)).write_bytes(json.dumps(manifest).encode())
+    # Then status, the history and the report still read, and show what they can
+    status = collect_status(artifacts, published, store=store)
+    entries = {e["identity"]: e for run in status["runs"] for kind in ("models", "published") for e in run[kind]}
+    assert entries["published-00000000000a"]["state"] == "present"
+    assert entries["published-00000000000a"]["cv_accuracy"] is None
+    assert isinstance(entries["published-00000000000a"]["made"], str)
+    assert entries["model-00000000000b"]["hyperparameters"] is None
+    assert "published-00000000000a" in format_status(status)
+    history, skipped = champion.read_history(published, store=store)
+    assert [entry["action"] for entry in history] == ["manual"]
+    assert len(skipped) == 2
+    assert write_report(tmp_path / "r.html", artifact_root=artifacts, publish_uri=published, store=store)["models"] >= 2

@@ -100,9 +100,13 @@ def read_history(publish_uri: str, *, store: Store) -> tuple[list[dict[str, Any]
             reason = "not a history entry's name (<time>-<identity>-<who>.json)"
         else:
             try:
-                entries.append(_parse(store.target(item.uri).read_bytes(), item.uri))
+                entry = _parse(store.target(item.uri).read_bytes(), item.uri)
             except IntegrityError as exc:
                 reason = str(exc).split(";", 1)[0].removeprefix(f"{item.uri} ")
+            else:
+                reason = _not_an_entry(entry)
+                if reason is None:
+                    entries.append(entry)
         if reason is not None:
             relative = f"{HISTORY_DIR}/{item.relative}"
             skipped.append({"uri": item.uri, "root": publish_uri, "relative": relative, "reason": reason})
@@ -111,6 +115,17 @@ def read_history(publish_uri: str, *, store: Store) -> tuple[list[dict[str, Any]
         LOG.warning("skipped %d objects in the champion's history that are not its entries: %s", len(skipped), shown)
     entries.sort(key=lambda e: (e.get("promoted_at") or "", e.get("sequence") or 0))
     return entries, skipped
+
+
+def _not_an_entry(manifest: dict[str, Any]) -> str | None:
+    """Why a parsed manifest cannot be a history entry (a field of the wrong type), or None when it can."""
+    for name in ("model_uri", "identity", "promoted_at"):
+        if not isinstance(manifest.get(name), str):
+            return f"is not a champion manifest ({name} is not a string)"
+    for name in ("metrics", "previous"):
+        if manifest.get(name) is not None and not isinstance(manifest.get(name), dict):
+            return f"is not a champion manifest ({name} is not an object)"
+    return None
 
 
 def history_name(relative: str) -> tuple[dt.datetime, str] | None:

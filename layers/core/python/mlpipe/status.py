@@ -185,23 +185,29 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     }
     if family == "dataset":
         lineage = _read_json(files.get(LINEAGE_FILE), store=store)
-        entry["made"] = lineage.get("created_at") or entry["made"]
-        entry["source"] = _section(lineage, "inputs").get("source")
+        entry["made"] = _text(lineage.get("created_at")) or entry["made"]
+        entry["source"] = _text(_section(lineage, "inputs").get("source"))
         return entry
     card = _read_json(files.get(CARD_FILE), store=store)
     if state == "present" and main is not None and not _records(card, main, store=store):
         entry["state"] = "incomplete"
     section = _section(card, "publication" if family == "published" else "lineage")
-    entry["made"] = section.get("created_at") or entry["made"]
-    entry["cv_accuracy"] = _section(card, "cv_accuracy").get("mean")
+    entry["made"] = _text(section.get("created_at")) or entry["made"]
+    accuracy = _section(card, "cv_accuracy").get("mean")
+    entry["cv_accuracy"] = accuracy if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
     estimator = _section(card, "estimator")
-    entry["estimator"] = estimator.get("name")
-    entry["hyperparameters"] = estimator.get("non_default_hyperparameters")
+    entry["estimator"] = _text(estimator.get("name"))
+    entry["hyperparameters"] = _section(estimator, "non_default_hyperparameters") or None
     if family == "model":
-        entry["dataset"] = _section(_section(card, "lineage"), "inputs").get("dataset")
+        entry["dataset"] = _text(_section(_section(card, "lineage"), "inputs").get("dataset"))
     else:
-        entry["model"] = _section(section, "inputs").get("model")
+        entry["model"] = _text(_section(section, "inputs").get("model"))
     return entry
+
+
+def _text(value: Any) -> str | None:
+    """``value`` when it is a string (what a card or a lineage record should hold there), else None."""
+    return value if isinstance(value, str) else None
 
 
 def _section(document: dict[str, Any], key: str) -> dict[str, Any]:

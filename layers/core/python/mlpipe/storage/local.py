@@ -236,7 +236,10 @@ def list_directory(base: Path) -> list[StoredObject]:
     found: list[StoredObject] = []
     for path in base.rglob("*"):
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(base).parts):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since it was found
+                continue
             found.append(
                 StoredObject(
                     uri=path.as_uri(),
