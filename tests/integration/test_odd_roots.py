@@ -75,6 +75,14 @@ def test_outputs_land_under_odd_roots_and_are_found_again(tmp_path: Path, roots:
     predicted = pipeline("predict", "--json", "--input", str(SAMPLE), *publish_flags, cwd=work)
     assert predicted.returncode == 0, predicted.stderr
     assert len(json.loads(predicted.stdout)["predictions"]) == 150
+    report = work / "report #1 %20.html"
+    written = pipeline("report", "--html", str(report), *flags, cwd=work)
+    assert written.returncode == 0, written.stderr
+    assert "1 models over 1 run dates, 1 champion changes" in written.stdout
+    page = report.read_text(encoding="utf-8")
+    assert 'data-kind="champion"' in page
+    assert 'id="skipped"' not in page
+    report.unlink()
     # And a second run finds everything present, in the same place
     again = pipeline("run", "--json", "--run-date", "2026-11-25", *flags, cwd=work)
     assert {t["state"] for t in json.loads(again.stdout)["tasks"].values()} == {"present"}
