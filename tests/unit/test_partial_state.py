@@ -141,7 +141,6 @@ def test_a_lone_card_is_incomplete_everywhere_and_the_next_run_completes_it(
     "card",
     [
         pytest.param(lambda card: {k: v for k, v in card.items() if k != "model_sha256"}, id="no-sha256"),
-        pytest.param(lambda card: card | {"model_sha256": "0" * 64}, id="another-sha256"),
         pytest.param(lambda card: [card], id="not-an-object"),
         pytest.param(lambda card: None, id="not-json"),
     ],
@@ -165,6 +164,24 @@ def test_a_model_whose_card_does_not_record_its_sha256_is_incomplete_until_the_n
     assert artifacts.model_complete(model)
     assert json.loads(sidecar.read_bytes())["model_sha256"] == stored == model.sha256()
     assert status_of(store, run, "models") == [(model.uri, "present")]
+
+
+def test_a_model_whose_card_records_another_sha256_is_incomplete_and_refused_before_training(
+    http_server: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, store = trained(http_server, settings)
+    model = store.target(run.model_uri)
+    sidecar = model.sibling("metrics.json")
+    document = json.loads(sidecar.read_bytes()) | {"model_sha256": "0" * 64}
+    sidecar.write_bytes(json.dumps(document).encode(), overwrite=True)
+    assert not artifacts.model_complete(model)
+    assert plan_run(run, store=store)["start_at"] == "train"
+    assert status_of(store, run, "models") == [(model.uri, "incomplete")]
+    # The model or its card was replaced: no rerun can tell which, so train refuses it at once, without a fit
+    monkeypatch.setattr(tasks, "train_model", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(IntegrityError, match="corrupted or replaced"):
+        tasks.train(run, store=store)
+    assert json.loads(sidecar.read_bytes())["model_sha256"] == "0" * 64
 
 
 def test_a_published_model_whose_card_records_another_sha256_is_not_promoted_by_hand(

@@ -118,6 +118,31 @@ def read_checked(model: Target, *, consequence: str) -> tuple[bytes, dict[str, A
     return payload, card
 
 
+def check_not_replaced(model: Target, *, consequence: str) -> None:
+    """IntegrityError when model.pkl exists and its card records another sha256 than its bytes have.
+
+    Such a model is incomplete (``model_complete``), but no rerun can complete it: either the model
+    or its card was replaced or corrupted after the write, and which one cannot be told. A model
+    without its card, a card without its model, or a card that records no sha256 passes.
+    """
+    sidecar = metrics_target(model)
+    if not (model.exists() and sidecar.exists()):
+        return
+    try:
+        card = json.loads(sidecar.read_bytes())
+    except ValueError:
+        return
+    recorded = card.get("model_sha256") if isinstance(card, dict) else None
+    if not isinstance(recorded, str):
+        return
+    actual = model.sha256()
+    if actual != recorded:
+        raise IntegrityError(
+            f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {recorded}: the model or its card "
+            f"was corrupted or replaced after training and {consequence}; delete both and rerun to retrain"
+        )
+
+
 def model_complete(model: Target) -> bool:
     """A model target's completeness (trained or published): model.pkl exists and its card (metrics.json) records
     its sha256. A card alone, a model alone, or a card describing other bytes is incomplete."""

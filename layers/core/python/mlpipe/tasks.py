@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlpipe.artifacts import model_complete, read_metrics
+from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
 from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.exceptions import MissingInputError, TargetExistsError
@@ -115,14 +115,19 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
 
     The card's ``lineage`` section records the plan's identity and the dataset's URI and sha256.
     Either way the outcome carries ``gate`` (``mlpipe.planning.model_gate``) for the state machine.
+
+    A model whose card records another sha256 than its bytes have is an IntegrityError, before any
+    training (``mlpipe.artifacts.check_not_replaced``); a model without its card (a run killed between
+    the two writes) is trained again, which writes the missing card.
     """
     model = store.target(run.model_uri)
     if model_complete(model):
         return TaskOutcome("present", model.uri, {"gate": model_gate(run, read_metrics(model), store=store)})
+    check_not_replaced(model, consequence="it is neither trained again nor published")
     if run.train_on == "sagemaker":
         raise MissingInputError(
-            f"the model {model.uri} (with its metrics.json) is missing after the SageMaker training job; read the "
-            "job's log in /aws/sagemaker/TrainingJobs and rerun"
+            f"the model {model.uri} is missing or incomplete (no metrics.json recording its sha256) after the "
+            "SageMaker training job; read the job's log in /aws/sagemaker/TrainingJobs and rerun"
         )
     dataset = _input(store, run.dataset_uri, "dataset", "dataset_uri")
     description = run.description

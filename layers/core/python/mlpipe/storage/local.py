@@ -194,7 +194,8 @@ def remove_stale_partials(directory: Path, *, older_than: float = STALE_PARTIAL_
     removed = []
     now = time.time()
     try:
-        names = [entry for entry in os.scandir(directory) if PARTIAL_RE.match(entry.name)]
+        with os.scandir(directory) as entries:
+            names = [entry for entry in entries if PARTIAL_RE.match(entry.name)]
     except OSError:  # missing, or not readable: nothing to remove here
         return []
     for entry in names:
