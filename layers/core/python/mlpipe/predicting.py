@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from mlpipe.champion import champion_uri, read_champion
 from mlpipe.description import INTEGER, NUMBER
-from mlpipe.exceptions import IntegrityError, InvalidDatasetError
-from mlpipe.loading import load_champion, load_model
+from mlpipe.exceptions import InvalidDatasetError
+from mlpipe.loading import load_champion_checked, load_model
 from mlpipe.storage import Store
-
-CHAMPION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -66,20 +63,18 @@ def load_for_prediction(
     *, model_uri: str | None = None, publish_uri: str | None = None, store: Store
 ) -> tuple[Any, dict[str, Any], str]:
     """``(model, card, model_uri)``: the model at ``model_uri`` (``load_model``), or else the champion under
-    ``publish_uri`` (``load_champion``), with their checks (sha256, scikit-learn version)."""
+    ``publish_uri`` (``load_champion``), with their checks (sha256, scikit-learn version), all made before unpickling.
+
+    The champion's manifest is read once and its model's bytes once (``load_champion_checked``), so
+    the model returned is the one that manifest names, even when the champion changes meanwhile.
+    """
     if model_uri is not None:
         model, card = load_model(model_uri, store=store)
         return model, card, store.target(model_uri).uri
     if publish_uri is None:
         raise ValueError("give model_uri or publish_uri")
-    for _ in range(CHAMPION_ATTEMPTS):
-        manifest = read_champion(publish_uri, store=store)
-        if manifest is None:
-            raise IntegrityError(f"there is no champion at {champion_uri(publish_uri)}; publish a model first")
-        model, card = load_champion(publish_uri, store=store)
-        if card["model_sha256"] == manifest.get("sha256"):  # the champion did not change between the two reads
-            return model, card, str(manifest["model_uri"])
-    raise IntegrityError(f"{champion_uri(publish_uri)} kept changing while the champion was loaded; try again")
+    model, card, manifest = load_champion_checked(publish_uri, store=store)
+    return model, card, str(manifest["model_uri"])
 
 
 @dataclass(frozen=True)
@@ -228,7 +223,8 @@ def predict_file(
 ) -> Predictions:
     """Load the model (``model_uri``) or the champion (``publish_uri``) and predict every row of the CSV at ``path``.
 
-    Raises IntegrityError or IncompatibleModelError (the model's checks) and InvalidDatasetError (the file).
+    Raises NoChampionError (no champion yet), IntegrityError or IncompatibleModelError (the model's checks, made
+    before it is unpickled) and InvalidDatasetError (the file).
     """
     model, card, uri = load_for_prediction(model_uri=model_uri, publish_uri=publish_uri, store=store)
     frame, labels = read_input(path, card)
