@@ -3,7 +3,8 @@
 ``mlpipe.sagemaker`` stages this package with an entry script that calls ``main`` (see that module
 for the job as a whole: the code, the data channel and the time budget). ``main`` reads the
 container's contract, trains the run's model into its model target (atomic and conditional, as the
-Lambda does) unless it is complete, and copies it to ``SM_MODEL_DIR``.
+Lambda does) unless it is complete, and copies it to ``SM_MODEL_DIR`` once its bytes match its card
+(``hand_over``).
 """
 
 from __future__ import annotations
