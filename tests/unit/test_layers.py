@@ -18,7 +18,7 @@ PACKAGE = REPO / "layers" / "core" / "python" / "mlpipe"
 # Lowest first. A module may import from the layers below its own, never from its own or a higher one.
 # docs/architecture.md shows the same table.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("exceptions", "version", "steps", "gate"),
+    ("exceptions", "version", "steps", "gate", "redaction"),
     ("storage.base", "storage.uris", "description", "scaling"),
     ("storage.local", "storage.s3", "dataset", "estimators"),
     ("storage.store",),
