@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -335,8 +336,9 @@ def certificate_files(folder: Path, name: str) -> tuple[Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def https_server(folder: Path, name: str) -> Iterator[Any]:
-    """An HTTPS server on 127.0.0.1 with a certificate for ``name``; records each SNI and Host header."""
+def https_server(folder: Path, name: str, *, pause: float = 0.0) -> Iterator[Any]:
+    """An HTTPS server on 127.0.0.1 with a certificate for ``name``; records each SNI and Host header. With
+    ``pause``, the body (the sample) drips 8 bytes at a time, ``pause`` seconds apart, for at most 12 s."""
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -354,7 +356,17 @@ def https_server(folder: Path, name: str) -> Iterator[Any]:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not pause:
+                self.wfile.write(body)
+                return
+            started = time.monotonic()
+            with contextlib.suppress(OSError):  # the client went away
+                for start in range(0, len(body), 8):
+                    if time.monotonic() - started > 12:
+                        return
+                    self.wfile.write(body[start : start + 8])
+                    self.wfile.flush()
+                    time.sleep(pause)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass

@@ -119,6 +119,10 @@ def test_text_that_quotes_a_url_or_its_query_is_redacted() -> None:
     assert not [secret for secret in SECRETS if secret in cleaned], cleaned
     assert "https://example.org/iris.csv" in cleaned
     assert "HTTPSConnectionPool(host='example.org', port=443)" in cleaned
+    assert "sig=REDACTED" in cleaned
+    # names in a path are not queries, and words that only look like secrets are kept
+    prose = "the dataset s3://bucket/key=2026/token=a/d.csv has a column 'key', monkey=1 and keyword=x"
+    assert redact_text(prose) == prose
 
 
 def test_the_default_identity_of_a_presigned_url_survives_resigning() -> None:

@@ -196,8 +196,9 @@ class _Guard:
 
     Every connection the download opens resolves its host once, here, checks every address, and
     connects to those addresses only (so a name cannot resolve to one address for the check and another
-    for the connection). At the deadline a timer shuts the open sockets down, which ends a read
-    however slowly the source drips; the download then raises DownloadTimeoutError.
+    for the connection). At the deadline a timer shuts the connections' sockets down (the socket each
+    ends up reading from, TLS or not), which ends a read however slowly the source drips; the download
+    then raises DownloadTimeoutError.
     """
 
     def __init__(self, policy: FetchPolicy, shown: str) -> None:
@@ -222,6 +223,22 @@ class _Guard:
     def __exit__(self, *_: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def opened(self, sock: socket.socket) -> None:
+        """Watch ``sock``, a connection's socket ready for the request (after TLS): shut at the deadline."""
+        with self._lock:
+            if not self.expired:
+                self._sockets.append(sock)
+                return
+        _shut(sock)
+        self.timed_out()
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None: no deadline)."""
@@ -256,13 +273,6 @@ class _Guard:
             "data somewhere faster (S3) and point source_url at it"
         )
 
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut(sock)
-
     def connect(self, connection: Any, base: Any) -> socket.socket:
         """Open ``connection``'s socket (urllib3's ``_new_conn``) to the checked addresses of its host only."""
         if self.expired:
@@ -282,12 +292,7 @@ class _Guard:
                 continue
             finally:
                 connection._dns_host = host  # the Host header, SNI and the certificate check keep the name
-            with self._lock:
-                if not self.expired:
-                    self._sockets.append(sock)
-                    return sock
-            _shut(sock)
-            self.timed_out()
+            return sock
         assert failure is not None
         raise failure
 
@@ -314,12 +319,17 @@ def _guarded_session(guard: _Guard) -> requests.Session:
 
 
 def _guarded_pool(pool: type, guard: _Guard) -> type:
+    """``pool`` (urllib3's HTTP or HTTPS connection pool) whose connections open and are watched by ``guard``."""
     base = pool.ConnectionCls  # type: ignore[attr-defined]
 
     def new_conn(connection: Any) -> socket.socket:
         return guard.connect(connection, base)
 
-    connection_class = type(f"Guarded{base.__name__}", (base,), {"_new_conn": new_conn})
+    def connect(connection: Any) -> None:
+        base.connect(connection)
+        guard.opened(connection.sock)  # the socket the response reads from: TLS replaces the one new_conn made
+
+    connection_class = type(f"Guarded{base.__name__}", (base,), {"_new_conn": new_conn, "connect": connect})
     return type(f"Guarded{pool.__name__}", (pool,), {"ConnectionCls": connection_class})
 
 
@@ -402,6 +412,7 @@ def _fetch_once(
                                 "bytes; the transfer was stopped. Raise max_source_bytes if this "
                                 "is expected"
                             )
+                        guard.check_deadline()  # a fast source may keep a shut socket's reads fed
                         sink.write(chunk)
                         progress.tick()
                         yield chunk

@@ -108,7 +108,9 @@ _SIGNING = frozenset(
 )
 _USERINFO = re.compile(r"://[^/?#\s]*@")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
-_PAIR = re.compile(r"(?P<name>[A-Za-z0-9_.%~+\-]+)=(?P<value>[^&;\s'\"<>`#)]*)")
+# A query-like name=value: at the start, after ?, &, ; or # (a query), or after a space, quote or bracket (prose), not
+# inside a path (s3://bucket/key=2026/ is a name, not a secret).
+_PAIR = re.compile(r"(?P<lead>^|[?&;#\s'\"(\[,])(?P<name>[A-Za-z0-9_.%~+\-]+)=(?P<value>[^&;\s'\"<>`#)\]]*)")
 _SHORTEST_QUOTED_SECRET = 4  # shorter secret values are removed where they stand as name=value, not everywhere
 
 
@@ -181,10 +183,12 @@ def _secret_values(url: str) -> set[str]:
 
 
 def _redact_pairs(text: str) -> str:
-    return _PAIR.sub(
-        lambda found: f"{found.group('name')}={REDACTED}" if is_secret_name(found.group("name")) else found.group(0),
-        text,
-    )
+    def redact(found: re.Match[str]) -> str:
+        if not is_secret_name(found.group("name")):
+            return found.group(0)
+        return f"{found.group('lead')}{found.group('name')}={REDACTED}"
+
+    return _PAIR.sub(redact, text)
 
 
 def redact_text(text: str, *urls: str) -> str:
