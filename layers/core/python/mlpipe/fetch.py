@@ -5,6 +5,13 @@ by chunk: neither memory nor /tmp grows with the source's size (up to 5 GiB). Th
 end-of-file checks run before the block ends, so an invalid, oversize or broken-off body leaves
 nothing at the target (on S3 its multipart upload is aborted).
 
+Where it connects: ``check_source_url`` refuses any URL, first or redirect hop, that names a
+special address (see there), and every connection resolves its host once, checks each address and
+connects to those only (``_Guard``), so DNS cannot answer the check and the connection differently.
+How long: ``FetchPolicy.time_budget`` bounds the whole download, retries included; at the deadline
+the source's sockets are shut and the download raises DownloadTimeoutError. Errors and log lines
+name the URL without its secrets (``mlpipe.redaction``); the request itself uses the whole URL.
+
 While it streams, the download reports its progress to the ``mlpipe.fetch`` logger at INFO: at
 most every ``PROGRESS_SECONDS``, one line with the bytes received, the rate (MB/s, 10**6 bytes)
 and, when the source sent a Content-Length, the percent; and a last line with the total bytes,
