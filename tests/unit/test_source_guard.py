@@ -41,6 +41,8 @@ LOOPBACK = [
     "http://0x7f000001/x",
     "http://017700000001/x",
     "http://127.000.000.001/x",
+    "http://127.0.0.1./x",
+    "http://2130706433./x",
     "http://localhost/x",
     "http://LocalHost./x",
     "http://api.localhost/x",

@@ -114,6 +114,7 @@ def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = 
 
 def _literal(host: str) -> list[Address]:
     """The address ``host`` spells, in any form the resolver reads without a lookup; [] for a name."""
+    host = host.strip("[]").rstrip(".") or host  # "127.0.0.1." is no name either
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -286,7 +287,7 @@ class _Guard:
             self.timed_out()
         host = connection._dns_host
         shown = self.current
-        addresses = _literal(host.strip("[]")) or _resolve(shown, host.strip("[]"), connection.port)
+        addresses = _literal(host) or _resolve(shown, host.strip("[]"), connection.port)
         for address in addresses:
             _check_address(shown, address, allow_loopback=self.allow_loopback)
         failure: BaseException | None = None
