@@ -42,6 +42,10 @@ class SourceTooLargeError(PipelineError):
     """The source sent more bytes than the configured maximum; the transfer was stopped."""
 
 
+class DownloadTimeoutError(PipelineError):
+    """The download did not finish in the time the function had left, less a margin to clean up: too slow a source."""
+
+
 # --- the data -----------------------------------------------------------------------------------
 class InvalidDatasetError(PipelineError):
     """The dataset is not the expected CSV (the message names the line and column)."""

@@ -16,6 +16,7 @@ from typing import Any
 from mlpipe.artifacts import CARD_FILE
 from mlpipe.config import parse_run_date
 from mlpipe.exceptions import InvalidRequestError
+from mlpipe.redaction import redact_url
 from mlpipe.steps import OUTPUTS
 from mlpipe.storage import Store, StoredObject
 
@@ -82,7 +83,8 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     if family == "dataset":
         lineage = _read_json(files.get("lineage.json"), store=store)
         entry["made"] = lineage.get("created_at") or entry["made"]
-        entry["source"] = (lineage.get("inputs") or {}).get("source")
+        source = (lineage.get("inputs") or {}).get("source")
+        entry["source"] = redact_url(source) if isinstance(source, str) else source  # records made before redaction
         return entry
     card = _read_json(files.get("metrics.json"), store=store)
     section = card.get("publication" if family == "published" else "lineage") or {}
