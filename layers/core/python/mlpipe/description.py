@@ -58,6 +58,7 @@ INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 # 3.4e38), and standard scaling squares deviations, (2e38)^2 times the rows, far below float64's
 # 1.8e308. A value beyond it (a 400-digit integer, 1e308) is an InvalidDatasetError naming the cell.
 MAX_MAGNITUDE = 1e38
+SHORT_NUMBER = 20  # a number of at most this many characters and no exponent is below 1e21: within range
 # A column whose non-missing cells are numbers but for a few (at most this share of them, or just
 # one) is a column of numbers with typos: an InvalidDatasetError naming the first non-number, unless
 # ``categorical_columns`` declares the column. A larger share of text makes the column categorical.
@@ -467,7 +468,7 @@ def is_int64(text: str) -> bool:
 
 def number_in_range(text: str) -> bool:
     """Whether ``text``, a cell of ``NUMBER``'s shape, is within ±``MAX_MAGNITUDE`` (cheaply: short plain ones are)."""
-    if len(text) <= 20 and "e" not in text and "E" not in text:
+    if len(text) <= SHORT_NUMBER and "e" not in text and "E" not in text:
         return True  # at most 20 characters, no exponent: below 1e21
     return abs(float(text)) <= MAX_MAGNITUDE
 
