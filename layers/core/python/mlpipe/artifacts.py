@@ -40,8 +40,9 @@ def write_model(
     """
     sidecar = metrics_target(model)
     sha = metrics["model_sha256"]
+    document = card_document(metrics)  # before anything is written: ValueError for a card that is not JSON
     if metrics_first:
-        _ensure_metrics(sidecar, metrics)
+        _ensure_metrics(sidecar, metrics, document)
     try:
         model.write_bytes(payload, metadata=metadata)
         wrote = True
@@ -55,16 +56,20 @@ def write_model(
                 f"{model.uri} exists with sha256 {stored}, but this training produced {sha} and "
                 f"{sidecar.uri} does not record the stored one; delete {model.uri} and rerun"
             ) from None
-    _ensure_metrics(sidecar, metrics)
+    _ensure_metrics(sidecar, metrics, document)
     return wrote
 
 
-def _ensure_metrics(sidecar: Target, metrics: dict[str, Any]) -> None:
-    """Write metrics.json unless it already records this model; replace it only when it is stale."""
+def card_document(metrics: dict[str, Any]) -> bytes:
+    """metrics.json's bytes: strict JSON (ValueError for NaN or infinity, which JSON parsers refuse)."""
+    return (json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def _ensure_metrics(sidecar: Target, metrics: dict[str, Any], document: bytes) -> None:
+    """Write metrics.json (``document``) unless it already records this model; replace it only when it is stale."""
     sha = metrics["model_sha256"]
     if records(sidecar, sha):
         return
-    document = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
     try:
         sidecar.write_bytes(document)
     except TargetExistsError:

@@ -217,7 +217,7 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Sto
 
 
 def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
-    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     target.replace_if(document, version)
     record_history(publish_uri, manifest, store=store)
 
@@ -231,7 +231,7 @@ def record_history(publish_uri: str, manifest: dict[str, Any], *, store: Store) 
     stamp = manifest["promoted_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
     who = hashlib.sha256(str(manifest.get("promoted_by")).encode()).hexdigest()[:6]
     name = f"{stamp}-{manifest['identity']}-{who}.json"
-    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     with contextlib.suppress(TargetExistsError):
         store.target(store.join(publish_uri, HISTORY_DIR, name)).write_bytes(document)
 

@@ -57,7 +57,7 @@ def lineage_record(
 def write_lineage(target: Target, record: dict[str, Any]) -> None:
     """Write ``record`` to ``target`` (a lineage.json) unless a concurrent writer of the same output got there first."""
     with contextlib.suppress(TargetExistsError):
-        target.write_bytes((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        target.write_bytes((json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
 def known_stats(dataset: Target, description: DatasetDescription) -> DatasetStats | None:

@@ -63,7 +63,7 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
         "error": error,
     }
     cause = {key: summary[key] for key in ("error", "tasks", "run_date", "gate", "champion")}
-    return {"summary": summary, "cause": json.dumps(cause)}
+    return {"summary": summary, "cause": json.dumps(cause, allow_nan=False)}
 
 
 def known_run(execution_input: Any, settings: Settings) -> dict[str, Any]:

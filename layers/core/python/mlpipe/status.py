@@ -110,6 +110,14 @@ def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _shown(value: Any) -> str:
+    """``value`` as JSON; its repr when it holds NaN or infinity (a card from before they were refused)."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except ValueError:
+        return repr(value)
+
+
 def format_status(status: dict[str, Any]) -> str:
     """A readable table, one line per target, grouped by run date."""
     lines: list[str] = []
@@ -121,7 +129,7 @@ def format_status(status: dict[str, Any]) -> str:
                 if kind != "dataset":
                     accuracy = entry.get("cv_accuracy")
                     shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-                    params = json.dumps(entry.get("hyperparameters") or {}, sort_keys=True)
+                    params = _shown(entry.get("hyperparameters") or {})
                     detail = f"  cv {shown}  {entry.get('estimator') or '-'} {params}"
                 newest = "  (newest)" if entry.get("newest") else ""
                 size = entry["size"] if entry["size"] is not None else "-"

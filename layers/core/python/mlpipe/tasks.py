@@ -203,7 +203,7 @@ def announce(manifest: dict[str, Any], bus: str) -> str:
                 {
                     "Source": "mlpipe",
                     "DetailType": "Model promoted",
-                    "Detail": json.dumps(manifest),
+                    "Detail": json.dumps(manifest, allow_nan=False),
                     "EventBusName": bus,
                 }
             ]
