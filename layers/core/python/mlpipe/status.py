@@ -29,6 +29,7 @@ from mlpipe.config import parse_run_date
 from mlpipe.exceptions import InvalidRequestError, StorageError
 from mlpipe.identity import DIGITS
 from mlpipe.lineage import LINEAGE_FILE
+from mlpipe.redaction import redact_url
 from mlpipe.steps import OUTPUTS
 from mlpipe.storage import Store, StoredObject
 
@@ -186,7 +187,8 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     if family == "dataset":
         lineage = _read_json(files.get(LINEAGE_FILE), store=store)
         entry["made"] = _text(lineage.get("created_at")) or entry["made"]
-        entry["source"] = _text(_section(lineage, "inputs").get("source"))
+        source = _text(_section(lineage, "inputs").get("source"))
+        entry["source"] = redact_url(source) if source is not None else None  # records made before redaction
         return entry
     card = _read_json(files.get(CARD_FILE), store=store)
     if state == "present" and main is not None and not _records(card, main, store=store):
@@ -237,6 +239,14 @@ def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _shown(value: Any) -> str:
+    """``value`` as JSON; its repr when it holds NaN or infinity (a card from before they were refused)."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except ValueError:
+        return repr(value)
+
+
 def format_status(status: dict[str, Any]) -> str:
     """A readable table, one line per target, grouped by run date."""
     lines: list[str] = []
@@ -248,7 +258,7 @@ def format_status(status: dict[str, Any]) -> str:
                 if kind != "dataset":
                     accuracy = entry.get("cv_accuracy")
                     shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-                    params = json.dumps(entry.get("hyperparameters") or {}, sort_keys=True)
+                    params = _shown(entry.get("hyperparameters") or {})
                     detail = f"  cv {shown}  {entry.get('estimator') or '-'} {params}"
                 newest = "  (newest)" if entry.get("newest") else ""
                 size = entry["size"] if entry["size"] is not None else "-"
