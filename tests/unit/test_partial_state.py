@@ -125,7 +125,7 @@ def test_a_lone_card_is_incomplete_everywhere_and_the_next_run_completes_it(
     page = render_report(report)
     assert f'data-kind="published" data-run-date="{DATE}"' not in page
     assert 'data-kind="incomplete"' not in page  # listed in the table, not drawn as a model
-    with pytest.raises(MissingInputError, match="incomplete"):
+    with pytest.raises(MissingInputError, match="a card without its model is incomplete"):
         champion.promote(run.publish_root, published.uri, DATE, promoted_by="test", store=store)
     with pytest.raises(InvalidRequestError, match="no published model"):
         champion.set_champion(run.publish_root, published.uri, promoted_by="test", store=store)
@@ -197,8 +197,9 @@ def test_a_published_model_whose_card_records_another_sha256_is_not_promoted_by_
     assert status_of(store, run, "published") == [(published.uri, "incomplete")]
     with pytest.raises(IntegrityError):
         champion.set_champion(run.publish_root, published.uri, promoted_by="test", store=store)
-    with pytest.raises(MissingInputError):
+    with pytest.raises(IntegrityError, match="corrupted or replaced"):
         champion.promote(run.publish_root, published.uri, DATE, promoted_by="test", store=store)
+    assert champion.read_champion(run.publish_root, store=store) is None
 
 
 # --- the hidden .partial files of killed local writes ------------------------------------------------------------
