@@ -137,8 +137,8 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
     check_not_replaced(model, consequence="it is neither trained again nor published")
     if run.train_on == "sagemaker":
         raise MissingInputError(
-            f"the model {model.uri} is missing or incomplete (no metrics.json recording its sha256) after the "
-            "SageMaker training job; read the job's log in /aws/sagemaker/TrainingJobs and rerun"
+            f"the model {model.uri} (or a metrics.json recording its sha256) is missing after the SageMaker training "
+            "job; read the job's log in /aws/sagemaker/TrainingJobs and rerun"
         )
     dataset = _input(store, run.dataset_uri, "dataset", "dataset_uri")
     description = run.description
