@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_local.environment import temporary_environment
 from pipeline_local.lambdas import FUNCTIONS
 
 DEFAULT_ROOT = Path(".pipeline")
@@ -109,11 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # moto's interpreter logs a failed execution with a traceback; the summary already says it better.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline_local.runner import _environment
-
     console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_environment(console))  # for this command only (main is also called in-process)
+        stack.enter_context(temporary_environment(console))  # for this command only (main is also called in-process)
         if args.command in {"run", "backfill", "invoke"}:  # a long download shows its progress on the console
             from mlpipe.observability import progress_on_console
 
@@ -655,7 +654,6 @@ def format_backfill(summary: dict[str, Any]) -> str:
 
 def _invoke(args: argparse.Namespace) -> int:
     from pipeline_local.lambdas import LambdaContext, error_payload, load_handler
-    from pipeline_local.runner import _environment
 
     try:
         event = json.loads(args.event.read_text())
@@ -667,7 +665,7 @@ def _invoke(args: argparse.Namespace) -> int:
         # Storage on a local S3-compatible server is a local run: the source may be on this machine too.
         local_run["MLPIPE_ALLOW_LOOPBACK_SOURCES"] = os.environ.get("MLPIPE_ALLOW_LOOPBACK_SOURCES", "true")
     with (
-        _environment(local_run),
+        temporary_environment(local_run),
         _offline(args.function, event) if args.offline else contextlib.nullcontext(event) as prepared,
     ):
         handler = load_handler(args.function)
@@ -696,9 +694,9 @@ def _explain_plan(result: Any) -> None:
 def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """S3 in moto with the event's buckets created, the sample as source, and the inputs the function needs."""
     from pipeline_local.lambdas import REPO_ROOT, LambdaContext, load_handler
-    from pipeline_local.runner import LOCAL_ENV, _environment, local_aws, serve_sample
+    from pipeline_local.runner import LOCAL_ENV, local_aws, serve_sample
 
-    with serve_sample() as sample_url, local_aws(), _environment(LOCAL_ENV):
+    with serve_sample() as sample_url, local_aws(), temporary_environment(LOCAL_ENV):
         import boto3
 
         event = dict(event)

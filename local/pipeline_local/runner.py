@@ -25,6 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
+from pipeline_local.environment import temporary_environment
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
 
 ASL_PATH = REPO_ROOT / "statemachine" / "pipeline.asl.json"
@@ -199,7 +200,7 @@ class LocalPipeline:
 
         self.retry_delay_scale = retry_delay_scale
         self._retries: list[RetryNotice] = []
-        with _environment({**LOCAL_ENV, **(env or {})}):
+        with temporary_environment({**LOCAL_ENV, **(env or {})}):
             self.lambdas = InProcessLambdas({name: load_handler(name) for name in FUNCTIONS})
         self.training_jobs = InProcessTrainingJobs({**LOCAL_ENV, **(env or {})})
         _parse_each_definition_once()
@@ -406,20 +407,6 @@ STATE_MEANINGS = {
 def describe_state(state: Any) -> str:
     """``pending (will run)``: a task's state and, for the plan's ``pending``, what it means."""
     return f"{state} ({STATE_MEANINGS['pending']})" if state == "pending" else str(state)
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class _RetrierTime:
