@@ -25,6 +25,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
+from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
+from mlpipe.steps import STEPS, TASKS, state_to_step, step
 from pipeline_local.environment import temporary_environment
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
 
@@ -33,7 +35,8 @@ SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name 
     "ExecutionTimeoutSeconds": "3600",  # a JSON integer in the ASL; AWS gets the template's ExecutionTimeoutSeconds
     # The SageMaker training job's deploy-time settings: the template's defaults (numbers are JSON integers).
     "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/local-sagemaker",
-    "SageMakerImageUri": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+    # The template's default, scikit-learn's prebuilt image (the account: its ScikitLearnImageRegistry map).
+    "SageMakerImageUri": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/{IMAGE_REPOSITORY}:{IMAGE_TAG}",
     "SageMakerRegion": REGION,
     "SageMakerInstanceType": "ml.m5.large",
     "SageMakerInstanceCount": "1",
@@ -42,6 +45,12 @@ SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name 
 }
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-pipeline"
 LOCAL_ENV = {"MLPIPE_ALLOW_LOCAL_STORAGE": "true", "MLPIPE_ALLOW_LOOPBACK_SOURCES": "true"}
+# The states of describe_event's notes: the Task states of the three tasks that make a target, those whose
+# Catch puts the error in $.error (the SageMaker job's too), and the plan's and promotion's own.
+TASK_STATES = {state: name for state, name in state_to_step().items() if name in TASKS}
+CAUGHT_STATES = {state for each in STEPS if each.failed_state for state in each.states} | {"Train on SageMaker"}
+PLAN_STATE = step("plan").states[0]
+PROMOTE_STATE = step("promote").states[0]
 EventPrinter = Callable[[dict[str, Any]], None]
 # Between two looks at a running execution when nothing was heard from the interpreter.
 MIN_POLL_SECONDS = 0.005
@@ -357,18 +366,10 @@ def describe_event(event: dict[str, Any]) -> str | None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             output = json.loads(details.get("output") or "null")
             tasks = output.get("tasks") if isinstance(output, dict) else None
-            key = {
-                "Download dataset": "download",
-                "Train model": "train",
-                "Read the trained model's card": "train",
-                "Publish model": "upload",
-            }
             caught = output.get("error") if isinstance(output, dict) else None
-            if details["name"] in {"Plan the run", "Train on SageMaker", "Promote if newest", *key} and isinstance(
-                caught, dict
-            ):
+            if details["name"] in CAUGHT_STATES and isinstance(caught, dict):
                 note = f"  (failed: {caught.get('Error')})"  # its Catch put the error in $.error
-            elif details["name"] == "Plan the run" and isinstance(output, dict):
+            elif details["name"] == PLAN_STATE and isinstance(output, dict):
                 pending = [name for name, task in (tasks or {}).items() if task.get("state") == "pending"]
                 will_run = "nothing to run"
                 if pending:
@@ -377,12 +378,12 @@ def describe_event(event: dict[str, Any]) -> str | None:
             elif details["name"] == "Train on SageMaker" and isinstance(output, dict):
                 job = output.get("training_job") or {}
                 note = f"  (training job {job.get('name')}: {job.get('status')})"
-            elif details["name"] == "Promote if newest" and isinstance(output, dict):
+            elif details["name"] == PROMOTE_STATE and isinstance(output, dict):
                 note = f"  ({(output.get('champion') or {}).get('reason')})"
             elif details["name"] == "Is the model good enough?" and isinstance(tasks, dict):
                 note = f"  ({((tasks.get('train') or {}).get('gate') or {}).get('reason')})"
             elif isinstance(tasks, dict):
-                task = tasks.get(key.get(details["name"], ""))
+                task = tasks.get(TASK_STATES.get(details["name"], ""))
                 if isinstance(task, dict):
                     note = f"  ({describe_state(task.get('state'))}: {task.get('target')})"
         return f"{stamp}  end    {details['name']}{note}"
