@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.samtemplate import REPO, Template
+from mlpipe.steps import FUNCTIONS
 
-FUNCTIONS = ("plan", "download", "train", "upload", "report")
 FIRST_DATE = dt.date(2000, 1, 1)
 
 
