@@ -25,10 +25,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
+from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
+from mlpipe.report import describe_error, summary_from_failure
 from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
 from mlpipe.steps import STEPS, TASKS, state_to_step, step
 from pipeline_local.environment import temporary_environment
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
+from pipeline_local.nested import nested_executions
+from pipeline_local.sagemaker import InProcessTrainingJobs
 
 ASL_PATH = REPO_ROOT / "statemachine" / "pipeline.asl.json"
 SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name in FUNCTIONS} | {
@@ -205,8 +209,6 @@ class LocalPipeline:
         import boto3
         from botocore.config import Config
 
-        from pipeline_local.sagemaker import InProcessTrainingJobs
-
         self.retry_delay_scale = retry_delay_scale
         self._retries: list[RetryNotice] = []
         with temporary_environment({**LOCAL_ENV, **(env or {})}):
@@ -347,8 +349,6 @@ def _interpreter_history(execution_arn: str) -> list[dict[str, Any]] | None:
 
 def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
     """The summary: an execution's output when it succeeded, its Cause (our JSON) when it failed."""
-    from mlpipe.report import summary_from_failure
-
     if status["status"] == "SUCCEEDED":
         return dict(json.loads(status["output"]))
     return summary_from_failure(status.get("error") or status["status"], status.get("cause"))
@@ -530,8 +530,6 @@ class LocalBackfill:
         asl_path: Path = BACKFILL_ASL_PATH,
         name: str = "mlpipe-local",
     ) -> None:
-        from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
-
         self.pipeline = LocalPipeline(env=env, retry_delay_scale=retry_delay_scale, name=name)
         self.lambdas = self.pipeline.lambdas
         self.sfn = self.pipeline.sfn
@@ -551,8 +549,6 @@ class LocalBackfill:
         self, backfill_input: dict[str, Any], *, on_event: EventPrinter | None = None, timeout: float = 3600.0
     ) -> dict[str, Any]:
         """Start a backfill execution, wait for it and its children, and return the backfill's summary."""
-        from pipeline_local.nested import nested_executions
-
         with (
             self.lambdas.active(),
             self.pipeline.training_jobs.active(),
@@ -582,8 +578,6 @@ class LocalBackfill:
                 output.get("summary"), dict
             ):  # not when it failed and was caught
                 return dict(output["summary"])
-        from mlpipe.report import describe_error
-
         # Refused before any date started (InvalidRequestError), or the backfill's own steps failed.
         error = describe_error({"Error": status.get("error") or status["status"], "Cause": status.get("cause")})
         return {
