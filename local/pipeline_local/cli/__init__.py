@@ -9,7 +9,7 @@ pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the r
 
 ``parser`` (with ``options``) makes the parser; the commands are in ``runs`` (run, backfill), ``models``
 (status, champion, promote, rollback, predict, report) and ``invoke``. A command's module is imported
-when it runs (``COMMANDS``): they import mlpipe, the runner and moto, which ``pipeline --help`` never needs.
+when it runs (``COMMANDS``): they import mlpipe and the runner, which ``pipeline --help`` never needs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The options that several ``pipeline`` commands share, with their types: each type checks one value when given.
 
 What the types need from mlpipe (and ``--version`` from importlib.metadata) is imported when they run:
-importing the mlpipe package loads all of its modules, more than all of ``pipeline --help`` takes.
+importing the mlpipe package loads all of its modules, which would nearly double ``pipeline --help``'s time.
 """
 
 from __future__ import annotations
