@@ -81,7 +81,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
         choices=["lambda", "sagemaker"],
         default="lambda",
         help="the deployment's TrainOn: the train function (default), or a SageMaker training job, run here "
-        "in-process with the container's contract (see README: Training on SageMaker)",
+        "in-process with the container's contract (see docs/sagemaker.md)",
     )
     parser.add_argument(
         "--max-source-bytes",
@@ -94,12 +94,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset description's flags; together they make the execution input's ``dataset`` object."""
-    group = parser.add_argument_group("the dataset (see README: Your own data)")
+    group = parser.add_argument_group("the dataset (see docs/your-data.md)")
     group.add_argument("--dataset", type=_json_object, help="the whole description as JSON; the flags below win")
     group.add_argument("--header", choices=["auto", "true", "false"], help="is the first row a header (default auto)")
     group.add_argument("--label-column", type=_column, help="label column: a name or a 0-based index (default -1)")
     group.add_argument("--feature-columns", type=_column_list, help="columns to train on: A,B,... (default: all)")
     group.add_argument("--drop-columns", type=_column_list, help="columns not to train on: A,B,...")
+    group.add_argument(
+        "--categorical-columns",
+        type=_column_list,
+        help="columns that are categories even where they hold numbers: A,B,...",
+    )
     group.add_argument("--delimiter", choices=[",", ";", "tab", "|"], help="field delimiter (default ',')")
     group.add_argument("--missing", choices=["reject", "impute"], help="empty or NA cells (default reject)")
     group.add_argument("--labels", type=_column_list, help="allow-list of label values: A,B,...")

@@ -15,7 +15,16 @@ from mlpipe.observability import progress_on_console
 from pipeline_local.cli.common import EXIT_FAILED, EXIT_USAGE, RETRY_DELAY_SCALE_ENV, SAMPLE_SOURCE_ID
 from pipeline_local.runner import LocalBackfill, LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
 
-DATASET_FLAGS = ("header", "label_column", "feature_columns", "drop_columns", "delimiter", "missing", "labels")
+DATASET_FLAGS = (
+    "header",
+    "label_column",
+    "feature_columns",
+    "drop_columns",
+    "categorical_columns",
+    "delimiter",
+    "missing",
+    "labels",
+)
 
 
 def run(args: argparse.Namespace) -> int:
