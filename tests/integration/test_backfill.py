@@ -20,6 +20,7 @@ import pytest
 
 from mlpipe.steps import TASKS
 from pipeline_local.cli import SAMPLE_SOURCE_ID
+from pipeline_local.lambdas import MOTO_SERIES, REPO_ROOT
 from pipeline_local.runner import LocalBackfill
 from tests.conftest import ARTIFACTS, MODELS, s3_versions
 from tests.integration.conftest import states
@@ -321,8 +322,6 @@ def test_moto_still_needs_the_nested_executions_patch(backfill: LocalBackfill, o
 
 
 def test_the_moto_series_patched_is_the_one_pinned() -> None:
-    from pipeline_local.lambdas import MOTO_SERIES, REPO_ROOT
-
     pins = (REPO_ROOT / "requirements" / "run.txt").read_text().splitlines()
     (moto_pin,) = [line for line in pins if line.startswith("moto==")]
     assert moto_pin.removeprefix("moto==").startswith(MOTO_SERIES)

@@ -268,7 +268,7 @@ def test_a_download_that_fails_while_streaming_leaves_no_directory(tmp_path: Pat
 
 
 def test_dataset_flags_and_another_estimator_make_the_run(tmp_path: Path, http_server: Any) -> None:
-    from tests.datasets import cases
+    from tests.datasets import cases  # noqa: PLC0415 - imports pandas and scikit-learn: lazy
 
     case = cases()["iris_tab_label_inside"]
     (http_server.root / "iris.tsv").write_bytes(case.body)

@@ -117,7 +117,7 @@ def role_policies(role: str) -> dict[str, str]:
 def as_role(aws: Any, monkeypatch: pytest.MonkeyPatch) -> AsRole:
     """``with as_role("UploadRole"):`` S3 requests carry the key of a user with exactly that role's policies, and
     moto authorises each of them. Outside the block the ``aws`` fixture's client (no IAM identity) works as usual."""
-    from moto.core import enable_iam_authentication
+    from moto.core import enable_iam_authentication  # noqa: PLC0415 - moto internals, ~2 s to import: lazy
 
     iam = boto3.client("iam")
 
