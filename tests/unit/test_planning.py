@@ -32,7 +32,7 @@ MODEL = b"the trained model"
 def make_run(artifact_root: str, publish_root: str | None, **fields: Any) -> Run:
     """A run of DAY whose targets are ``<root>/<DAY>/<family>-abcd/<file>``, as the plan's identities make them."""
     roots = {"artifact_root": artifact_root, "publish_uri": publish_root or artifact_root}
-    uris = {
+    uris: dict[str, Any] = {
         output.field: join_uri(roots[output.root], DAY, f"{output.family}-{NAME}", output.file)
         for output in OUTPUTS.values()
     }
