@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,51 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_BACKOFF_SECONDS", "0")
     for key, value in LOCAL_ENV.items():
         monkeypatch.setenv(key, value)
+
+
+def _loopback(host: Any) -> bool:
+    if host in (None, "localhost") or isinstance(host, bytes | int):
+        return host is None or host == "localhost"
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _only_loopback_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sends anything off this machine: a connection or a name lookup for any other address fails the test.
+
+    Code under test may catch the refusal (a lookup of lineage.json that finds nothing, say), so
+    each one is also recorded, and the test fails at its end when there was any.
+    """
+    refused: list[str] = []
+    connect, connect_ex, getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            refused.append(f"connect to {address!r}")
+            raise OSError(f"the tests' network guard refused a connection to {address!r}: only 127.0.0.1 is allowed")
+
+    def guarded_connect(sock: socket.socket, address: Any) -> None:
+        check(sock, address)
+        connect(sock, address)
+
+    def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+        check(sock, address)
+        return connect_ex(sock, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _loopback(host):
+            refused.append(f"name lookup of {host!r}")
+            raise socket.gaierror(socket.EAI_NONAME, f"the tests' network guard refused to look up {host!r}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    yield
+    assert refused == [], f"the test tried to reach the network beyond 127.0.0.1: {refused}"
 
 
 @pytest.fixture

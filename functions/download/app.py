@@ -16,4 +16,6 @@ STEP = step("download")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Return ``{"state": "ran" | "present", "target": dataset_uri, ...}``."""
     run = Run.from_event(event, SETTINGS, needs=STEP.needs, store=STORE)
-    return download(run, store=STORE, settings=SETTINGS).as_dict()
+    return download(
+        run, store=STORE, settings=SETTINGS, time_left=lambda: context.get_remaining_time_in_millis() / 1000
+    ).as_dict()

@@ -14,13 +14,8 @@ STORE = Store.from_settings(SETTINGS)
 
 @instrumented("plan")
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """Return ``{"run", "tasks", "start_at"}`` for the state machine's Choice state.
-
-    The state machine sends ``{"input": <execution input>, "execution_id": ...}``; a direct invoke
-    may send the execution input itself (events/execution.json, events/schedule.json). The backfill
-    state machine sends ``{"backfill": <its input>, "default_max_concurrency"}`` and gets
-    ``{"runs", "max_concurrency"}`` back.
-    """
+    """``{"run", "tasks", "start_at"}`` for the Choice state, from ``{"input", "execution_id"}`` (the state machine)
+    or the execution input itself (a direct invoke); the backfill's ``{"backfill", ...}`` gets its runs back."""
     if isinstance(event, dict) and "backfill" in event:
         return expand_backfill(event["backfill"], default_max_concurrency=event.get("default_max_concurrency"))
     if isinstance(event, dict) and "input" in event:

@@ -58,7 +58,7 @@ def test_a_header_row_is_detected_and_names_the_columns() -> None:
 
 def test_header_false_reads_the_first_row_as_data() -> None:
     description = DatasetDescription.from_value({"header": False})
-    stats = validate_dataset([b"a,b,class\n1,2,x\n3,4,y\n1,1,x\n2,2,y\n"], URI, description)
+    stats = validate_dataset([b"a,b,class\nc,d,x\na,d,y\nc,b,x\na,b,y\n"], URI, description)
     assert stats.layout.header.present is False
     assert stats.rows == 5
     assert stats.class_counts["class"] == 1

@@ -169,6 +169,17 @@ JSON_VALUES = st.one_of(
 PARAMETERS = [(name, param) for name in ESTIMATORS for param in generated(name)["constraints"]]
 
 
+def finite(value: Any) -> bool:
+    """Whether no number in ``value`` (a JSON value) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(finite(v) for v in value)
+    return True
+
+
 def sklearn_accepts(name: str, param: str, value: Any) -> bool:
     """scikit-learn's verdict, less the cases where this pipeline is stricter on purpose.
 
@@ -182,7 +193,11 @@ def sklearn_accepts(name: str, param: str, value: Any) -> bool:
       type take a boolean here.
     - for a JSON object, "array-like" and "cv_object": scikit-learn's duck typing takes anything
       with a ``len`` (a mapping too), which its fit then refuses; here they mean a list.
+    - any value holding NaN or infinity: JSON has no such number, so the model card could not
+      record it; refused here whatever scikit-learn says.
     """
+    if not finite(value):
+        return False
     raw = sklearn_class(name)._parameter_constraints[param]
     kept = [c for c in raw if not isinstance(c, Hidden)]
     if isinstance(value, bool):
@@ -223,7 +238,7 @@ def test_the_validator_accepts_exactly_what_scikit_learn_accepts(name: str, para
     ("name", "param", "value", "accepted"),
     [
         ("svc", "degree", True, False),  # scikit-learn would take it (bool is an int)
-        ("svc", "C", math.inf, True),  # (0, inf]
+        ("svc", "C", math.inf, False),  # (0, inf] in scikit-learn, but JSON has no Infinity for the card
         ("svc", "tol", math.inf, False),  # (0, inf)
         ("svc", "C", math.nan, False),
         ("svc", "cache_size", 100, True),  # an int is a valid float

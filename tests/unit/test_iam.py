@@ -38,13 +38,16 @@ def resources(kind: str, train_on: str = "lambda") -> dict[str, dict[str, Any]]:
     return {name: r for name, r in deployed(train_on)["Resources"].items() if r["Type"] == kind}
 
 
-def statements(role: str, train_on: str = "lambda") -> list[dict[str, Any]]:
+def statements(role: str, train_on: str = "lambda", effect: str = "Allow") -> list[dict[str, Any]]:
+    """The role's statements of ``effect``: its grants (Allow), or what it is explicitly refused (Deny)."""
     properties = deployed(train_on)["Resources"][role]["Properties"]
     assert not properties.get("ManagedPolicyArns"), f"{role} has managed policies (they grant on *)"
     found = []
     for policy in properties.get("Policies", []):
         for statement in policy["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow"
+            assert statement["Effect"] in {"Allow", "Deny"}
+            if statement["Effect"] != effect:
+                continue
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             found.append(statement | {"Action": actions})
     return found

@@ -7,18 +7,15 @@ Lambda function that never trains never pays for pandas or scikit-learn.
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import REPO
+from tools.module_map import MODULES, graph, imports, rewrite
 
-PACKAGE = REPO / "layers" / "core" / "python" / "mlpipe"
 # Lowest first. A module may import from the layers below its own, never from its own or a higher one.
 # docs/architecture.md shows the same table.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("exceptions", "version", "steps", "gate"),
+    ("exceptions", "version", "steps", "gate", "redaction"),
     ("storage.base", "storage.uris", "description", "scaling"),
     ("storage.local", "storage.s3", "dataset", "estimators"),
     ("storage.store",),
@@ -31,64 +28,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # What may be imported inside a function: heavy third-party libraries, loaded only when the work needs them.
 LAZY = {"pandas", "sklearn", "numpy", "scipy", "boto3", "botocore", "s3transfer", "joblib", "requests"}
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
-
-
-def imports(path: Path) -> list[tuple[str, bool, int]]:
-    """``(imported module, inside a function, line)`` for every import that runs."""
-    found: list[tuple[str, bool, int]] = []
-
-    class Visitor(ast.NodeVisitor):
-        depth = 0
-
-        def visit_If(self, node: ast.If) -> None:
-            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
-                self.generic_visit(node)
-
-        def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-            self.depth += 1
-            self.generic_visit(node)
-            self.depth -= 1
-
-        visit_AsyncFunctionDef = visit_FunctionDef
-
-        def visit_Import(self, node: ast.Import) -> None:
-            found.extend((alias.name, self.depth > 0, node.lineno) for alias in node.names)
-
-        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-            assert node.level == 0, f"{path}:{node.lineno}: use absolute imports"
-            for alias in node.names:  # `from mlpipe import tasks` imports the module mlpipe.tasks
-                full = f"{node.module}.{alias.name}"
-                found.append(
-                    (full if full.removeprefix("mlpipe.") in MODULES else str(node.module), self.depth > 0, node.lineno)
-                )
-
-    Visitor().visit(ast.parse(path.read_text(), str(path)))
-    return found
-
-
-def own(name: str) -> str | None:
-    """The mlpipe module ``name`` is (or is in), without the ``mlpipe.`` prefix; None for another package."""
-    if name != "mlpipe" and not name.startswith("mlpipe."):
-        return None
-    module = name.removeprefix("mlpipe").removeprefix(".")
-    while module not in MODULES and "." in module:
-        module = module.rsplit(".", 1)[0]
-    return module
-
-
-def graph() -> dict[str, set[str]]:
-    edges: dict[str, set[str]] = {}
-    for module, path in MODULES.items():
-        edges[module] = {target for name, _, _ in imports(path) if (target := own(name)) not in (None, module)}
-    return edges
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -164,3 +103,19 @@ def test_the_checks_see_an_upward_import_and_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("not_a_module")
+
+
+def test_the_module_map_in_the_docs_shows_each_module_in_its_layer_with_its_imports() -> None:
+    table = (REPO / "docs" / "architecture.md").read_text()
+    for number, members in enumerate(LAYERS):
+        for module in members:
+            name = f"mlpipe.{module}" if module else "mlpipe"
+            assert f"| {number} | `{name}` |" in table, f"docs/architecture.md: {name} is not in layer {number}"
+    assert rewrite(table, graph()) == table, (
+        "docs/architecture.md: the imports column is stale: python -m tools.module_map"
+    )
+
+
+def test_each_handler_parses_calls_one_function_and_returns_in_at_most_25_lines() -> None:
+    for app in sorted((REPO / "functions").glob("*/app.py")):
+        assert len(app.read_text().splitlines()) <= 25, app.relative_to(REPO)

@@ -142,7 +142,11 @@ def _hyperparameters(dataset_uri: str, model_uri: str, **extra: Any) -> dict[str
 
 
 def _container(tmp_path: Path, data: bytes, **extra: Any) -> tuple[list[str], dict[str, str], Path]:
-    """The container's layout: the dataset in the train channel, the SM_* environment, the arguments."""
+    """The container's layout: the dataset in the train channel, the SM_* environment, the arguments.
+
+    The entry point looks for the dataset's lineage.json in S3: the tests that use this run under moto
+    (the ``aws`` fixture), where that bucket does not exist, so the lookup finds nothing.
+    """
     channel = tmp_path / "opt" / "input" / "data" / "train"
     channel.mkdir(parents=True)
     (channel / "dataset.csv").write_bytes(data)
@@ -160,7 +164,7 @@ def _container(tmp_path: Path, data: bytes, **extra: Any) -> tuple[list[str], di
     return to_cmd_args(_hyperparameters(dataset_uri, str(model), **extra)), env, model
 
 
-def test_the_entry_point_writes_the_model_and_its_card_to_the_model_target(tmp_path: Path) -> None:
+def test_the_entry_point_writes_the_model_and_its_card_to_the_model_target(tmp_path: Path, aws: Any) -> None:
     args, env, model = _container(tmp_path, SAMPLE.read_bytes())
     assert "--sagemaker_program" not in args  # the toolkit's own hyperparameters are not the script's
     assert main(args, env=env) == 0
@@ -179,7 +183,7 @@ def test_the_entry_point_writes_the_model_and_its_card_to_the_model_target(tmp_p
     assert json.loads((model.parent / "metrics.json").read_text())["lineage"] == card["lineage"]
 
 
-def test_the_entry_point_writes_nothing_on_a_bad_dataset_and_says_why(tmp_path: Path) -> None:
+def test_the_entry_point_writes_nothing_on_a_bad_dataset_and_says_why(tmp_path: Path, aws: Any) -> None:
     args, env, model = _container(tmp_path, b"<html>not a csv</html>\n")
     assert main(args, env=env) == 1
     failure = (tmp_path / "opt" / "output" / "failure").read_text()
@@ -199,7 +203,7 @@ def test_the_entry_point_writes_nothing_on_a_bad_dataset_and_says_why(tmp_path: 
     )
 
 
-def test_the_estimate_is_checked_against_the_jobs_remaining_max_runtime(tmp_path: Path) -> None:
+def test_the_estimate_is_checked_against_the_jobs_remaining_max_runtime(tmp_path: Path, aws: Any) -> None:
     # The setup allowance (download, pip) is spent from MaxRuntimeInSeconds first: 301 s leave nothing to fit in.
     args, env, model = _container(tmp_path, SAMPLE.read_bytes(), max_runtime_seconds="301")
     assert main(args, env=env) == 1
@@ -207,7 +211,7 @@ def test_the_estimate_is_checked_against_the_jobs_remaining_max_runtime(tmp_path
     assert not model.exists()
 
 
-def test_only_the_first_host_trains(tmp_path: Path) -> None:
+def test_only_the_first_host_trains(tmp_path: Path, aws: Any) -> None:
     args, env, model = _container(tmp_path, SAMPLE.read_bytes())
     env |= {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2"}
     assert main(args, env=env) == 0

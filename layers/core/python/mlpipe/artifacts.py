@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.exceptions import IntegrityError, TargetExistsError
 from mlpipe.storage import Target
 
 CARD_FILE = "metrics.json"
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def metrics_target(model: Target) -> Target:
@@ -37,8 +40,9 @@ def write_model(
     """
     sidecar = metrics_target(model)
     sha = metrics["model_sha256"]
+    document = card_document(metrics)  # before anything is written: ValueError for a card that is not JSON
     if metrics_first:
-        _ensure_metrics(sidecar, metrics)
+        _ensure_metrics(sidecar, metrics, document)
     try:
         model.write_bytes(payload, metadata=metadata)
         wrote = True
@@ -52,16 +56,20 @@ def write_model(
                 f"{model.uri} exists with sha256 {stored}, but this training produced {sha} and "
                 f"{sidecar.uri} does not record the stored one; delete {model.uri} and rerun"
             ) from None
-    _ensure_metrics(sidecar, metrics)
+    _ensure_metrics(sidecar, metrics, document)
     return wrote
 
 
-def _ensure_metrics(sidecar: Target, metrics: dict[str, Any]) -> None:
-    """Write metrics.json unless it already records this model; replace it only when it is stale."""
+def card_document(metrics: dict[str, Any]) -> bytes:
+    """metrics.json's bytes: strict JSON (ValueError for NaN or infinity, which JSON parsers refuse)."""
+    return (json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def _ensure_metrics(sidecar: Target, metrics: dict[str, Any], document: bytes) -> None:
+    """Write metrics.json (``document``) unless it already records this model; replace it only when it is stale."""
     sha = metrics["model_sha256"]
     if records(sidecar, sha):
         return
-    document = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
     try:
         sidecar.write_bytes(document)
     except TargetExistsError:
@@ -83,36 +91,98 @@ def records(sidecar: Target, sha256: str) -> bool:
 
 def read_metrics(model: Target) -> dict[str, Any]:
     """metrics.json beside ``model``, parsed; IntegrityError when it is missing or unreadable."""
+    return read_card(model)[0]
+
+
+def read_card(model: Target) -> tuple[dict[str, Any], bytes]:
+    """metrics.json beside ``model``, parsed, and its bytes as read; IntegrityError when it is missing or unreadable."""
     sidecar = metrics_target(model)
     if not sidecar.exists():
         raise IntegrityError(
             f"{sidecar.uri} is missing, so {model.uri} has no recorded sha256; delete the model and rerun to retrain"
         )
+    data = sidecar.read_bytes()
     try:
-        metrics = json.loads(sidecar.read_bytes())
+        metrics = json.loads(data)
         if not isinstance(metrics, dict) or not isinstance(metrics.get("model_sha256"), str):
             raise ValueError("it has no model_sha256")
     except ValueError as exc:
         raise IntegrityError(
             f"{sidecar.uri} is not a valid metrics file ({exc}); delete the model and rerun to retrain"
         ) from exc
-    return metrics
+    return metrics, data
 
 
-def read_checked(model: Target, *, consequence: str) -> tuple[bytes, dict[str, Any]]:
-    """The model's bytes and its card, once the bytes match the sha256 the card records.
+@dataclass(frozen=True)
+class Record:
+    """A sha256 recorded for a model somewhere stronger than its own card (the champion manifest), and where."""
 
-    IntegrityError otherwise (``consequence`` says what is then not done, e.g. "it is not published").
+    sha256: Any  # as read: checked to be a sha256 before it is trusted
+    where: str  # "champion.json at s3://...": named in the error
+
+    def check(self, model: Target, actual: str, consequence: str) -> None:
+        """IntegrityError unless this record is a sha256 and ``actual`` (the sha256 of ``model``'s bytes) is it."""
+        if not (isinstance(self.sha256, str) and SHA256.fullmatch(self.sha256)):
+            raise IntegrityError(
+                f"{self.where} records no valid sha256 for {model.uri} ({self.sha256!r}), so {model.uri} cannot be "
+                f"checked and {consequence}; restore {self.where} from its history or promote a model again"
+            )
+        if actual != self.sha256:
+            raise IntegrityError(
+                f"{model.uri} has sha256 {actual}, but {self.where} records {self.sha256}: the model was replaced "
+                f"after it was recorded there and {consequence}; restore it from the bucket's versions, or promote "
+                "another model"
+            )
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    """A model's bytes, read once, and its card, once the bytes matched every record (nothing unpickled yet)."""
+
+    payload: bytes
+    card: dict[str, Any]
+    card_bytes: bytes  # metrics.json exactly as read
+
+
+def read_checked(model: Target, *, consequence: str, record: Record | None = None) -> CheckedModel:
+    """The model's bytes, read once, and its card, once the bytes match ``record`` (when given) and the card.
+
+    The bytes returned are the bytes checked: a caller unpickles (or copies) them, never the object
+    read again. IntegrityError otherwise (``consequence`` says what is then not done, e.g. "it is
+    not published"): ``record`` (the stronger record, e.g. the champion manifest) is checked first,
+    then the card, which must describe the same bytes.
     """
-    card = read_metrics(model)
+    card, card_bytes = read_card(model)
     payload = model.read_bytes()
     actual = hashlib.sha256(payload).hexdigest()
+    if record is not None:
+        record.check(model, actual, consequence)
     if actual != card["model_sha256"]:
         raise IntegrityError(
             f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {card['model_sha256']}: the model "
-            f"was corrupted or replaced after training and {consequence}; delete it and rerun to retrain"
+            f"or its card was corrupted or replaced after training and {consequence}; delete it and rerun to retrain"
         )
-    return payload, card
+    return CheckedModel(payload, card, card_bytes)
+
+
+def check_stored(model: Target, *, consequence: str, record: Record | None = None) -> dict[str, Any]:
+    """The model's card, once the stored bytes (streamed, never loaded) match ``record`` (when given) and the card.
+
+    For the paths that name a model without loading it (promotion, the report). IntegrityError
+    otherwise, and when the model is missing beside its card.
+    """
+    card = read_metrics(model)
+    if not model.exists():
+        raise IntegrityError(f"{model.uri} is missing (its card is there) and {consequence}; publish it again")
+    actual = model.sha256()
+    if record is not None:
+        record.check(model, actual, consequence)
+    if actual != card["model_sha256"]:
+        raise IntegrityError(
+            f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {card['model_sha256']}: the model "
+            f"or its card was corrupted or replaced after it was written and {consequence}; delete it and publish again"
+        )
+    return card
 
 
 def model_complete(model: Target) -> bool:

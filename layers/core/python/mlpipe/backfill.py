@@ -132,17 +132,17 @@ def build_backfill_report(results: Any) -> dict[str, Any]:
         totals[outcome(run)] += 1
     status = "FAILED" if totals["failed"] or not isinstance(results, list) else "SUCCEEDED"
     summary = {"status": status, "runs": runs, "totals": totals}
-    cause = json.dumps(summary)
+    cause = json.dumps(summary, allow_nan=False)
     if len(cause) > MAX_CAUSE_CHARS:
         failed: list[dict[str, Any]] = []
         compact = {"status": status, "totals": totals, "failed_runs": failed, "failed_runs_left_out": 0}
         for run in (run for run in runs if outcome(run) == "failed"):
             failed.append(run)
-            if len(json.dumps(compact)) > MAX_CAUSE_CHARS - 100:
+            if len(json.dumps(compact, allow_nan=False)) > MAX_CAUSE_CHARS - 100:
                 failed.pop()
                 compact["failed_runs_left_out"] = totals["failed"] - len(failed)
                 break
-        cause = json.dumps(compact)
+        cause = json.dumps(compact, allow_nan=False)
     return {"summary": summary, "cause": cause}
 
 

@@ -27,13 +27,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mlpipe.artifacts import read_metrics
+from mlpipe.artifacts import Record, check_stored
 from mlpipe.exceptions import IntegrityError, InvalidRequestError, StorageError, TargetChangedError, TargetExistsError
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
 HISTORY_DIR = "champion-history"
 CAS_ATTEMPTS = 20
+NOT_PROMOTED = "is not made the champion"
 METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
 
 
@@ -113,9 +114,12 @@ def promote(
     swap (it may have changed since the gate looked): a model more than that below a champion of
     the same label set is published but not promoted. A retried promote step that finds its own
     earlier promotion done (same model, same ``promoted_by``) reports it as promoted again.
+
+    The manifest records the sha256 of the published model's bytes as read here (streamed, never
+    unpickled): IntegrityError, and no promotion, when they are not what its card records.
     """
     published = store.target(published_uri)
-    card = read_metrics(published)
+    card = check_stored(published, consequence=NOT_PROMOTED)
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
 
     def decide(current: dict[str, Any] | None) -> str | None:
@@ -151,24 +155,30 @@ def set_champion(publish_uri: str, published_uri: str, *, promoted_by: str, stor
     published = store.target(published_uri)
     if not published.exists():
         raise InvalidRequestError(f"there is no published model at {published.uri}")
-    card = read_metrics(published)
-    actual = published.sha256()
-    if actual != card["model_sha256"]:
-        raise IntegrityError(f"{published.uri} has sha256 {actual}, but its card records {card['model_sha256']}")
+    card = check_stored(published, consequence=NOT_PROMOTED)
     run_date = published.uri.rsplit("/", 3)[-3]
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="manual")
     return _swap(publish_uri, manifest, lambda current: None, store=store)
 
 
 def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
-    """Make the previous champion the champion again (its ``previous`` becomes the one rolled back)."""
+    """Make the previous champion the champion again (its ``previous`` becomes the one rolled back).
+
+    IntegrityError, and no change, when the previous champion's model (streamed, never unpickled) is
+    not the one its manifest records, or its card does not describe it.
+    """
     for _ in range(CAS_ATTEMPTS):
         target = store.target(champion_uri(publish_uri))
         data, version = target.read_versioned()
         current = _parse(data, target.uri) if data is not None else None
         if current is None or not current.get("previous"):
             raise InvalidRequestError(f"{target.uri} has no previous champion to roll back to")
-        manifest = dict(current["previous"]) | {
+        previous = current["previous"]
+        if not isinstance(previous, dict) or not isinstance(previous.get("model_uri"), str):
+            raise IntegrityError(f"{target.uri}'s previous champion names no model; restore it from {HISTORY_DIR}/")
+        record = Record(previous.get("sha256"), f"the previous champion in {target.uri}")
+        check_stored(store.target(previous["model_uri"]), consequence=NOT_PROMOTED, record=record)
+        manifest = dict(previous) | {
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             "promoted_by": promoted_by,
             "action": "rollback",
@@ -207,7 +217,7 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Sto
 
 
 def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
-    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     target.replace_if(document, version)
     record_history(publish_uri, manifest, store=store)
 
@@ -221,7 +231,7 @@ def record_history(publish_uri: str, manifest: dict[str, Any], *, store: Store) 
     stamp = manifest["promoted_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
     who = hashlib.sha256(str(manifest.get("promoted_by")).encode()).hexdigest()[:6]
     name = f"{stamp}-{manifest['identity']}-{who}.json"
-    document = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     with contextlib.suppress(TargetExistsError):
         store.target(store.join(publish_uri, HISTORY_DIR, name)).write_bytes(document)
 

@@ -21,6 +21,7 @@ from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyper
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import check_source_url
 from mlpipe.identity import Identity, run_identities
+from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
 from mlpipe.steps import STEPS, TASKS
 from mlpipe.storage import Store, join_uri
@@ -251,6 +252,14 @@ class Run:
         """The dataset description, as an object."""
         return DatasetDescription.from_value(self.dataset)
 
+    def fetch_url(self, settings: Settings) -> str:
+        """The URL the download fetches: the run's, or the deployment's when the run carries that one without
+        its secrets (``resolve_run`` keeps a deploy-time credential out of the run the state machine records)."""
+        deployed = settings.source_url.replace(RUN_DATE_PLACEHOLDER, self.run_date)
+        if deployed != self.source_url and redact_url(deployed) == self.source_url:
+            return deployed
+        return self.source_url
+
     def identity(self, task: str) -> dict[str, Any] | None:
         """The plan's identity of ``task``'s target (``{"identity", "inputs"}``), if the run has it."""
         found = self.identities.get(task)
@@ -365,7 +374,7 @@ def resolve_run(
         execution_input = {}
     check_object(execution_input, INPUT_FIELDS, "the execution input")
     run_date = run_date_for(execution_input, settings, now)
-    source_url, source_id = _source(execution_input, settings, run_date)
+    source_url, source_id, carried_url = _source(execution_input, settings, run_date)
     force = execution_input.get("force")
     if force is not None and force not in TASKS:
         raise InvalidRequestError(
@@ -398,7 +407,7 @@ def resolve_run(
     sagemaker = _sagemaker_fields(settings, roots["artifact_root"], hyper, description, identities, execution_id)
     return Run(
         run_date=run_date,
-        source_url=source_url,
+        source_url=carried_url,
         **targets,
         hyperparameters=hyper,
         estimator=estimator,
@@ -417,9 +426,18 @@ def resolve_run(
     )
 
 
-def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: str) -> tuple[str, str]:
-    """The run's source URL (``{run_date}`` filled in, checked) and the name it enters the identity under."""
-    source_url = execution_input.get("source_url") or settings.source_url
+def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: str) -> tuple[str, str, str]:
+    """The run's source URL (``{run_date}`` filled in, checked), the name it enters the identity under, and
+    the URL the run carries to the download.
+
+    The name defaults to the URL without its secrets (``mlpipe.redaction``): a presigned URL signed anew
+    each day keeps one identity, and no identity or lineage record holds a credential. The run carries
+    the deployment's URL without its secrets too (the download takes it from its own settings:
+    ``Run.fetch_url``); a URL in the execution's input is carried as given, since the download has no
+    other way to it (and Step Functions records that input anyway).
+    """
+    given = execution_input.get("source_url")
+    source_url = given or settings.source_url
     if not isinstance(source_url, str):
         raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
     # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
@@ -427,10 +445,11 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
     check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
     source_id = execution_input.get("source_id") or source_url
     if isinstance(source_id, str):
-        source_id = source_id.replace(RUN_DATE_PLACEHOLDER, run_date)
+        source_id = redact_url(source_id.replace(RUN_DATE_PLACEHOLDER, run_date))
     if not isinstance(source_id, str) or len(source_id) > 2048:
-        raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {source_id!r}")
-    return source_url, source_id
+        shown = redact_url(source_id) if isinstance(source_id, str) else source_id
+        raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {shown!r}")
+    return source_url, source_id, source_url if given else redact_url(source_url)
 
 
 def _roots(execution_input: Mapping[str, Any], settings: Settings, store: Store) -> dict[str, str]:

@@ -5,14 +5,22 @@ delimiter, quotes and newlines), one row at a time, so memory stays flat in the 
 first rows (up to ``SAMPLE_ROWS``) are held back to decide whether the first one is a header
 (``description.decide_header``); after that each row is checked as it arrives:
 
-- the same number of columns as the first row;
+- the same number of columns as the first row (and not Excel's ``sep=;`` line first);
 - a label in every row (and in ``labels``, when the description has an allow-list);
-- no empty or NA feature cell unless ``missing: impute``; no infinite number;
+- no empty or NA feature cell unless ``missing: impute``;
+- numbers within ±``MAX_MAGNITUDE`` in a numeric column (what every estimator can train on);
+- no column of numbers with a few non-numbers in it (at most ``TYPO_SHARE`` of its values, or
+  one): a typo, named, unless ``categorical_columns`` declares the column;
 - at least two classes, each with at least ``min_class_rows`` rows (the cross-validation's folds).
 
 Blank lines are accepted only at the end (the UCI files end with one), and so are CRLF line
 endings and a UTF-8 byte order mark. Each column's kind (numeric when every value is a number,
-else categorical) is recorded in the result for training to read the file with.
+categorical when it is declared so or enough of its values are text) is recorded in the result
+for training to read the file with. Integer labels are integers when they all fit in int64, else
+text. The column checks are decided at the end of the file, by counts: memory stays flat in its size.
+
+Anything this accepts trains (``tests/unit/test_training_trust.py``); ``RULES`` numbers these
+rules, so that training does not reuse a check made by older ones.
 """
 
 from __future__ import annotations
@@ -25,18 +33,27 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from mlpipe.description import (
+    MAX_MAGNITUDE,
     NUMBER,
+    SHORT_NUMBER,
+    TYPO_SHARE,
     ColumnLayout,
     DatasetDescription,
     HeaderDecision,
     decide_header,
+    excel_sep_line,
+    excel_sep_message,
     label_kind,
+    number_in_range,
 )
 from mlpipe.exceptions import InvalidDatasetError
 
 MAX_LINE_BYTES = 1024 * 1024  # bounds memory on a body with no newlines at all
 SAMPLE_ROWS = 200  # rows looked at to decide whether the first one is a header
 _FIELD_LIMIT = MAX_LINE_BYTES
+# The version of the rules above: a check recorded by older rules (lineage.json) is not reused by training.
+# 2: numbers within MAX_MAGNITUDE, typos in columns of numbers, categorical_columns, labels beyond int64 as text.
+RULES = 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class DatasetStats:
     missing: dict[str, int]  # feature name -> empty or NA cells (only with missing: impute)
     label_kind: str  # "integer" | "string"
     first_text: dict[str, str] = field(default_factory=dict)  # categorical feature -> its first non-number, where
+    rules: int = RULES  # the validator's rules that made this check (older records: 1)
 
     def profile(self) -> dict[str, Any]:
         """The JSON form recorded in the model card."""
@@ -81,12 +99,14 @@ class DatasetStats:
                 "names": list(self.layout.names),
                 "label": self.layout.label,
                 "features": list(self.layout.features),
+                "categorical": list(self.layout.categorical),
                 "header": {"present": self.layout.header.present, "reason": self.layout.header.reason},
             },
             "kinds": self.kinds,
             "missing": self.missing,
             "label_kind": self.label_kind,
             "first_text": self.first_text,
+            "rules": self.rules,
         }
 
     @classmethod
@@ -103,11 +123,13 @@ class DatasetStats:
                 label=int(layout["label"]),
                 features=tuple(int(i) for i in layout["features"]),
                 header=HeaderDecision(bool(layout["header"]["present"]), str(layout["header"]["reason"])),
+                categorical=tuple(int(i) for i in layout.get("categorical", ())),
             ),
             kinds={str(k): str(v) for k, v in data["kinds"].items()},
             missing={str(k): int(v) for k, v in data["missing"].items()},
             label_kind=str(data["label_kind"]),
             first_text={str(k): str(v) for k, v in data["first_text"].items()},
+            rules=int(data.get("rules", 1)),
         )
 
 
@@ -158,6 +180,45 @@ class _Lines:
 
 
 @dataclass
+class CsvRows:
+    """A CSV given as byte chunks, row by row: ``(the line the row starts on, its cells)``, blank rows included.
+
+    The standard library's ``csv`` (RFC 4180, strict), fed the lines of ``_Lines`` (UTF-8, no NUL
+    byte, no line over ``MAX_LINE_BYTES``); any problem is an InvalidDatasetError naming the line.
+    Used by the validator and by ``mlpipe.predicting``, so that a file is read alike by both.
+    """
+
+    uri: str
+    chunks: Iterable[bytes]
+    delimiter: str = ","
+
+    def __post_init__(self) -> None:
+        self.lines = _Lines(self.uri, self.chunks)
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
+        reader = csv.reader(self.lines, delimiter=self.delimiter, quotechar='"', skipinitialspace=True, strict=True)
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if "field limit" in str(exc):
+                    _fail(
+                        self.uri,
+                        start,
+                        None,
+                        f"a field longer than {_FIELD_LIMIT} bytes (from this line to line {self.lines.line_no}): "
+                        "is a quote left open?",
+                    )
+                _fail(self.uri, self.lines.line_no, None, f"malformed CSV ({exc}); quote fields that hold quotes")
+            yield start, row
+            start = self.lines.line_no + 1
+
+
+@dataclass
 class DatasetValidator:
     """Validate a CSV given as byte chunks against ``description``; ``validate()`` returns its stats."""
 
@@ -167,16 +228,15 @@ class DatasetValidator:
 
     def validate(self, chunks: Iterable[bytes]) -> DatasetStats:
         """Read every row; raise InvalidDatasetError at the first problem (line and column named)."""
-        lines = _Lines(self.uri, chunks)
-        csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
-        reader = csv.reader(
-            lines, delimiter=self.description.delimiter, quotechar='"', skipinitialspace=True, strict=True
-        )
-        rows = self._rows(reader, lines)
+        reader = CsvRows(self.uri, chunks, self.description.delimiter)
+        rows = self._rows(reader)
         try:
             first_line, first = next(rows)
         except StopIteration:
             _fail(self.uri, None, None, "the dataset is empty (no data rows); check the source URL")
+        named = excel_sep_line(first, self.description.delimiter) if first_line == 1 else None
+        if named is not None:
+            _fail(self.uri, 1, None, excel_sep_message(named, self.description.delimiter))
         held: list[tuple[int, list[str]]] = []
         for item in rows:
             held.append(item)
@@ -191,23 +251,15 @@ class DatasetValidator:
             check.row(line_no, row)
         for line_no, row in rows:
             check.row(line_no, row)
-        return check.finish(self.min_class_rows, lines.size, lines.digest.hexdigest())
+        return check.finish(self.min_class_rows, reader.lines.size, reader.lines.digest.hexdigest())
 
-    def _rows(self, reader: Any, lines: _Lines) -> Iterator[tuple[int, list[str]]]:
+    def _rows(self, reader: CsvRows) -> Iterator[tuple[int, list[str]]]:
         """Non-blank rows with the line they start on; blank lines only at the end."""
         blank_since: int | None = None
-        start = 1
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                _fail(self.uri, lines.line_no, None, f"malformed CSV ({exc}); quote fields that hold quotes")
+        for start, row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 if blank_since is None:
                     blank_since = start
-                start = lines.line_no + 1
                 continue
             if blank_since is not None:
                 _fail(
@@ -218,7 +270,17 @@ class DatasetValidator:
                     "the end",
                 )
             yield start, row
-            start = lines.line_no + 1
+
+
+@dataclass
+class _Column:
+    """What the rows showed of one feature column: counts, and where its first text and first too-large number are."""
+
+    numbers: int = 0
+    texts: int = 0
+    missing: int = 0
+    first_text: tuple[int, str] | None = None
+    too_large: tuple[int, str] | None = None
 
 
 @dataclass
@@ -228,17 +290,14 @@ class _RowCheck:
     layout: ColumnLayout
     rows: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    numeric: dict[int, bool] = field(default_factory=dict)
-    missing: dict[int, int] = field(default_factory=dict)
-    first_text: dict[int, str] = field(default_factory=dict)
+    last_line: int = 0
 
     def __post_init__(self) -> None:
         self.na = set(self.description.na_values)
         self.allowed = set(self.description.labels) if self.description.labels is not None else None
         self.impute = self.description.missing == "impute"
-        self.numeric = dict.fromkeys(self.layout.features, True)
-        self.seen_value = dict.fromkeys(self.layout.features, False)
-        self.missing = dict.fromkeys(self.layout.features, 0)
+        self.declared = set(self.layout.categorical)
+        self.columns = {index: _Column() for index in self.layout.features}
         self.width = len(self.layout.names)
 
     def row(self, line_no: int, row: list[str]) -> None:
@@ -251,6 +310,13 @@ class _RowCheck:
             _fail(
                 self.uri, line_no, None, f"expected {self.width} columns, as in the first row, found {len(row)}{hint}"
             )
+        label = self._label(line_no, row)
+        self._features(line_no, row)
+        self.counts[label] = self.counts.get(label, 0) + 1
+        self.rows += 1
+        self.last_line = line_no
+
+    def _label(self, line_no: int, row: list[str]) -> str:
         label = row[self.layout.label].strip()
         if label in self.na:
             _fail(
@@ -260,16 +326,21 @@ class _RowCheck:
                 f"missing label in the label column {self.layout.label_name!r}",
             )
         if self.allowed is not None and label not in self.allowed:
-            shown = label if len(label) <= 40 else label[:40] + "..."
             _fail(
                 self.uri,
                 line_no,
                 self.layout.label + 1,
-                f"unknown label {shown!r}; the description allows only {', '.join(sorted(self.allowed))}",
+                f"unknown label {_shown(label)!r}; the description allows only {', '.join(sorted(self.allowed))}",
             )
-        for index in self.layout.features:
+        return label
+
+    def _features(self, line_no: int, row: list[str]) -> None:
+        # The hot loop (8 s per million rows): numbers are counted at the end, as the cells that are neither
+        # missing nor text; a number's magnitude is looked at only when it is long or has an exponent.
+        na, declared = self.na, self.declared
+        for index, column in self.columns.items():
             value = row[index].strip()
-            if value in self.na:
+            if value in na:
                 if not self.impute:
                     _fail(
                         self.uri,
@@ -278,28 +349,83 @@ class _RowCheck:
                         f"missing value ({value or 'empty'}) in column {self.layout.names[index]!r}; fix the source, "
                         "or set missing: impute to fill it in",
                     )
-                self.missing[index] += 1
-                continue
-            self.seen_value[index] = True
-            exponent = "e" in value or "E" in value  # 1e999 has a number's shape, but is not a finite number
-            if self.numeric[index] and exponent and NUMBER.fullmatch(value) and math.isinf(float(value)):
-                _fail(self.uri, line_no, index + 1, f"{value!r} is not a finite number")
-            if self.numeric[index] and not NUMBER.fullmatch(value):
-                try:
-                    number = float(value)  # only to tell infinity apart from text
-                except ValueError:
-                    number = 0.0
-                if math.isinf(number):
-                    _fail(self.uri, line_no, index + 1, f"{value!r} is not a finite number")
-                self.numeric[index] = False
-                shown = value if len(value) <= 40 else value[:40] + "..."
-                self.first_text[index] = f"{shown!r} at line {line_no} is not a number"
-        self.counts[label] = self.counts.get(label, 0) + 1
-        self.rows += 1
+                column.missing += 1
+            elif index in declared:
+                pass
+            elif NUMBER.fullmatch(value):
+                long = len(value) > SHORT_NUMBER or "e" in value or "E" in value
+                if long and column.too_large is None and not number_in_range(value):
+                    column.too_large = (line_no, value)
+            else:
+                column.texts += 1
+                if column.first_text is None:
+                    column.first_text = (line_no, value)
+
+    def _count(self) -> None:
+        """Each column's numbers (and a declared column's texts): the cells neither missing nor counted as text."""
+        for index, column in self.columns.items():
+            present = self.rows - column.missing
+            if index in self.declared:
+                column.texts = present
+            else:
+                column.numbers = present - column.texts
+
+    def kind(self, index: int) -> str:
+        """``numeric`` (every value a number), else ``categorical``; InvalidDatasetError for a column of numbers
+        with a too-large number in it, or with a few non-numbers (typos)."""
+        column = self.columns[index]
+        if index in self.declared:
+            return "categorical"
+        if column.texts == 0:
+            if column.too_large is not None:
+                line, value = column.too_large
+                _fail(self.uri, line, index + 1, self._too_large(index, value))
+            return "numeric" if column.numbers else "categorical"
+        if column.numbers and (column.texts == 1 or column.texts <= TYPO_SHARE * (column.numbers + column.texts)):
+            line, value = column.first_text or (0, "")
+            _fail(self.uri, line, index + 1, self._typo(index, line, value))
+        return "categorical"
+
+    def _too_large(self, index: int, value: str) -> str:
+        name = self.layout.names[index]
+        if math.isinf(float(value)):
+            return f"{_shown(value)!r} is not a finite number (column {name!r})"
+        return (
+            f"{_shown(value)!r} in column {name!r} is beyond ±{MAX_MAGNITUDE:g}, the largest magnitude every "
+            "estimator can train on (random forest reads float32); fix the value, or rescale the column"
+        )
+
+    def _typo(self, index: int, line: int, value: str) -> str:
+        column = self.columns[index]
+        name = self.layout.names[index]
+        total = column.numbers + column.texts
+        try:
+            what = "is not a finite number" if not math.isfinite(float(value)) else "is not a number"
+        except ValueError:
+            what = "is not a number"
+        message = (
+            f"{_shown(value)!r} {what}, in column {name!r} where {column.numbers} of the {total} values are numbers: "
+            f"a typo? Fix it; or, if the column is categorical, declare it in categorical_columns; or, if "
+            f"{_shown(value)!r} means a missing value, add it to na_values"
+        )
+        if line == 1 and not self.layout.header.present:
+            message += f" (is line 1 a header? set header: true; {self.layout.header.reason})"
+        return message
 
     def finish(self, min_class_rows: int, size: int, sha256: str) -> DatasetStats:
         if self.rows == 0:
-            _fail(self.uri, None, None, "the dataset has a header but no data rows; check the source URL")
+            _fail(self.uri, None, None, "the file has a header and no data rows; check the source URL")
+        names = self.layout.names
+        self._count()
+        kinds = {names[i]: self.kind(i) for i in self.layout.features}
+        if self.rows == 1:
+            _fail(
+                self.uri,
+                self.last_line,
+                None,
+                "only one data row (or is it a header, and the file has no data rows?); a classifier needs rows of "
+                "two or more classes",
+            )
         if label_kind(list(self.counts)) == "integer":  # "01" and "1" are one class, as training reads them
             merged: dict[str, int] = {}
             for label, count in self.counts.items():
@@ -308,11 +434,13 @@ class _RowCheck:
         if len(self.counts) < 2:
             only = next(iter(self.counts))
             _fail(
-                self.uri, None, None, f"only one class ({only!r}) in {self.rows} rows; a classifier needs two or more"
+                self.uri,
+                None,
+                None,
+                f"only one class ({_shown(only)!r}) in {self.rows} rows; a classifier needs two or more",
             )
         check_class_rows(self.uri, self.counts, min_class_rows)
-        names = self.layout.names
-        empty = [names[i] for i in self.layout.features if not self.seen_value[i]]
+        empty = [names[i] for i, column in self.columns.items() if not column.numbers + column.texts]
         if empty and len(empty) == len(self.layout.features):
             _fail(self.uri, None, None, f"every feature column is empty ({', '.join(empty)})")
         return DatasetStats(
@@ -321,14 +449,27 @@ class _RowCheck:
             bytes=size,
             sha256=sha256,
             layout=self.layout,
-            kinds={
-                names[i]: "numeric" if self.numeric[i] and self.seen_value[i] else "categorical"
-                for i in self.layout.features
-            },
-            missing={names[i]: n for i, n in self.missing.items() if n},
+            kinds=kinds,
+            missing={names[i]: column.missing for i, column in self.columns.items() if column.missing},
             label_kind=label_kind(list(self.counts)),
-            first_text={names[i]: text for i, text in self.first_text.items()},
+            first_text={
+                names[i]: self._why(i)
+                for i, column in self.columns.items()
+                if kinds[names[i]] == "categorical" and (i in self.declared or column.first_text is not None)
+            },
         )
+
+    def _why(self, index: int) -> str:
+        """Why a feature is categorical, for the model card."""
+        if index in self.declared:
+            return "declared in categorical_columns"
+        line, value = self.columns[index].first_text or (0, "")
+        return f"{_shown(value)!r} at line {line} is not a number"
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A cell's value for a message: at most ``limit`` characters."""
+    return value if len(value) <= limit else value[:limit] + "..."
 
 
 def check_class_rows(uri: str, counts: dict[str, int], min_class_rows: int) -> None:
@@ -363,4 +504,13 @@ def validate_dataset(
     return DatasetValidator(uri, description or DatasetDescription(), min_class_rows).validate(chunks)
 
 
-__all__ = ["DatasetStats", "DatasetValidator", "HeaderDecision", "check_class_rows", "validate_dataset"]
+__all__ = [
+    "MAX_MAGNITUDE",
+    "RULES",
+    "CsvRows",
+    "DatasetStats",
+    "DatasetValidator",
+    "HeaderDecision",
+    "check_class_rows",
+    "validate_dataset",
+]

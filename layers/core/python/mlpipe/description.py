@@ -12,6 +12,10 @@ Fields (all optional):
   end; default ``-1``, the last column.
 - ``feature_columns``: the columns to train on (names or indices); default every column but the
   label. ``drop_columns`` is the same from the other side; give one of the two, not both.
+- ``categorical_columns``: feature columns that are categorical whatever their values (names or
+  indices): read as text and one-hot encoded, never refused as a column of numbers with a typo
+  (see ``TYPO_SHARE``). Left out of ``to_dict()`` when empty, so that a description without it
+  has the JSON form, and the identities, it had before the field existed.
 - ``delimiter``: ``","`` (default), ``";"``, ``"\\t"`` (or ``"tab"``), ``"|"``.
 - ``missing``: ``"reject"`` (default: an empty or NA cell is an error) or ``"impute"`` (median for
   numeric columns, most frequent value for categorical ones, inside the model).
@@ -22,7 +26,7 @@ Fields (all optional):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +38,32 @@ MISSING_CHOICES = ("reject", "impute")
 # What a cell says when it has no value: the empty string and the usual spellings of NA, among them
 # the UCI archive's "?". A column name or a category that happens to be one of these reads as missing.
 NA_VALUES: tuple[str, ...] = ("", "?", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "#N/A", "<NA>")
-FIELDS = ("header", "label_column", "feature_columns", "drop_columns", "delimiter", "missing", "labels", "na_values")
+FIELDS = (
+    "header",
+    "label_column",
+    "feature_columns",
+    "drop_columns",
+    "delimiter",
+    "missing",
+    "labels",
+    "na_values",
+    "categorical_columns",
+)
 # A plain decimal number, as pandas' CSV reader parses it: Python's float() also takes "1_0", NaN,
 # infinity and non-ASCII digits, which would pass here and then fail the training.
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+# The largest magnitude a number in a numeric column may have. Every estimator must train on what
+# the download accepts: random forest's trees read the features as float32 (largest finite
+# 3.4e38), and standard scaling squares deviations, (2e38)^2 times the rows, far below float64's
+# 1.8e308. A value beyond it (a 400-digit integer, 1e308) is an InvalidDatasetError naming the cell.
+MAX_MAGNITUDE = 1e38
+SHORT_NUMBER = 20  # a number of at most this many characters and no exponent is below 1e21: within range
+# A column whose non-missing cells are numbers but for a few (at most this share of them, or just
+# one) is a column of numbers with typos: an InvalidDatasetError naming the first non-number, unless
+# ``categorical_columns`` declares the column. A larger share of text makes the column categorical.
+TYPO_SHARE = 0.05
+INT64 = (-(2**63), 2**63 - 1)
 
 Column = str | int
 
@@ -55,6 +80,7 @@ class DatasetDescription:
     missing: str = "reject"
     labels: tuple[str, ...] | None = None
     na_values: tuple[str, ...] = NA_VALUES
+    categorical_columns: tuple[Column, ...] = ()
 
     @classmethod
     def from_value(
@@ -81,39 +107,70 @@ class DatasetDescription:
             missing=_choice(merged["missing"], MISSING_CHOICES, f"{where}.missing"),
             labels=_labels(merged["labels"], f"{where}.labels"),
             na_values=_strings(merged["na_values"], f"{where}.na_values"),
+            categorical_columns=_columns(merged["categorical_columns"], f"{where}.categorical_columns", allow_none=True)
+            or (),
         )
         description.check(where)
         return description
 
     def check(self, where: str = "dataset") -> None:
-        """What the description alone shows to be wrong (a label that is also a feature, ...)."""
+        """What the description alone shows to be wrong (a label that is also a feature, ...); linear in its columns."""
+        features = set(self.feature_columns or ())
+        dropped = set(self.drop_columns)
         if self.feature_columns is not None and self.drop_columns:
             raise InvalidRequestError(
                 f"{where}: give feature_columns or drop_columns, not both (drop_columns means every other column)"
             )
-        if self.feature_columns is not None and self.label_column in self.feature_columns:
+        if self.label_column in features:
             raise InvalidRequestError(
                 f"{where}: the label column {self.label_column!r} is also in feature_columns; "
                 "a model cannot learn the label from itself"
             )
-        if self.label_column in self.drop_columns:
+        if self.label_column in dropped:
             raise InvalidRequestError(f"{where}: the label column {self.label_column!r} is also in drop_columns")
-        for name, columns in (("feature_columns", self.feature_columns or ()), ("drop_columns", self.drop_columns)):
-            duplicates = sorted({repr(c) for c in columns if list(columns).count(c) > 1})
+        for name, columns in (
+            ("feature_columns", self.feature_columns or ()),
+            ("drop_columns", self.drop_columns),
+            ("categorical_columns", self.categorical_columns),
+        ):
+            duplicates = sorted({repr(c) for c in _repeated(columns)})
             if duplicates:
                 raise InvalidRequestError(f"{where}.{name} names {', '.join(duplicates)} more than once")
         if self.feature_columns == ():
             raise InvalidRequestError(f"{where}.feature_columns is empty; name at least one column or leave it out")
+        self._check_categorical(where, features, dropped)
+
+    def _check_categorical(self, where: str, features: set[Column], dropped: set[Column]) -> None:
+        """categorical_columns names features: not the label, nothing dropped, nothing outside feature_columns.
+
+        Only what the description alone shows: a name and an index may be the same column, which
+        ``ColumnLayout.resolve`` decides once the file's columns are known.
+        """
+        by_name = self.feature_columns is not None and all(isinstance(c, str) for c in self.feature_columns)
+        for column in self.categorical_columns:
+            if column == self.label_column:
+                raise InvalidRequestError(
+                    f"{where}: the label column {column!r} is also in categorical_columns; "
+                    "categorical_columns names feature columns"
+                )
+            if column in dropped:
+                raise InvalidRequestError(f"{where}: categorical_columns entry {column!r} is also in drop_columns")
+            if by_name and isinstance(column, str) and column not in features:
+                raise InvalidRequestError(
+                    f"{where}: categorical_columns entry {column!r} is not in feature_columns; "
+                    "declare only columns the model is trained on"
+                )
 
     @property
     def names_columns(self) -> bool:
         """True when some column is given by name, which needs a header row."""
-        given = [self.label_column, *(self.feature_columns or ()), *self.drop_columns]
+        given = [self.label_column, *(self.feature_columns or ()), *self.drop_columns, *self.categorical_columns]
         return any(isinstance(column, str) for column in given)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form, every field present (the delimiter as the character itself)."""
-        return {
+        """The JSON form, every field present (the delimiter as the character itself) but ``categorical_columns``,
+        which is there only when it names a column: a description without it keeps its earlier form (and identity)."""
+        form = {
             "header": self.header,
             "label_column": self.label_column,
             "feature_columns": None if self.feature_columns is None else list(self.feature_columns),
@@ -123,6 +180,20 @@ class DatasetDescription:
             "labels": None if self.labels is None else list(self.labels),
             "na_values": list(self.na_values),
         }
+        if self.categorical_columns:
+            form["categorical_columns"] = list(self.categorical_columns)
+        return form
+
+
+def _repeated(columns: Sequence[Column]) -> list[Column]:
+    """The entries of ``columns`` that occur more than once (each once): linear, with a set."""
+    seen: set[Column] = set()
+    repeated: dict[Column, None] = {}
+    for column in columns:
+        if column in seen:
+            repeated[column] = None
+        seen.add(column)
+    return list(repeated)
 
 
 def _header(value: Any, where: str) -> str:
@@ -200,7 +271,9 @@ def decide_header(
        (the usual case: names over numbers);
     3. no column is numeric below the first row (an all-text file): a header when no cell of the
        first row occurs again in its column in the sampled rows below (names are not values);
-    4. otherwise the first row is data.
+    4. the first row is the only one: a header when none of its cells is a number (names with no
+       data below them, which the validator then reports as such);
+    5. otherwise the first row is data.
 
     ``sample`` is the rows after the first that the caller looked at (the first few hundred).
     """
@@ -210,6 +283,10 @@ def decide_header(
     if description.names_columns:
         return HeaderDecision(True, "auto: the description names columns, so the first row is their names")
     na = set(description.na_values)
+    if not sample:
+        cells = [cell.strip() for cell in first if cell.strip() not in na]
+        if cells and not any(NUMBER.fullmatch(cell) for cell in cells):
+            return HeaderDecision(True, "auto: the only row has no number in it, so it is names")
     width = len(first)
     rows = [row for row in sample if len(row) == width]
     numeric_below = []
@@ -221,17 +298,22 @@ def decide_header(
         if numeric and cell not in na and not NUMBER.fullmatch(cell):
             return HeaderDecision(True, f"auto: column {index} is numeric below the first row but not in it ({cell!r})")
     if rows and not any(numeric_below):
-        repeated = [i for i in range(width) if first[i].strip() in {row[i].strip() for row in rows}]
-        if not repeated and all(cell.strip() for cell in first):
-            return HeaderDecision(
-                True, "auto: no column is numeric and no cell of the first row occurs again in its column"
-            )
-        return HeaderDecision(
-            False,
-            "auto: no column is numeric and the first row's values occur again below it, so it is data "
-            "(set header: true if it is a header)",
-        )
+        return _all_text_header(first, rows)
     return HeaderDecision(False, "auto: the first row has the same kinds of values as the rows below it")
+
+
+def _all_text_header(first: Sequence[str], rows: Sequence[Sequence[str]]) -> HeaderDecision:
+    """Rule 3 of ``decide_header``: in a file with no numeric column, names are not values."""
+    repeated = [i for i in range(len(first)) if first[i].strip() in {row[i].strip() for row in rows}]
+    if not repeated and all(cell.strip() for cell in first):
+        return HeaderDecision(
+            True, "auto: no column is numeric and no cell of the first row occurs again in its column"
+        )
+    return HeaderDecision(
+        False,
+        "auto: no column is numeric and the first row's values occur again below it, so it is data "
+        "(set header: true if it is a header)",
+    )
 
 
 @dataclass(frozen=True)
@@ -242,6 +324,7 @@ class ColumnLayout:
     label: int
     features: tuple[int, ...]
     header: HeaderDecision = field(default_factory=lambda: HeaderDecision(False, ""))
+    categorical: tuple[int, ...] = ()  # the features ``categorical_columns`` declares
 
     @property
     def label_name(self) -> str:
@@ -262,16 +345,16 @@ class ColumnLayout:
         Raises InvalidDatasetError naming the column that does not exist, with the header's columns.
         """
         width = len(first)
+        position: dict[str, int] = {}
         if header.present:
             names = [cell.strip() or f"column_{i}" for i, cell in enumerate(first)]
-            seen: dict[str, int] = {}
             for index, name in enumerate(names):
-                if name in seen:
+                if name in position:
                     raise InvalidDatasetError(
-                        f"invalid dataset at {uri}, line 1: the header names {name!r} twice (columns {seen[name]} "
-                        f"and {index}); column names must be unique"
+                        f"invalid dataset at {uri}, line 1: the header names {name!r} twice (columns "
+                        f"{position[name]} and {index}); column names must be unique"
                     )
-                seen[name] = index
+                position[name] = index
         else:
             names = [f"column_{i}" for i in range(width)]
 
@@ -289,12 +372,12 @@ class ColumnLayout:
                     f"invalid dataset at {uri}: {what} {column!r} is a name, but the file has no header row "
                     f"({header.reason}); name columns by index, or set header: true"
                 )
-            if column not in names:
+            if column not in position:
                 raise InvalidDatasetError(
                     f"invalid dataset at {uri}: {what} {column!r} is not a column of the file; its header has: "
-                    + ", ".join(names)
+                    + shown_names(names)
                 )
-            return names.index(column)
+            return position[column]
 
         if width < 2:
             raise InvalidDatasetError(
@@ -318,9 +401,90 @@ class ColumnLayout:
             features = [i for i in range(width) if i != label and i not in dropped]
         if not features:
             raise InvalidDatasetError(f"invalid dataset at {uri}: no feature column is left to train on")
-        return cls(names=tuple(names), label=label, features=tuple(features), header=header)
+        categorical = _categorical(description, names, label, features, index_of, uri)
+        return cls(names=tuple(names), label=label, features=tuple(features), header=header, categorical=categorical)
+
+
+def _categorical(
+    description: DatasetDescription,
+    names: Sequence[str],
+    label: int,
+    features: Sequence[int],
+    index_of: Callable[[Column, str], int],
+    uri: str,
+) -> tuple[int, ...]:
+    """The indices of ``categorical_columns``, each a feature column of the file, in file order."""
+    chosen = set(features)
+    dropped = {index_of(c, "drop_columns entry") for c in description.drop_columns}
+    found: set[int] = set()
+    for column in description.categorical_columns:
+        index = index_of(column, "categorical_columns entry")
+        name = names[index]
+        if index == label:
+            raise InvalidDatasetError(
+                f"invalid dataset at {uri}: the label column {name!r} is declared categorical (categorical_columns); "
+                "categorical_columns names feature columns"
+            )
+        if index in dropped:
+            raise InvalidDatasetError(
+                f"invalid dataset at {uri}: categorical_columns: {name!r} is dropped (drop_columns); "
+                "declare only columns the model is trained on"
+            )
+        if index not in chosen:
+            raise InvalidDatasetError(
+                f"invalid dataset at {uri}: categorical_columns: {name!r} is not a feature column (feature_columns); "
+                "declare only columns the model is trained on"
+            )
+        if index in found:
+            raise InvalidDatasetError(
+                f"invalid dataset at {uri}: categorical_columns names {name!r} twice (as a name and an index)"
+            )
+        found.add(index)
+    return tuple(sorted(found))
+
+
+def shown_names(names: Sequence[str], limit: int = 50) -> str:
+    """Column names for a message: the first ``limit`` of them, and how many more."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def label_kind(values: Sequence[str]) -> str:
-    """``"integer"`` when every label is an integer (the model then predicts ints), else ``"string"``."""
-    return "integer" if values and all(INTEGER.fullmatch(v) for v in values) else "string"
+    """``"integer"`` when every label is an integer that fits in int64 (the model then predicts ints), else
+    ``"string"``: labels beyond int64 (an id-like 25-digit code) stay text, as written."""
+    return "integer" if values and all(is_int64(v) for v in values) else "string"
+
+
+def is_int64(text: str) -> bool:
+    """Whether ``text`` is an integer (ASCII digits, a sign) within int64, without converting a long one."""
+    if not INTEGER.fullmatch(text):
+        return False
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > len(str(2**63)):
+        return False
+    value = int(digits or "0")
+    return INT64[0] <= (-value if text.startswith("-") else value) <= INT64[1]
+
+
+def number_in_range(text: str) -> bool:
+    """Whether ``text``, a cell of ``NUMBER``'s shape, is within ±``MAX_MAGNITUDE`` (cheaply: short plain ones are)."""
+    if len(text) <= SHORT_NUMBER and "e" not in text and "E" not in text:
+        return True  # at most 20 characters, no exponent: below 1e21
+    return abs(float(text)) <= MAX_MAGNITUDE
+
+
+EXCEL_SEP = re.compile(r"sep=(.)", re.IGNORECASE | re.DOTALL)
+
+
+def excel_sep_line(row: Sequence[str], delimiter: str) -> str | None:
+    """The delimiter Excel's first line ``sep=;`` names, when ``row`` (the first row, split by ``delimiter``) is one."""
+    match = EXCEL_SEP.fullmatch(delimiter.join(row).strip(" \r\n").removeprefix("\ufeff"))
+    return match.group(1) if match else None
+
+
+def excel_sep_message(named: str, delimiter: str) -> str:
+    """What to do about Excel's ``sep=`` line: remove it, and set the delimiter it names when it is another."""
+    message = f"{'sep=' + named!r} is the line Excel writes to name the delimiter, not CSV: remove that line"
+    if named != delimiter:
+        message += f", and set delimiter: {named!r} in the dataset description (it is {delimiter!r})"
+    return message

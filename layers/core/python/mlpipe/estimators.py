@@ -321,13 +321,13 @@ def _describe_unreachable(constraint: dict[str, Any]) -> str:
         return f"a {constraint['type']}"
     if "named" in constraint:
         return f"a {constraint['named']}"
-    return json.dumps(constraint, sort_keys=True)
+    return json.dumps(constraint, sort_keys=True, allow_nan=False)
 
 
 def _show(value: Any) -> str:
     """A value as the user wrote it in JSON (true, null, "text"), or its repr when it is not JSON."""
     try:
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
         return repr(value)
 
@@ -338,7 +338,8 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
 
     Raises InvalidRequestError for an unknown estimator and InvalidHyperparametersError naming
     ``where`` and every problem: an unknown parameter (with the estimator's parameters, or the
-    other estimators that have it) or a value with what it must be.
+    other estimators that have it), a number that is not finite (NaN, infinity, anywhere in the
+    value), or a value with what it must be.
     """
     check_estimator(estimator)
     if estimator == AUTO:
@@ -357,6 +358,12 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
     constraints = generated.constraints
     problems = []
     for name, value in params.items():
+        if (bad := _non_finite(value)) is not None:
+            problems.append(
+                f"{name}: {bad} is not a finite number; give a finite one (JSON has no NaN or Infinity, so the "
+                "model card could not record it)"
+            )
+            continue
         if _is_sentinel_default(generated, name, value):
             continue  # scikit-learn's own marker for "unset", as effective_hyperparameters passes it on
         if name not in constraints:
@@ -372,6 +379,24 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
     if problems:
         raise InvalidHyperparametersError(f"invalid {where} for {estimator}: " + "; ".join(problems))
     return dict(params)
+
+
+def _non_finite(value: Any) -> str | None:
+    """How ``value`` (or a number inside it) shows a number that is not finite, else None.
+
+    NaN and infinity (``json.loads`` reads ``NaN``, ``Infinity`` and an overflowing ``1e400``
+    as them), and an integer too large for any float: none can be written to a JSON card.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    if _is_int(value):
+        try:
+            float(value)
+        except OverflowError:
+            return f"an integer of {len(str(abs(value)))} digits"
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    return next((found for item in items if (found := _non_finite(item)) is not None), None)
 
 
 def _is_sentinel_default(generated: _Generated, name: str, value: Any) -> bool:

@@ -23,6 +23,10 @@ class InvalidHyperparametersError(InvalidRequestError):
     """The estimator's hyperparameters have the wrong type, name or range."""
 
 
+class NoChampionError(InvalidRequestError):
+    """There is no champion (no champion.json) under the publish location asked for: publish and promote one first."""
+
+
 # --- the source ---------------------------------------------------------------------------------
 class SourceUnavailableError(PipelineError):
     """The source failed in a way that may pass: HTTP 5xx or 429, a timeout or a dropped connection."""
@@ -36,6 +40,10 @@ class SourceRejectedError(PipelineError):
 
 class SourceTooLargeError(PipelineError):
     """The source sent more bytes than the configured maximum; the transfer was stopped."""
+
+
+class DownloadTimeoutError(PipelineError):
+    """The download did not finish in the time the function had left, less a margin to clean up: too slow a source."""
 
 
 # --- the data -----------------------------------------------------------------------------------

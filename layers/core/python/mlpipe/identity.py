@@ -57,7 +57,9 @@ class Identity:
 
 def identity(family: str, inputs: dict[str, Any]) -> Identity:
     """The identity of a ``family`` target made from ``inputs`` (any JSON-able mapping)."""
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    canonical = json.dumps(
+        inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str, allow_nan=False
+    )
     return Identity(family, hashlib.sha256(f"{family}\n{canonical}".encode()).hexdigest()[:DIGITS], inputs)
 
 

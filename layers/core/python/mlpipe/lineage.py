@@ -18,6 +18,7 @@ from typing import Any
 from mlpipe.dataset import DatasetStats
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import StorageError, TargetExistsError
+from mlpipe.redaction import redact_url
 from mlpipe.storage import Target
 from mlpipe.version import __version__
 
@@ -34,12 +35,18 @@ def lineage_record(
     output: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One output's lineage: ``identity`` (``{"identity", "inputs"}`` from the plan), its input targets
-    (``{"uri", "sha256"}``), the output itself, the execution, the time and the versions."""
+    (``{"uri", "sha256"}``), the output itself, the execution, the time and the versions.
+
+    An input target's URI is recorded without its secrets (``mlpipe.redaction``): a source URL's
+    ``user:password@`` or signature never reaches the record."""
     identity = identity or {}
     return {
         "identity": identity.get("identity"),
         "inputs": identity.get("inputs"),
-        "input_targets": input_targets,
+        "input_targets": [
+            entry | {"uri": redact_url(entry["uri"])} if isinstance(entry.get("uri"), str) else entry
+            for entry in input_targets
+        ],
         "output": output,
         "execution_id": execution_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -50,7 +57,7 @@ def lineage_record(
 def write_lineage(target: Target, record: dict[str, Any]) -> None:
     """Write ``record`` to ``target`` (a lineage.json) unless a concurrent writer of the same output got there first."""
     with contextlib.suppress(TargetExistsError):
-        target.write_bytes((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        target.write_bytes((json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
 def known_stats(dataset: Target, description: DatasetDescription) -> DatasetStats | None:

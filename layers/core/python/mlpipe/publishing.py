@@ -26,7 +26,8 @@ def publish_model(model: Target, published: Target, *, publication: dict[str, An
     Raises IntegrityError when metrics.json is missing or records another sha256 than the model's
     bytes have (the model was corrupted or replaced after training): nothing is published then.
     """
-    payload, metrics = read_checked(model, consequence="is not published")
+    checked = read_checked(model, consequence="is not published")
+    payload, metrics = checked.payload, checked.card
     actual = metrics["model_sha256"]
     if publication is not None:
         metrics = metrics | {"publication": publication | {"input_targets": [{"uri": model.uri, "sha256": actual}]}}

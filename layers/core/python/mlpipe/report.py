@@ -7,6 +7,7 @@ from typing import Any
 
 from mlpipe.config import Settings, resolve_run, run_date_for
 from mlpipe.exceptions import PipelineError
+from mlpipe.redaction import redact_text
 from mlpipe.sagemaker import failure_type
 from mlpipe.steps import GATE, OUTPUTS, TASKS
 
@@ -62,7 +63,7 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
         "error": error,
     }
     cause = {key: summary[key] for key in ("error", "tasks", "run_date", "gate", "champion")}
-    return {"summary": summary, "cause": json.dumps(cause)}
+    return {"summary": summary, "cause": json.dumps(cause, allow_nan=False)}
 
 
 def known_run(execution_input: Any, settings: Settings) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def describe_error(error: dict[str, Any]) -> dict[str, str]:
         message = (
             f"SageMaker training job {parsed.get('TrainingJobName')} ended {parsed.get('TrainingJobStatus')}: {reason}"
         )
-    return {"type": error_type, "message": message}
+    return {"type": error_type, "message": redact_text(message)}  # a message that quotes a secret URL never shows it
 
 
 def summary_from_failure(error: str | None, cause: str | None) -> dict[str, Any]:

@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mlpipe.artifacts import read_metrics
-from mlpipe.champion import champion_history, read_champion
+from mlpipe.artifacts import Record, check_stored
+from mlpipe.champion import champion_history, champion_uri, read_champion
 from mlpipe.exceptions import PipelineError
 from mlpipe.status import collect_status
 from mlpipe.storage import Store
@@ -43,6 +43,7 @@ COLORS = {
     "recall": "#16a34a",
 }
 ACTION_COLORS = {"promote": "#2563eb", "manual": "#7c3aed", "rollback": "#dc2626"}
+NOT_SHOWN = "its card is not shown"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem; color: #111827; }
@@ -73,7 +74,9 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
     card_error = None
     if champion is not None:
         try:
-            card = read_metrics(store.target(str(champion["model_uri"])))
+            # The card is shown as the champion's only when the model's bytes are the ones champion.json records.
+            record = Record(champion.get("sha256"), f"champion.json at {store.target(champion_uri(publish_uri)).uri}")
+            card = check_stored(store.target(str(champion["model_uri"])), consequence=NOT_SHOWN, record=record)
         except PipelineError as exc:
             card_error = f"{type(exc).__name__}: {exc}"
     return {

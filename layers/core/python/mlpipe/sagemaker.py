@@ -150,7 +150,7 @@ def stage_source(root: str, *, store: Store) -> str:
 
 def encode_object(value: Any) -> str:
     """A JSON value as base64 text, which the toolkit's decoding leaves alone (the ASL's ``States.Base64Encode``)."""
-    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+    return base64.b64encode(json.dumps(value, separators=(",", ":"), allow_nan=False).encode()).decode()
 
 
 # CreateTrainingJob's limit on a hyperparameter's value (botocore's sagemaker model: HyperParameterValue).

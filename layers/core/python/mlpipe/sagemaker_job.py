@@ -3,7 +3,8 @@
 ``mlpipe.sagemaker`` stages this package with an entry script that calls ``main`` (see that module
 for the job as a whole: the code, the data channel and the time budget). ``main`` reads the
 container's contract, trains the run's model into its model target (atomic and conditional, as the
-Lambda does) unless it is complete, and copies it to ``SM_MODEL_DIR``.
+Lambda does) unless it is complete, and copies it to ``SM_MODEL_DIR`` once its bytes match its card
+(``hand_over``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlpipe.artifacts import metrics_target, model_complete
+from mlpipe.artifacts import CARD_FILE, model_complete, read_checked
 from mlpipe.config import Settings
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidRequestError, PipelineError
@@ -115,10 +116,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 return float(budget) - SETUP_ALLOWANCE_SECONDS - (time.monotonic() - started)
 
             _train(args, env, store, model, time_left if budget is not None else None)
-        model_dir = Path(env.get("SM_MODEL_DIR", "/opt/ml/model"))
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "model.pkl").write_bytes(model.read_bytes())
-        (model_dir / "metrics.json").write_bytes(metrics_target(model).read_bytes())
+        hand_over(model, Path(env.get("SM_MODEL_DIR", "/opt/ml/model")))
         return 0
     except PipelineError as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -127,6 +125,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "failure").write_text(reason + "\n")
         return 1
+
+
+def hand_over(model: Target, model_dir: Path) -> None:
+    """Copy the model target's model.pkl and metrics.json to ``model_dir`` (SageMaker's model.tar.gz), checked.
+
+    The model is read once and checked against the sha256 its card records, and exactly those bytes
+    (and the card as read) are written: a model replaced after training is an IntegrityError, and
+    nothing is written then. Each file appears whole or not at all (a temporary file, renamed).
+    """
+    checked = read_checked(model, consequence="is not handed to SageMaker")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in (("model.pkl", checked.payload), (CARD_FILE, checked.card_bytes)):
+        partial = model_dir / f".{name}.partial"
+        partial.write_bytes(data)
+        partial.replace(model_dir / name)
 
 
 def _train(

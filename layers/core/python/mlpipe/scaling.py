@@ -49,7 +49,7 @@ from mlpipe.exceptions import TrainingTooLargeError
 AUTO = "auto"
 
 # (c, a) of seconds = c * rows**a * features for one fit, from
-# `PYTHONPATH=layers/core/python .venv/bin/python -m bench.fit_time` (see the README's "Estimating and choosing").
+# `PYTHONPATH=layers/core/python .venv/bin/python -m bench.fit_time` (see docs/scaling.md, "Estimating and choosing").
 FIT_CONSTANTS: dict[str, tuple[float, float]] = {
     "svc": (5.397e-10, 1.868),
     "linear_svc": (9.837e-09, 1.295),

@@ -16,6 +16,7 @@ from typing import Any
 from mlpipe.artifacts import CARD_FILE
 from mlpipe.config import parse_run_date
 from mlpipe.exceptions import InvalidRequestError
+from mlpipe.redaction import redact_url
 from mlpipe.steps import OUTPUTS
 from mlpipe.storage import Store, StoredObject
 
@@ -82,7 +83,8 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     if family == "dataset":
         lineage = _read_json(files.get("lineage.json"), store=store)
         entry["made"] = lineage.get("created_at") or entry["made"]
-        entry["source"] = (lineage.get("inputs") or {}).get("source")
+        source = (lineage.get("inputs") or {}).get("source")
+        entry["source"] = redact_url(source) if isinstance(source, str) else source  # records made before redaction
         return entry
     card = _read_json(files.get("metrics.json"), store=store)
     section = card.get("publication" if family == "published" else "lineage") or {}
@@ -108,6 +110,14 @@ def _read_json(item: StoredObject | None, *, store: Store) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _shown(value: Any) -> str:
+    """``value`` as JSON; its repr when it holds NaN or infinity (a card from before they were refused)."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except ValueError:
+        return repr(value)
+
+
 def format_status(status: dict[str, Any]) -> str:
     """A readable table, one line per target, grouped by run date."""
     lines: list[str] = []
@@ -119,7 +129,7 @@ def format_status(status: dict[str, Any]) -> str:
                 if kind != "dataset":
                     accuracy = entry.get("cv_accuracy")
                     shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-                    params = json.dumps(entry.get("hyperparameters") or {}, sort_keys=True)
+                    params = _shown(entry.get("hyperparameters") or {})
                     detail = f"  cv {shown}  {entry.get('estimator') or '-'} {params}"
                 newest = "  (newest)" if entry.get("newest") else ""
                 size = entry["size"] if entry["size"] is not None else "-"

@@ -22,12 +22,15 @@ from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
+from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import stage_source
 from mlpipe.steps import made_by
 from mlpipe.storage import Store, Target
 from mlpipe.training import train_model
 
 LOG = logging.getLogger(__name__)
+# What a download leaves of the function's remaining time to fail cleanly: abort the upload, return its error.
+DOWNLOAD_CLEANUP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,22 @@ def plan(
     return planned
 
 
-def download(run: Run, *, store: Store, settings: Settings) -> TaskOutcome:
+def download(
+    run: Run, *, store: Store, settings: Settings, time_left: Callable[[], float] | None = None
+) -> TaskOutcome:
     """Fetch the run's source into its dataset target unless the dataset is already there.
 
     The body is checked against the run's dataset description while it streams; nothing is written
-    unless it passes. Then ``lineage.json`` beside it records the plan's identity and the source.
+    unless it passes. Then ``lineage.json`` beside it records the plan's identity and the source
+    (without its secrets: ``mlpipe.redaction``).
+
+    ``time_left`` gives the seconds the function has left (the Lambda context's remaining time): the
+    download must end ``DOWNLOAD_CLEANUP_SECONDS`` before, or fails with DownloadTimeoutError.
     """
     target = store.target(run.dataset_uri)
     if target.exists():
         return TaskOutcome("present", target.uri)
+    source_url = run.fetch_url(settings)
     policy = FetchPolicy(
         max_bytes=run.max_source_bytes,
         connect_timeout=settings.source_connect_timeout,
@@ -81,17 +91,18 @@ def download(run: Run, *, store: Store, settings: Settings) -> TaskOutcome:
         backoff_seconds=settings.source_backoff_seconds,
         allow_loopback=settings.allow_loopback_sources,
         min_class_rows=run.cv_folds,
+        time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
     try:
-        stats = fetch_dataset(run.source_url, target, policy, description=description)
+        stats = fetch_dataset(source_url, target, policy, description=description)
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
     record = lineage_record(
         run.identity("download"),
         execution_id=run.execution_id,
-        input_targets=[{"uri": run.source_url, "sha256": stats.sha256}],
+        input_targets=[{"uri": redact_url(source_url), "sha256": stats.sha256}],
         output={
             "uri": target.uri,
             "sha256": stats.sha256,
@@ -192,7 +203,7 @@ def announce(manifest: dict[str, Any], bus: str) -> str:
                 {
                     "Source": "mlpipe",
                     "DetailType": "Model promoted",
-                    "Detail": json.dumps(manifest),
+                    "Detail": json.dumps(manifest, allow_nan=False),
                     "EventBusName": bus,
                 }
             ]

@@ -34,10 +34,10 @@ from typing import IO, Any
 
 from mlpipe import scaling
 from mlpipe.artifacts import write_model
-from mlpipe.dataset import DatasetStats, check_class_rows, validate_dataset
+from mlpipe.dataset import RULES, DatasetStats, check_class_rows, validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, has_predict_proba, non_default_hyperparameters
-from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, TrainingError
+from mlpipe.exceptions import InvalidDatasetError, InvalidHyperparametersError, PipelineError, TrainingError
 from mlpipe.scaling import (
     HOLDOUT_FRACTION,
     check_fits,
@@ -93,8 +93,12 @@ def checked_stats(
 
     The download validated these bytes while they streamed; a sha256 over the stored file (a
     second per 1.5 GB) proves they are still those bytes, where validating again costs 8 s per
-    million rows. The class counts are checked against this run's ``cv_folds`` either way.
+    million rows. A check made by older rules (``dataset.RULES``) is not reused. The class counts
+    are checked against this run's ``cv_folds`` either way.
     """
+    if known is not None and known.rules != RULES:
+        LOG.info("the download checked %s by older rules (%d, now %d): validating it", uri, known.rules, RULES)
+        known = None
     if known is not None:
         digest = sha256_of(handle)
         if digest == known.sha256 and handle.tell() == known.bytes:
@@ -323,10 +327,11 @@ def train_model(
     ``known`` is the download's check of this dataset (``tasks.known_stats``): when the stored
     file's sha256 is the one it checked, the file is not validated a second time.
 
-    Raises InvalidDatasetError (the stored dataset does not match its description, or has too few
-    rows per class for ``cv_folds``), InvalidHyperparametersError (scikit-learn rejects the
-    parameters), TrainingTooLargeError (the time estimate does not fit in ``time_left``, or the
-    memory estimate in the function's memory) or TrainingError; nothing is written in those cases.
+    Raises InvalidDatasetError (the stored dataset does not match its description, has too few
+    rows per class for ``cv_folds``, or scikit-learn's input checks refuse it),
+    InvalidHyperparametersError (scikit-learn's parameter validation rejects the parameters, or
+    they fail on any data), TrainingTooLargeError (the time estimate does not fit in ``time_left``,
+    or the memory estimate in the function's memory) or TrainingError; nothing is written in those cases.
     """
     description = description or DatasetDescription()
     check_planned_scikit_learn(lineage)
@@ -468,16 +473,16 @@ def fit_model(
 ) -> Fitted:
     """The fit step: the splits, their fits and the final one side by side (``_run_fits``), the scores.
 
-    Raises InvalidHyperparametersError when scikit-learn rejects the parameters (InvalidParameterError)
-    or cannot fit them on this data (ValueError), TrainingError for any other failure of the fits.
+    A failed fit is named by whose fault it is (``_fit_failure``): InvalidHyperparametersError for
+    scikit-learn's parameter validation, InvalidDatasetError for its input checks, TrainingError
+    for anything else.
     """
     import numpy as np
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score
-    from sklearn.utils._param_validation import InvalidParameterError
 
-    features, labels, shown = data.features, data.labels, choice.shown
+    features, labels = data.features, data.labels
     classes = sorted(set(labels.tolist()))
     # Splits and metrics work on the classes' positions in ``classes``: the same splits and numbers as
     # on the labels themselves (np.unique orders both alike), without scikit-learn sorting a million
@@ -490,10 +495,15 @@ def fit_model(
 
     def fit_and_predict(rows: Any, predict_rows: Any) -> tuple[Any, Any]:
         """Fit on ``rows`` (None: all of them), then predict ``predict_rows``, as class positions."""
-        fitted = clone(choice.pipeline).fit(
-            features if rows is None else features.iloc[rows], labels if rows is None else labels[rows]
-        )
-        return fitted, class_codes(fitted.predict(features.iloc[predict_rows]), classes)
+        try:
+            fitted = clone(choice.pipeline).fit(
+                features if rows is None else features.iloc[rows], labels if rows is None else labels[rows]
+            )
+            return fitted, class_codes(fitted.predict(features.iloc[predict_rows]), classes)
+        except ValueError as exc:  # in the fit's own thread, where its traceback says where it was raised
+            if _raised_by_input_checks(exc):
+                raise _InputRefusedError(str(exc)) from exc
+            raise
 
     started = time.perf_counter()
     caught: list[warnings.WarningMessage] = []
@@ -518,17 +528,86 @@ def fit_model(
                 predicted[test_rows] = guessed
                 scores.append(accuracy_score(codes[test_rows], guessed))
             training_accuracy = float(accuracy_score(codes[sample], sample_predicted))
-    except InvalidParameterError as exc:
-        raise InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters of {shown}: {exc}") from exc
-    except ValueError as exc:
-        raise InvalidHyperparametersError(f"scikit-learn cannot fit {shown} on {uri}: {exc}") from exc
     except Exception as exc:
-        raise TrainingError(f"fitting {shown} on {uri} failed: {exc}") from exc
+        raise _fit_failure(exc, choice, classes, uri) from exc
     seconds = time.perf_counter() - started
     found = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     return Fitted(
         pipeline, classes, codes, splits, method, jobs, sample, predicted, scores, training_accuracy, found, seconds
     )
+
+
+# scikit-learn's checks of a fit's input (X and y): a ValueError raised in them is the data's fault.
+INPUT_CHECK_MODULES = ("sklearn.utils.validation", "sklearn.utils.multiclass")
+PROBE_ROWS_PER_CLASS = 10  # rows of each class in the clean data a failed fit's hyperparameters are tried on
+
+
+class _InputRefusedError(Exception):
+    """Internal: scikit-learn's input checks refused the data of a fit (raised in the fit's thread)."""
+
+
+def _raised_by_input_checks(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside scikit-learn's input checks (the innermost frame of its traceback)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(INPUT_CHECK_MODULES)
+
+
+def _fit_failure(exc: Exception, choice: ModelChoice, classes: list[Any], uri: str) -> PipelineError:
+    """The named error for a failed fit, by whose fault it is.
+
+    - scikit-learn's parameter validation (InvalidParameterError): the hyperparameters';
+    - its input checks refused the data (``_InputRefusedError``): the dataset's;
+    - a ValueError or OverflowError that the same estimator also raises on clean data of the same
+      classes (``_fails_on_clean_data``): the hyperparameters' (a check scikit-learn makes only
+      while fitting, such as penalty='l1' with solver='lbfgs');
+    - anything else: a TrainingError, with scikit-learn's message.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    shown = choice.shown
+    if isinstance(exc, PipelineError):
+        return exc
+    if isinstance(exc, InvalidParameterError):
+        return InvalidHyperparametersError(f"scikit-learn rejects the hyperparameters of {shown}: {exc}")
+    if isinstance(exc, _InputRefusedError):
+        return InvalidDatasetError(
+            f"invalid dataset at {uri}: scikit-learn's input checks refuse it while fitting {shown}: {exc}; fix "
+            "the values the message names"
+        )
+    if isinstance(exc, ValueError | OverflowError) and _fails_on_clean_data(choice.pipeline, classes):
+        return InvalidHyperparametersError(
+            f"scikit-learn cannot fit {shown} on {uri}: {exc}; the same hyperparameters fail on any data (tried on "
+            "clean data of the same classes): change them"
+        )
+    return TrainingError(f"fitting {shown} on {uri} failed: {exc}")
+
+
+def _fails_on_clean_data(pipeline: Any, classes: list[Any]) -> bool:
+    """Whether the pipeline's estimator, as configured, fails to fit and predict on small clean data of ``classes``."""
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    rng = np.random.default_rng(CV_SEED)
+    labels = np.array([c for c in classes for _ in range(PROBE_ROWS_PER_CLASS)], dtype=object)
+    if all(isinstance(c, int) for c in classes):
+        labels = labels.astype(np.int64)
+    positions = np.repeat(np.arange(len(classes)), PROBE_ROWS_PER_CLASS)
+    features = np.column_stack([positions + rng.normal(0, 0.3, len(positions)), rng.normal(0, 1, len(positions))])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clone(estimator).fit(features, labels).predict(features)
+    except (InvalidParameterError, ValueError, OverflowError):
+        return True
+    except Exception:  # any other failure says nothing about the hyperparameters
+        return False
+    return False
 
 
 def measure(fitted: Fitted) -> Measures:
