@@ -11,6 +11,8 @@ import pytest
 
 from mlpipe.artifacts import (
     CARD_FILE,
+    Record,
+    check_stored,
     metrics_target,
     model_complete,
     read_checked,
@@ -200,9 +202,11 @@ def test_records_is_true_only_for_a_card_recording_that_sha(model: Target) -> No
     assert records(sidecar, sha) is True
 
 
-def test_read_checked_returns_the_bytes_and_the_card(model: Target) -> None:
+def test_read_checked_returns_the_bytes_and_the_card_as_read(model: Target) -> None:
     write_model(model, ONE, card(ONE))
-    assert read_checked(model, consequence="it is not published") == (ONE, card(ONE))
+    checked = read_checked(model, consequence="it is not published")
+    assert (checked.payload, checked.card) == (ONE, card(ONE))
+    assert checked.card_bytes == metrics_target(model).read_bytes()
 
 
 def test_read_checked_refuses_bytes_that_do_not_match_the_cards_sha256(model: Target) -> None:
@@ -214,6 +218,41 @@ def test_read_checked_refuses_bytes_that_do_not_match_the_cards_sha256(model: Ta
     assert f"{model.uri} has sha256 {card(TWO)['model_sha256']}" in message
     assert f"records {card(ONE)['model_sha256']}" in message
     assert "it is not published" in message
+
+
+def test_read_checked_checks_a_stronger_record_first_naming_where_it_is(model: Target) -> None:
+    write_model(model, ONE, card(ONE))
+    with pytest.raises(IntegrityError) as raised:
+        read_checked(model, consequence="it is not loaded", record=Record(card(TWO)["model_sha256"], "champion.json"))
+    assert f"but champion.json records {card(TWO)['model_sha256']}" in str(raised.value)
+    assert "it is not loaded" in str(raised.value)
+    record = Record(card(ONE)["model_sha256"], "champion.json")
+    assert read_checked(model, consequence="it is not loaded", record=record).payload == ONE
+
+
+@pytest.mark.parametrize("recorded", [None, "abc", "A" * 64, 42])
+def test_a_record_that_is_no_sha256_is_refused(model: Target, recorded: Any) -> None:
+    write_model(model, ONE, card(ONE))
+    with pytest.raises(IntegrityError, match=r"champion\.json records no valid sha256"):
+        read_checked(model, consequence="it is not loaded", record=Record(recorded, "champion.json"))
+
+
+def test_check_stored_returns_the_card_of_matching_bytes_and_refuses_others(model: Target) -> None:
+    write_model(model, ONE, card(ONE))
+    assert check_stored(model, consequence="it is not promoted") == card(ONE)
+    model.write_bytes(TWO, overwrite=True)
+    with pytest.raises(IntegrityError, match=f"has sha256 {card(TWO)['model_sha256']}.*it is not promoted"):
+        check_stored(model, consequence="it is not promoted")
+    model.delete()
+    with pytest.raises(IntegrityError, match=r"is missing \(its card is there\) and it is not promoted"):
+        check_stored(model, consequence="it is not promoted")
+
+
+def test_a_card_that_is_not_strict_json_is_refused_before_anything_is_written(model: Target) -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_model(model, ONE, card(ONE, accuracy=float("nan")))
+    assert not model.exists()
+    assert not metrics_target(model).exists()
 
 
 def test_read_metrics_refuses_a_missing_card_naming_it(model: Target) -> None:
