@@ -6,12 +6,14 @@ On local directories; on S3 (moto) where the compare-and-swap is what is tested 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlpipe import champion
+from mlpipe.artifacts import CARD_FILE
 from mlpipe.champion import (
     CHAMPION_FILE,
     HISTORY_DIR,
@@ -173,6 +175,16 @@ def test_a_retried_promote_writes_the_history_entry_an_earlier_attempt_did_not(r
     assert history(root) == [current(root)]
 
 
+def test_promote_refuses_a_published_model_its_card_does_not_describe(root: str) -> None:
+    good, tampered = publish_fake(root, DAY, "aaaa"), publish_fake(root, NEXT_DAY, "bbbb")
+    promote(root, good, DAY, promoted_by="execution-1", store=store())
+    target(tampered).write_bytes(b"replaced", overwrite=True)
+    with pytest.raises(IntegrityError, match=f"{hashlib.sha256(b'replaced').hexdigest()}.*is not made the champion"):
+        promote(root, tampered, NEXT_DAY, promoted_by="execution-2", store=store())
+    assert current(root)["model_uri"] == target(good).uri
+    assert len(history(root)) == 1
+
+
 def test_set_champion_promotes_any_date_by_hand(root: str) -> None:
     newer, older = publish_fake(root, NEXT_DAY, "bbbb"), publish_fake(root, DAY, "aaaa")
     promote(root, newer, NEXT_DAY, promoted_by="execution-1", store=store())
@@ -216,6 +228,30 @@ def test_rollback_restores_the_previous_champion_and_records_it(root: str) -> No
     assert manifest["previous"]["previous"] is None
     assert [entry["action"] for entry in history(root)] == ["promote", "promote", "rollback"]
     assert history(root)[-1] == manifest
+
+
+def test_rollback_refuses_a_previous_model_replaced_since_it_was_champion(root: str) -> None:
+    one, two = publish_fake(root, DAY, "aaaa"), publish_fake(root, NEXT_DAY, "bbbb")
+    promote(root, one, DAY, promoted_by="execution-1", store=store())
+    promote(root, two, NEXT_DAY, promoted_by="execution-2", store=store())
+    before = current(root)
+    replaced = b"another model"  # with a card that describes it: only the manifest's record catches it
+    target(one).write_bytes(replaced, overwrite=True)
+    target(one).sibling(CARD_FILE).write_bytes(json.dumps(card(replaced)).encode(), overwrite=True)
+    with pytest.raises(IntegrityError, match=r"but the previous champion in .*champion\.json records"):
+        rollback(root, promoted_by="operator", store=store())
+    assert current(root) == before
+    assert len(history(root)) == 2
+
+
+def test_rollback_refuses_a_previous_champion_that_names_no_model(root: str) -> None:
+    promote(root, publish_fake(root, DAY, "aaaa"), DAY, promoted_by="execution-1", store=store())
+    manifest_target = target(champion_uri(root))
+    broken = current(root) | {"previous": {"identity": "published-gone"}}
+    manifest_target.write_bytes(json.dumps(broken).encode(), overwrite=True)
+    with pytest.raises(IntegrityError, match=f"previous champion names no model; restore it from {HISTORY_DIR}/"):
+        rollback(root, promoted_by="operator", store=store())
+    assert current(root) == broken
 
 
 def test_rollback_needs_a_previous_champion(root: str) -> None:
