@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from mlpipe.storage import Store
@@ -103,8 +104,6 @@ def test_no_task_role_may_overwrite_a_model_without_the_condition(
     aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole, role: str
 ) -> None:
     # A bare PutObject (no If-None-Match), as injected code would send it, on the trained model of an earlier run
-    import boto3
-
     make_inputs(invoke, http_server, "download", "train")
     before = written(aws)
     with as_role(role):
