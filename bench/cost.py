@@ -24,6 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.samtemplate import REPO, Template
+from bench.warm import measure
+
 # us-east-1 list prices (USD), checked against the AWS pricing pages; no free tier applied.
 LAMBDA_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}  # per GB-s (first 6 billion GB-s a month)
 LAMBDA_REQUEST = 0.20 / 1_000_000  # per request
@@ -181,15 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="for bench.warm when --warm is not given")
     args = parser.parse_args(argv)
 
-    from bench.samtemplate import REPO, Template
-
     template = Template(REPO / "template.yaml")
-    if args.warm:
-        warm = json.loads(args.warm.read_text())
-    else:
-        from bench.warm import measure
-
-        warm = measure(args.runs, template)
+    warm = json.loads(args.warm.read_text()) if args.warm else measure(args.runs, template)
     coldstart = json.loads(args.coldstart.read_text()) if args.coldstart else None
     print("\n".join(report(warm, coldstart, traces_per_run(template, warm), alarm_metrics(template))))
     return 0

@@ -33,9 +33,15 @@ import argparse
 import math
 import multiprocessing
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
+
+from mlpipe.estimators import effective_hyperparameters
+from mlpipe.storage import Store
+from mlpipe.training import build_pipeline, train_model
 
 ESTIMATORS = ("svc", "linear_svc", "logistic_regression", "random_forest", "hist_gradient_boosting", "nystroem_svc")
 LADDER = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
@@ -63,9 +69,6 @@ def make(estimator: str) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
-
-    from mlpipe.estimators import effective_hyperparameters
-    from mlpipe.training import build_pipeline
 
     if estimator == "nystroem_svc":
         return Pipeline(
@@ -160,13 +163,7 @@ END_TO_END = (
 
 def end_to_end(cases: tuple[tuple[str, int], ...] = END_TO_END) -> None:
     """Train through ``mlpipe.training.train_model`` on Iris-shaped CSVs; print the estimate beside the time taken."""
-    import tempfile
-    from pathlib import Path
-
     import numpy as np
-
-    from mlpipe.storage import Store
-    from mlpipe.training import train_model
 
     print("\nend to end (train_model: the CV or holdout fits, the final fit and the predictions):")
     with tempfile.TemporaryDirectory() as tmp:

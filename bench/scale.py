@@ -38,7 +38,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pipeline_local.runner import QuietHandler, serve_directory
+from bench.cost import LAMBDA_GB_SECOND, LAMBDA_REQUEST, SFN_STANDARD_TRANSITION, billed_ms, gb_seconds
+from bench.fit_time import iris_like
+from bench.samtemplate import Template
+from mlpipe.steps import TASKS
+from pipeline_local.lambdas import FUNCTIONS, function_arn
+from pipeline_local.runner import ASL_PATH, SUBSTITUTIONS, QuietHandler, serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = (10_000, 100_000, 1_000_000)
@@ -46,6 +51,8 @@ BIG = 10_000_000
 RUN_DATE = "2026-01-01"
 SAMPLE_SECONDS = 0.05
 CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+# The table's seconds per function: the plan and the three tasks that make a target (promote and report are quick).
+TIMED = ("plan", *TASKS)
 
 # The seed's pipeline, in Luigi: download -> SVC with its defaults -> pickle -> publish, each task
 # run only when its output is missing. The seed published to S3; this copies to a local directory,
@@ -125,8 +132,6 @@ def make_csv(rows: int, directory: Path, seed: int = 0) -> Path:
     The rows are bench.fit_time's ``iris_like`` (the data its fit-time constants come from), with
     the Iris class names as labels.
     """
-    from bench.fit_time import iris_like
-
     path = directory / f"iris-{rows}.csv"
     if path.is_file():
         return path
@@ -235,8 +240,6 @@ def cost_per_run(tasks: dict[str, float], transitions: int, architecture: str) -
     Assumes a Lambda vCPU as fast as this machine's core and the template's default memory (the
     train function's 3538 MB are two vCPUs, as here); S3 requests (a dozen) are left out.
     """
-    from bench.cost import LAMBDA_GB_SECOND, LAMBDA_REQUEST, SFN_STANDARD_TRANSITION, billed_ms, gb_seconds
-
     memory = function_memory()
     lambda_cost = sum(
         gb_seconds(billed_ms(seconds), memory[name]) * LAMBDA_GB_SECOND[architecture] + LAMBDA_REQUEST
@@ -251,9 +254,6 @@ _STATE_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+)\s+(start|end)\s+(.+?)(?:\s
 @cache
 def state_functions() -> dict[str, str]:
     """Each Lambda task state of the real ASL and the function it invokes, as the local runner substitutes it."""
-    from pipeline_local.lambdas import FUNCTIONS, function_arn
-    from pipeline_local.runner import ASL_PATH, SUBSTITUTIONS
-
     text = ASL_PATH.read_text()
     for key, value in SUBSTITUTIONS.items():
         text = text.replace("${" + key + "}", value)
@@ -269,8 +269,6 @@ def state_functions() -> dict[str, str]:
 @cache
 def function_memory() -> dict[str, int]:
     """Each function's MemorySize in MB, from template.yaml with its parameters' defaults."""
-    from bench.samtemplate import Template
-
     return {f.name: f.memory_mb for f in Template(REPO / "template.yaml").functions()}
 
 
@@ -356,12 +354,12 @@ def run_luigi(url: str, rows: int, csv_bytes: int, luigi_python: str, work: Path
 def render(rows: list[Row]) -> str:
     """The table, in Markdown."""
     lines = [
-        "| rows | CSV | run | plan | download | train | upload | total | peak memory | estimator | accuracy "
+        f"| rows | CSV | run | {' | '.join(TIMED)} | total | peak memory | estimator | accuracy "
         "| AWS cost x86_64 / arm64 | note |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+        "|---:|---:|---|" + "---:|" * len(TIMED) + "---:|---:|---|---|---|---|",
     ]
     for r in rows:
-        cells = [f"{r.tasks[t]:.1f} s" if t in r.tasks else "" for t in ("plan", "download", "train", "upload")]
+        cells = [f"{r.tasks[t]:.1f} s" if t in r.tasks else "" for t in TIMED]
         total = f"{r.seconds:.1f} s" if r.seconds is not None else f"> {r.stopped_after:.0f} s"
         lines.append(
             f"| {r.rows:,} | {r.csv_bytes / 1e6:.1f} MB | {r.what} | {' | '.join(cells)} | {total} | "

@@ -36,6 +36,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.fit_time import iris_like
+from mlpipe.config import MAX_SOURCE_BYTES_LIMIT
+from mlpipe.dataset import validate_dataset
+from mlpipe.description import DatasetDescription
+from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.storage import CHUNK_SIZE, S3Target, Store
+from mlpipe.training import read_dataset
+
 MB = 1_000_000
 BUCKET = "bench-stream"
 BLOCK_ROWS = 20_000
@@ -43,8 +51,6 @@ BLOCK_ROWS = 20_000
 
 def write_csv(path: Path, size: int) -> None:
     """An Iris-shaped CSV of at least ``size`` bytes: one block of rows, repeated."""
-    from bench.fit_time import iris_like
-
     features, labels = iris_like(BLOCK_ROWS, seed=0)
     names = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
     block = "".join(
@@ -97,10 +103,6 @@ def tmp_bytes(directory: Path) -> int:
 
 def case_download(url: str, store: str, work: Path) -> dict[str, Any]:
     """One download of ``url`` into a fresh target of ``store`` (``local`` or ``s3``)."""
-    from mlpipe.config import MAX_SOURCE_BYTES_LIMIT
-    from mlpipe.fetch import FetchPolicy, fetch_dataset
-    from mlpipe.storage import Store
-
     uri = f"s3://{BUCKET}/{os.getpid()}/dataset.csv" if store == "s3" else str(work / "store" / "dataset.csv")
     policy = FetchPolicy(max_bytes=MAX_SOURCE_BYTES_LIMIT, allow_loopback=True)
     start = time.perf_counter()
@@ -111,11 +113,6 @@ def case_download(url: str, store: str, work: Path) -> dict[str, Any]:
 
 def case_read(key: str, how: str, work: Path) -> dict[str, Any]:
     """Training's two passes over ``s3://BUCKET/key``: ``stream`` (open_read) or ``spool`` (to /tmp first)."""
-    from mlpipe.dataset import validate_dataset
-    from mlpipe.description import DatasetDescription
-    from mlpipe.storage import CHUNK_SIZE, S3Target
-    from mlpipe.training import read_dataset
-
     target = S3Target(BUCKET, key)
     description = DatasetDescription()
     largest_tmp = 0

@@ -37,9 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.samtemplate import REPO, Template
+from aws_lambda_powertools.metrics.provider import cold_start
 
-FUNCTIONS = ("plan", "download", "train", "upload", "report")
+from bench.samtemplate import REPO, Template
+from mlpipe.steps import FUNCTIONS
+from pipeline_local.lambdas import LambdaContext
+from pipeline_local.runner import LOCAL_ENV, LocalPipeline, local_aws, serve_sample, summary_from_execution
+
 FIRST_DATE = dt.date(2000, 1, 1)
 
 
@@ -86,10 +90,7 @@ class Timed:
 
 
 def _mark_cold_start() -> None:
-    with contextlib.suppress(ImportError, AttributeError):
-        from aws_lambda_powertools.metrics.provider import cold_start
-
-        cold_start.is_cold_start = True
+    cold_start.is_cold_start = True
 
 
 def template_environment(template: Template) -> dict[str, str]:
@@ -123,8 +124,6 @@ def emf_metrics(text: str) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
 
 def execute(pipeline: Any, execution_input: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One execution to its end; its summary and history. Polls slowly, so as not to disturb the timing."""
-    from pipeline_local.runner import summary_from_execution
-
     arn = pipeline.start(execution_input)
     deadline = time.monotonic() + 600
     while True:
@@ -158,9 +157,6 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 def measure(runs: int, template: Template) -> dict[str, Any]:
     """Run the pipeline 1 + ``runs`` times on fresh dates and once more on the last; return the figures."""
-    from pipeline_local.lambdas import LambdaContext
-    from pipeline_local.runner import LOCAL_ENV, LocalPipeline, local_aws, serve_sample
-
     env = template_environment(template) | LOCAL_ENV | {"AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)  # on, as in AWS (unless the template says otherwise)
     sink = Sink()

@@ -64,6 +64,14 @@ def _loopback(host: Any) -> bool:
         return False
 
 
+def _ip_literal(host: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.fixture(autouse=True)
 def _only_loopback_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sends anything off this machine: a connection or a name lookup for any other address fails the test.
@@ -88,7 +96,8 @@ def _only_loopback_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return connect_ex(sock, address)
 
     def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _loopback(host):
+        flags = kwargs.get("flags", args[4] if len(args) > 4 else 0)
+        if not (_loopback(host) or _ip_literal(host) or flags & socket.AI_NUMERICHOST):  # those send nothing
             refused.append(f"name lookup of {host!r}")
             raise socket.gaierror(socket.EAI_NONAME, f"the tests' network guard refused to look up {host!r}")
         return getaddrinfo(host, *args, **kwargs)

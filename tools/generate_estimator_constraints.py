@@ -22,6 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import sklearn
+from sklearn.utils import _param_validation as pv
+
+# This checkout's mlpipe, whichever one the venv has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core" / "python"))
+from mlpipe.estimators import ESTIMATORS
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "layers" / "core" / "python"
 OUTPUT = PACKAGE / "mlpipe" / "estimator_constraints.json"
@@ -56,8 +63,6 @@ def _option(value: Any) -> Any:
 
 def serialise_constraint(constraint: Any) -> dict[str, Any] | None:  # noqa: PLR0911  # a branch per kind
     """One of scikit-learn's constraints as a JSON object; None for a Hidden one (internal, left out)."""
-    from sklearn.utils import _param_validation as pv
-
     if isinstance(constraint, pv.Hidden):
         return None
     if isinstance(constraint, pv.Interval):
@@ -118,8 +123,6 @@ def _default(value: Any) -> tuple[Any, str | None]:  # noqa: PLR0911  # a branch
 
 def describe_estimator(class_path: str) -> dict[str, Any]:
     """The ``class``, ``defaults``, ``default_notes`` and ``constraints`` of one scikit-learn class."""
-    from sklearn.utils._param_validation import make_constraint
-
     module, _, name = class_path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     declared = cls._parameter_constraints
@@ -142,7 +145,7 @@ def describe_estimator(class_path: str) -> dict[str, Any]:
                 "note": f"scikit-learn's default is {why_not}: not settable from JSON; scikit-learn applies it",
             }
         elif raw != "no_validation":
-            made = [make_constraint(c) for c in raw]
+            made = [pv.make_constraint(c) for c in raw]
             if not any(c.is_satisfied_by(value) for c in made if not c.hidden):
                 if not any(c.is_satisfied_by(value) for c in made):
                     raise ValueError(f"{class_path}: the default {param}={value!r} satisfies none of its constraints")
@@ -160,11 +163,6 @@ def describe_estimator(class_path: str) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     """The whole document, from the installed scikit-learn and the registry."""
-    import sklearn
-
-    sys.path.insert(0, str(PACKAGE))
-    from mlpipe.estimators import ESTIMATORS
-
     return {
         "scikit_learn_version": sklearn.__version__,
         "estimators": {name: describe_estimator(spec.class_path) for name, spec in ESTIMATORS.items()},

@@ -14,6 +14,7 @@ import io
 import json
 from pathlib import Path
 
+from mlpipe.steps import OUTPUTS, STEPS
 from pipeline_local.cli import main
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -30,11 +31,12 @@ if __name__ == "__main__":
         assert main(["invoke", "plan", str(EVENTS / "execution.json"), "--offline"]) == 0
     run = json.loads(out.getvalue())["run"]
     run.pop("execution_id", None)
-    for task in ("download", "train", "upload", "promote"):
-        write(f"{task}.json", run)
+    for step in STEPS:
+        if step.needs:  # its event is the run object
+            write(f"{step.name}.json", run)
     report = json.loads((EVENTS / "report.json").read_text())
     report["run"] = run
-    for task, key in (("download", "dataset_uri"), ("train", "model_uri"), ("upload", "published_uri")):
-        report["tasks"][task]["target"] = run[key]
+    for task, output in OUTPUTS.items():
+        report["tasks"][task]["target"] = run[output.field]
     write("report.json", report)
     print("events/ rewritten from the plan of events/execution.json")

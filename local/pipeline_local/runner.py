@@ -25,14 +25,22 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
+from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
+from mlpipe.report import describe_error, summary_from_failure
+from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
+from mlpipe.steps import STEPS, TASKS, state_to_step, step
+from pipeline_local.environment import temporary_environment
 from pipeline_local.lambdas import ACCOUNT, FUNCTIONS, REGION, REPO_ROOT, InProcessLambdas, function_arn, load_handler
+from pipeline_local.nested import nested_executions
+from pipeline_local.sagemaker import InProcessTrainingJobs
 
 ASL_PATH = REPO_ROOT / "statemachine" / "pipeline.asl.json"
 SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name in FUNCTIONS} | {
     "ExecutionTimeoutSeconds": "3600",  # a JSON integer in the ASL; AWS gets the template's ExecutionTimeoutSeconds
     # The SageMaker training job's deploy-time settings: the template's defaults (numbers are JSON integers).
     "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/local-sagemaker",
-    "SageMakerImageUri": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+    # The template's default, scikit-learn's prebuilt image (the account: its ScikitLearnImageRegistry map).
+    "SageMakerImageUri": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/{IMAGE_REPOSITORY}:{IMAGE_TAG}",
     "SageMakerRegion": REGION,
     "SageMakerInstanceType": "ml.m5.large",
     "SageMakerInstanceCount": "1",
@@ -41,6 +49,12 @@ SUBSTITUTIONS = {f"{name.capitalize()}FunctionArn": function_arn(name) for name 
 }
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/local-pipeline"
 LOCAL_ENV = {"MLPIPE_ALLOW_LOCAL_STORAGE": "true", "MLPIPE_ALLOW_LOOPBACK_SOURCES": "true"}
+# The states of describe_event's notes: the Task states of the three tasks that make a target, those whose
+# Catch puts the error in $.error (the SageMaker job's too), and the plan's and promotion's own.
+TASK_STATES = {state: name for state, name in state_to_step().items() if name in TASKS}
+CAUGHT_STATES = {state for each in STEPS if each.failed_state for state in each.states} | {"Train on SageMaker"}
+PLAN_STATE = step("plan").states[0]
+PROMOTE_STATE = step("promote").states[0]
 EventPrinter = Callable[[dict[str, Any]], None]
 # Between two looks at a running execution when nothing was heard from the interpreter.
 MIN_POLL_SECONDS = 0.005
@@ -195,11 +209,9 @@ class LocalPipeline:
         import boto3
         from botocore.config import Config
 
-        from pipeline_local.sagemaker import InProcessTrainingJobs
-
         self.retry_delay_scale = retry_delay_scale
         self._retries: list[RetryNotice] = []
-        with _environment({**LOCAL_ENV, **(env or {})}):
+        with temporary_environment({**LOCAL_ENV, **(env or {})}):
             self.lambdas = InProcessLambdas({name: load_handler(name) for name in FUNCTIONS})
         self.training_jobs = InProcessTrainingJobs({**LOCAL_ENV, **(env or {})})
         _parse_each_definition_once()
@@ -337,8 +349,6 @@ def _interpreter_history(execution_arn: str) -> list[dict[str, Any]] | None:
 
 def summary_from_execution(status: dict[str, Any]) -> dict[str, Any]:
     """The summary: an execution's output when it succeeded, its Cause (our JSON) when it failed."""
-    from mlpipe.report import summary_from_failure
-
     if status["status"] == "SUCCEEDED":
         return dict(json.loads(status["output"]))
     return summary_from_failure(status.get("error") or status["status"], status.get("cause"))
@@ -356,18 +366,10 @@ def describe_event(event: dict[str, Any]) -> str | None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             output = json.loads(details.get("output") or "null")
             tasks = output.get("tasks") if isinstance(output, dict) else None
-            key = {
-                "Download dataset": "download",
-                "Train model": "train",
-                "Read the trained model's card": "train",
-                "Publish model": "upload",
-            }
             caught = output.get("error") if isinstance(output, dict) else None
-            if details["name"] in {"Plan the run", "Train on SageMaker", "Promote if newest", *key} and isinstance(
-                caught, dict
-            ):
+            if details["name"] in CAUGHT_STATES and isinstance(caught, dict):
                 note = f"  (failed: {caught.get('Error')})"  # its Catch put the error in $.error
-            elif details["name"] == "Plan the run" and isinstance(output, dict):
+            elif details["name"] == PLAN_STATE and isinstance(output, dict):
                 pending = [name for name, task in (tasks or {}).items() if task.get("state") == "pending"]
                 will_run = "nothing to run"
                 if pending:
@@ -376,12 +378,12 @@ def describe_event(event: dict[str, Any]) -> str | None:
             elif details["name"] == "Train on SageMaker" and isinstance(output, dict):
                 job = output.get("training_job") or {}
                 note = f"  (training job {job.get('name')}: {job.get('status')})"
-            elif details["name"] == "Promote if newest" and isinstance(output, dict):
+            elif details["name"] == PROMOTE_STATE and isinstance(output, dict):
                 note = f"  ({(output.get('champion') or {}).get('reason')})"
             elif details["name"] == "Is the model good enough?" and isinstance(tasks, dict):
                 note = f"  ({((tasks.get('train') or {}).get('gate') or {}).get('reason')})"
             elif isinstance(tasks, dict):
-                task = tasks.get(key.get(details["name"], ""))
+                task = tasks.get(TASK_STATES.get(details["name"], ""))
                 if isinstance(task, dict):
                     note = f"  ({describe_state(task.get('state'))}: {task.get('target')})"
         return f"{stamp}  end    {details['name']}{note}"
@@ -406,20 +408,6 @@ STATE_MEANINGS = {
 def describe_state(state: Any) -> str:
     """``pending (will run)``: a task's state and, for the plan's ``pending``, what it means."""
     return f"{state} ({STATE_MEANINGS['pending']})" if state == "pending" else str(state)
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class _RetrierTime:
@@ -542,8 +530,6 @@ class LocalBackfill:
         asl_path: Path = BACKFILL_ASL_PATH,
         name: str = "mlpipe-local",
     ) -> None:
-        from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
-
         self.pipeline = LocalPipeline(env=env, retry_delay_scale=retry_delay_scale, name=name)
         self.lambdas = self.pipeline.lambdas
         self.sfn = self.pipeline.sfn
@@ -563,8 +549,6 @@ class LocalBackfill:
         self, backfill_input: dict[str, Any], *, on_event: EventPrinter | None = None, timeout: float = 3600.0
     ) -> dict[str, Any]:
         """Start a backfill execution, wait for it and its children, and return the backfill's summary."""
-        from pipeline_local.nested import nested_executions
-
         with (
             self.lambdas.active(),
             self.pipeline.training_jobs.active(),
@@ -594,8 +578,6 @@ class LocalBackfill:
                 output.get("summary"), dict
             ):  # not when it failed and was caught
                 return dict(output["summary"])
-        from mlpipe.report import describe_error
-
         # Refused before any date started (InvalidRequestError), or the backfill's own steps failed.
         error = describe_error({"Error": status.get("error") or status["status"], "Cause": status.get("cause")})
         return {

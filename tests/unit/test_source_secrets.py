@@ -33,7 +33,7 @@ from tests.stores import store
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 DATE = "2026-11-25"
-USER = "reader"
+USER = "ops-reader-7f3a"  # unlike any word in the code, so finding it means the secret leaked
 PASSWORD = "hunter2-Pa55"
 SIGNATURE = "5ec2e7519a7e2e0fc0ffee0123456789abcdef"
 CREDENTIAL_ID = "AKIAEXAMPLE7Q2"

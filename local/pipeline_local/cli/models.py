@@ -1,0 +1,118 @@
+"""The commands on what runs made: ``status``, ``champion`` (and ``promote``, ``rollback``), ``predict``, ``report``.
+
+Each reads (or, for the champion, writes) the roots on this machine or in S3 through ``Store.on_this_machine()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from mlpipe import champion as champions
+from mlpipe.exceptions import PipelineError
+from mlpipe.predicting import predict_file
+from mlpipe.reporting_html import write_report
+from mlpipe.status import collect_status, format_status
+from mlpipe.storage import Store
+from pipeline_local.cli.common import EXIT_FAILED, failed
+
+
+def status(args: argparse.Namespace) -> int:
+    """``pipeline status``: every dataset, model and published model under the roots, by run date."""
+    store = Store.on_this_machine()
+
+    first, last = (args.run_date, args.run_date) if args.run_date else (args.first, args.last)
+    try:
+        found = collect_status(args.artifact_root, args.publish_uri, first=first, last=last, store=store)
+    except PipelineError as exc:
+        return failed(args.command, exc)
+    print(json.dumps(found, indent=2) if args.json else format_status(found))
+    return 0
+
+
+def champion(args: argparse.Namespace) -> int:
+    """``pipeline champion``, ``promote`` and ``rollback``: the champion and its history, after the change asked."""
+    store = Store.on_this_machine()
+
+    who = f"pipeline {args.command} ({os.environ.get('USER', 'someone')})"
+    try:
+        if args.command == "promote":
+            runs = collect_status(
+                args.publish_uri, args.publish_uri, first=args.run_date, last=args.run_date, store=store
+            )["runs"]
+            published = [p for run in runs for p in run["published"] if p["state"] == "present"]
+            chosen = [p for p in published if args.identity in (None, p["identity"])]
+            if len(chosen) != 1:
+                listed = ", ".join(p["identity"] for p in published) or "none"
+                print(
+                    f"pipeline promote: {len(chosen)} published models match on {args.run_date} (there are: {listed}); "
+                    "name one with --identity",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+            result = champions.set_champion(args.publish_uri, chosen[0]["uri"], promoted_by=who, store=store)
+            print(result.reason, file=sys.stderr)
+        elif args.command == "rollback":
+            print(champions.rollback(args.publish_uri, promoted_by=who, store=store).reason, file=sys.stderr)
+        current = champions.read_champion(args.publish_uri, store=store)
+        history = champions.champion_history(args.publish_uri, store=store)
+    except PipelineError as exc:
+        return failed(args.command, exc)
+    if args.json:
+        print(json.dumps({"champion": current, "history": history}, indent=2))
+        return 0
+    if current is None:
+        print(f"no champion yet under {args.publish_uri}")
+        return 0
+    accuracy = (current.get("metrics") or {}).get("cv_accuracy")
+    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
+    print(f"champion: {current['identity']} ({current['run_date']}, cv {shown}) {current['model_uri']}")
+    print("history, newest first:")
+    for entry in reversed(history):
+        when, action, identity = entry["promoted_at"], entry["action"], entry["identity"]
+        print(f"  {when}  {action:<8} {identity}  ({entry['run_date']})  by {entry['promoted_by']}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """``pipeline predict``: the champion's (or ``--model``'s) prediction for every row of a CSV."""
+    store = Store.on_this_machine()
+
+    try:
+        result = predict_file(
+            args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri, store=store
+        )
+    except (PipelineError, OSError) as exc:
+        return failed(args.command, exc)
+    if result.accuracy is not None:
+        print(
+            f"accuracy on the label column {result.label_column!r}: {result.accuracy:.4f} "
+            f"({result.labelled_rows} rows) with {result.model_uri}",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    elif args.output is not None:
+        with args.output.open("w", newline="", encoding="utf-8") as handle:
+            result.write_csv(handle)
+        print(f"wrote {len(result.predictions)} predictions to {args.output}", file=sys.stderr)
+    else:
+        result.write_csv(sys.stdout)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """``pipeline report``: one self-contained HTML page with the pipeline's history."""
+    store = Store.on_this_machine()
+
+    try:
+        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri, store=store)
+    except (PipelineError, OSError) as exc:
+        return failed(args.command, exc)
+    print(
+        f"wrote {args.html}: {summary['models']} models over {summary['run_dates']} run dates, "
+        f"{summary['champion_changes']} champion changes"
+    )
+    return 0
