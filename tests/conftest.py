@@ -10,6 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.awsrequest import AWSResponse
+from botocore.retries import standard
+from s3transfer.utils import ChunksizeAdjuster
 
 from mlpipe.storage import s3 as s3_storage
 from pipeline_local.lambdas import LambdaContext, load_handler
@@ -127,9 +131,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
     Real S3 takes parts of at least 5 MiB but the last, and s3transfer raises a smaller part size to
     that: both checks (moto's and s3transfer's ChunksizeAdjuster) are lowered to 256 KiB here.
     """
-    from boto3.s3.transfer import TransferConfig
-    from moto.s3 import models
-    from s3transfer.utils import ChunksizeAdjuster
+    from moto.s3 import models  # noqa: PLC0415 - moto internals, ~2 s to import: lazy
 
     config = TransferConfig(multipart_threshold=SMALL_PART_BYTES, multipart_chunksize=SMALL_PART_BYTES)
     config.max_in_memory_upload_chunks = 2
@@ -229,8 +231,6 @@ class S3Faults:
 
     def answer(self, request: Any, event_name: str) -> Any:
         """An error response for this request, or None to let moto answer."""
-        from botocore.awsrequest import AWSResponse
-
         service, operation = event_name.split(".")[1:3]
         if service != "s3" or self.buckets.get(operation, "") not in request.url:
             return None
@@ -251,8 +251,7 @@ def s3_faults(aws: Any, monkeypatch: pytest.MonkeyPatch) -> S3Faults:
     botocore calls every ``before-send`` handler, so a response returned beside moto's would not stop
     moto from applying the request: the faults are answered from inside moto's stubber instead.
     """
-    from botocore.retries import standard
-    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.core.botocore_stubber import BotocoreStubber  # noqa: PLC0415 - moto internals, ~2 s to import: lazy
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
     faults = S3Faults()

@@ -18,7 +18,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from mlpipe.steps import TASKS
 from pipeline_local.cli import SAMPLE_SOURCE_ID
+from pipeline_local.lambdas import MOTO_SERIES, REPO_ROOT
 from pipeline_local.runner import LocalBackfill
 from tests.conftest import ARTIFACTS, MODELS, s3_versions
 from tests.integration.conftest import states
@@ -115,11 +117,11 @@ def test_backfill_of_five_dates_two_complete_one_failing(
     runs = {run["run_date"]: run for run in summary["runs"]}
     assert list(runs) == DATES
     for date in DATES[:2]:
-        assert states(runs[date]) == {"download": "present", "train": "present", "upload": "present"}
+        assert states(runs[date]) == dict.fromkeys(TASKS, "present")
         assert _targets(runs[date]) == _targets(before[date])
     for date in (DATES[2], DATES[4]):
         assert runs[date]["status"] == "SUCCEEDED"
-        assert states(runs[date]) == {"download": "ran", "train": "ran", "upload": "ran"}
+        assert states(runs[date]) == dict.fromkeys(TASKS, "ran")
     failed = runs[DATES[3]]
     assert failed["status"] == "FAILED"
     assert states(failed) == {"download": "present", "train": "failed", "upload": "not_run"}
@@ -320,8 +322,6 @@ def test_moto_still_needs_the_nested_executions_patch(backfill: LocalBackfill, o
 
 
 def test_the_moto_series_patched_is_the_one_pinned() -> None:
-    from pipeline_local.lambdas import MOTO_SERIES, REPO_ROOT
-
     pins = (REPO_ROOT / "requirements" / "run.txt").read_text().splitlines()
     (moto_pin,) = [line for line in pins if line.startswith("moto==")]
     assert moto_pin.removeprefix("moto==").startswith(MOTO_SERIES)

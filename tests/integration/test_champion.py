@@ -13,12 +13,13 @@ import pytest
 
 from mlpipe import champion, loading
 from mlpipe.exceptions import IntegrityError
-from mlpipe.storage import LocalTarget, S3Target, join_uri
+from mlpipe.steps import TASKS
+from mlpipe.storage import LocalTarget, S3Target
 from pipeline_local.runner import LocalPipeline
+from tests.cards import publish_fake
 from tests.conftest import ARTIFACTS, MODELS, s3_keys
 from tests.integration.conftest import DATE, states
 from tests.stores import store as new_store
-from tests.stores import target as target_for
 
 Input = Callable[..., dict[str, Any]]
 PUBLISH = f"s3://{MODELS}/iris"
@@ -117,7 +118,7 @@ def test_a_promotion_that_never_happened_is_resumed_by_the_next_run(
         if entry.startswith("iris/champion-history/"):
             aws.delete_object(Bucket=MODELS, Key=entry)
     resumed = pipeline.run(run_input())
-    assert states(resumed) == {"download": "present", "train": "present", "upload": "present"}
+    assert states(resumed) == dict.fromkeys(TASKS, "present")
     assert resumed["champion"]["promoted"] is True
     assert current(aws)["model_uri"] == first["tasks"]["upload"]["target"]  # type: ignore[index]
 
@@ -129,23 +130,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield PUBLISH
     else:
         yield str(tmp_path / "published")
-
-
-def publish_fake(publish_uri: str, run_date: str, name: str, accuracy: float = 0.9) -> str:
-    """A published model and its card, as upload leaves them (bytes and sha256 consistent)."""
-    import hashlib
-
-    payload = f"model {name}".encode()
-    uri = join_uri(publish_uri, run_date, f"published-{name}", "model.pkl")
-    card = {
-        "model_sha256": hashlib.sha256(payload).hexdigest(),
-        "cv_accuracy": {"mean": accuracy},
-        "classes": ["a", "b"],
-        "publication": {"identity": f"published-{name}"},
-    }
-    target_for(uri.replace("model.pkl", "metrics.json")).write_bytes(json.dumps(card).encode())
-    target_for(uri).write_bytes(payload)
-    return uri
 
 
 def test_two_concurrent_promotions_end_with_the_newer_one_and_lose_no_write(

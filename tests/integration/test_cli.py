@@ -13,6 +13,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from mlpipe.status import LISTS
+from mlpipe.steps import OUTPUTS, STEPS, TASKS
 from tests.cli import PIPELINE
 from tests.cli import pipeline as command
 from tests.conftest import REPO
@@ -28,7 +30,7 @@ def test_json_summary_then_everything_present_on_the_second_run(tmp_path: Path) 
     summary = json.loads(first.stdout)
     assert summary["status"] == "SUCCEEDED"
     assert summary["error"] is None
-    assert {k: v["state"] for k, v in summary["tasks"].items()} == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert {k: v["state"] for k, v in summary["tasks"].items()} == dict.fromkeys(TASKS, "ran")
     published = summary["tasks"]["upload"]["target"]
     assert published.startswith((tmp_path / ".pipeline/published/2026-11-25/published-").as_uri())
     assert published.endswith("/model.pkl")
@@ -40,7 +42,7 @@ def test_json_summary_then_everything_present_on_the_second_run(tmp_path: Path) 
 def test_text_mode_prints_each_state_and_the_summary(tmp_path: Path) -> None:
     result = pipeline(cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for state in ("Plan the run", "Download dataset", "Train model", "Publish model", "Report the run"):
+    for state in (step.states[0] for step in STEPS):  # on Lambda: each step's first state
         assert f"start  {state}" in result.stderr
         assert f"end    {state}" in result.stderr
     assert "SUCCEEDED: ran download, train, upload" in result.stdout
@@ -266,7 +268,7 @@ def test_a_download_that_fails_while_streaming_leaves_no_directory(tmp_path: Pat
 
 
 def test_dataset_flags_and_another_estimator_make_the_run(tmp_path: Path, http_server: Any) -> None:
-    from tests.datasets import cases
+    from tests.datasets import cases  # noqa: PLC0415 - imports pandas and scikit-learn: lazy
 
     case = cases()["iris_tab_label_inside"]
     (http_server.root / "iris.tsv").write_bytes(case.body)
@@ -323,10 +325,7 @@ def status(*args: str, cwd: Path, env: dict[str, str] | None = None) -> dict[str
 
 def expect_status(summaries: list[dict[str, Any]]) -> dict[str, set[str]]:
     """The target URIs that runs reported, by kind."""
-    return {
-        kind: {s["tasks"][task]["target"] for s in summaries}
-        for kind, task in (("datasets", "download"), ("models", "train"), ("published", "upload"))
-    }
+    return {LISTS[output.family]: {s["tasks"][task]["target"] for s in summaries} for task, output in OUTPUTS.items()}
 
 
 @pytest.mark.parametrize("store", ["local", "s3"])
@@ -348,12 +347,8 @@ def test_status_lists_what_the_runs_made_on_both_stores(store: str, tmp_path: Pa
     found = status(*roots, cwd=tmp_path, env=env)
     assert [run["run_date"] for run in found["runs"]] == ["2026-11-25", "2026-11-26"]
     first = found["runs"][0]
-    assert {kind: {e["uri"] for e in first[kind]} for kind in ("datasets", "models", "published")} == expect_status(
-        runs[:2]
-    )
-    assert {e["state"] for run in found["runs"] for kind in ("datasets", "models", "published") for e in run[kind]} == {
-        "present"
-    }
+    assert {kind: {e["uri"] for e in first[kind]} for kind in LISTS.values()} == expect_status(runs[:2])
+    assert {e["state"] for run in found["runs"] for kind in LISTS.values() for e in run[kind]} == {"present"}
     accuracies = {e["hyperparameters"].get("C"): e["cv_accuracy"] for e in first["models"]}
     assert set(accuracies) == {None, 10}
     assert all(0.9 < value <= 1 for value in accuracies.values())

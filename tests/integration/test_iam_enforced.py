@@ -40,6 +40,7 @@ import boto3
 import pytest
 
 from mlpipe.exceptions import StorageError
+from mlpipe.steps import TASKS
 from mlpipe.storage import Store
 from tests.cfn import deployed, template
 from tests.conftest import ARTIFACTS, MODELS, REPO, stores_empty
@@ -116,7 +117,7 @@ def role_policies(role: str) -> dict[str, str]:
 def as_role(aws: Any, monkeypatch: pytest.MonkeyPatch) -> AsRole:
     """``with as_role("UploadRole"):`` S3 requests carry the key of a user with exactly that role's policies, and
     moto authorises each of them. Outside the block the ``aws`` fixture's client (no IAM identity) works as usual."""
-    from moto.core import enable_iam_authentication
+    from moto.core import enable_iam_authentication  # noqa: PLC0415 - moto internals, ~2 s to import: lazy
 
     iam = boto3.client("iam")
 
@@ -154,6 +155,11 @@ def make_inputs(invoke: Invoke, http_server: Any, *tasks: str) -> None:
         assert invoke(task, run_event(http_server))["state"] == "ran"
 
 
+def inputs_of(task: str) -> tuple[str, ...]:
+    """The tasks before ``task``: what makes its inputs."""
+    return TASKS[: TASKS.index(task)]
+
+
 def written(s3: Any) -> dict[str, list[str]]:
     """Every object version ever written to the two buckets, by bucket."""
     return stores_empty(s3)
@@ -186,7 +192,7 @@ def test_the_download_role_writes_the_dataset(aws: Any, http_server: Any, invoke
 def test_the_train_role_reads_the_dataset_and_writes_the_model(
     aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole
 ) -> None:
-    make_inputs(invoke, http_server, "download")
+    make_inputs(invoke, http_server, *inputs_of("train"))
     with as_role("TrainRole"):
         assert invoke("train", run_event(http_server))["state"] == "ran"
         assert invoke("train", run_event(http_server))["state"] == "present"
@@ -194,7 +200,7 @@ def test_the_train_role_reads_the_dataset_and_writes_the_model(
 
 
 def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
-    make_inputs(invoke, http_server, "download", "train")
+    make_inputs(invoke, http_server, *inputs_of("upload"))
     with as_role("UploadRole"):
         assert invoke("upload", run_event(http_server))["state"] == "ran"
         assert invoke("upload", run_event(http_server))["state"] == "present"
@@ -202,7 +208,7 @@ def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke:
 
 
 def test_the_promote_role_moves_the_champion(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
-    make_inputs(invoke, http_server, "download", "train", "upload")
+    make_inputs(invoke, http_server, *TASKS)
     with as_role("PromoteRole"):
         result = invoke("promote", run_event(http_server))
     assert result["promoted"] is True
@@ -252,7 +258,7 @@ def test_the_download_role_cannot_write_the_publish_prefix_or_outside_artifacts(
 
 
 def test_the_upload_role_cannot_write_artifacts(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
-    make_inputs(invoke, http_server, "download", "train")
+    make_inputs(invoke, http_server, *inputs_of("upload"))
     before = written(aws)
     published = f"s3://{ARTIFACTS}/artifacts/{DATE}/published/model.pkl"
     with as_role("UploadRole"):
@@ -262,14 +268,12 @@ def test_the_upload_role_cannot_write_artifacts(aws: Any, http_server: Any, invo
     assert written(aws) == before
 
 
-@pytest.mark.parametrize(
-    ("task", "inputs"), [("download", ()), ("train", ("download",)), ("upload", ("download", "train"))]
-)
+@pytest.mark.parametrize("task", TASKS)
 def test_the_plan_role_cannot_write_anything(
-    aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole, task: str, inputs: tuple[str, ...]
+    aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole, task: str
 ) -> None:
     # Given the task's inputs, when its handler runs with the plan's role, its checks pass and its write is refused
-    make_inputs(invoke, http_server, *inputs)
+    make_inputs(invoke, http_server, *inputs_of(task))
     before = written(aws)
     with as_role("PlanRole"):
         message = denied(lambda: invoke(task, run_event(http_server)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from mlpipe.storage import Store
@@ -26,6 +27,7 @@ from tests.integration.test_iam_enforced import (  # noqa: F401 (as_role is a fi
     Invoke,
     as_role,
     denied,
+    inputs_of,
     make_inputs,
     run_event,
     written,
@@ -83,7 +85,7 @@ def test_the_train_role_cannot_write_a_dataset_or_a_published_model(
 def test_the_upload_role_cannot_write_the_champion_or_its_history(
     aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole
 ) -> None:
-    make_inputs(invoke, http_server, "download", "train")
+    make_inputs(invoke, http_server, *inputs_of("upload"))
     before = written(aws)
     with as_role("UploadRole"):
         # Its own handler, publishing under champion-history/ (a published-* folder there): refused
@@ -103,9 +105,7 @@ def test_no_task_role_may_overwrite_a_model_without_the_condition(
     aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole, role: str
 ) -> None:
     # A bare PutObject (no If-None-Match), as injected code would send it, on the trained model of an earlier run
-    import boto3
-
-    make_inputs(invoke, http_server, "download", "train")
+    make_inputs(invoke, http_server, *inputs_of("upload"))
     before = written(aws)
     with as_role(role):
         client = boto3.client("s3")

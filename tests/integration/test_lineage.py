@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mlpipe.steps import TASKS
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys, s3_versions
 from tests.integration.conftest import DATE, SOURCE_ID, states
@@ -48,7 +49,7 @@ def test_changed_hyperparameters_retrain_beside_the_first_model_and_the_first_in
     assert card(aws, changed["tasks"]["upload"]["target"])["estimator"]["hyperparameters"]["C"] == 10
     # And the first inputs again find everything present
     again = pipeline.run(run_input())
-    assert states(again) == {"download": "present", "train": "present", "upload": "present"}
+    assert states(again) == dict.fromkeys(TASKS, "present")
     assert again["tasks"] == first["tasks"] | {t: {**first["tasks"][t], "state": "present"} for t in first["tasks"]}
 
 
@@ -61,10 +62,10 @@ def test_another_estimator_for_the_date_retrains_and_another_source_makes_a_new_
     (http_server.root / "other.data").write_bytes((http_server.root / "iris.data").read_bytes())
     requests = len(http_server.requests)
     source = pipeline.run(run_input(source_url=http_server.url("/other.data"), source_id="test:other"))
-    assert states(source) == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert states(source) == dict.fromkeys(TASKS, "ran")
     assert len(http_server.requests) == requests + 1
     description = pipeline.run(run_input(dataset={"header": "false"}))
-    assert states(description) == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert states(description) == dict.fromkeys(TASKS, "ran")
     assert all(s3_versions(aws, ARTIFACTS, k) == 1 for k in s3_keys(aws, ARTIFACTS))
 
 
@@ -73,7 +74,7 @@ def test_another_estimator_for_the_date_retrains_and_another_source_makes_a_new_
     [
         ("train", {"download": "present", "train": "ran", "upload": "ran"}),
         ("upload", {"download": "present", "train": "present", "upload": "ran"}),
-        ("download", {"download": "ran", "train": "ran", "upload": "ran"}),
+        ("download", dict.fromkeys(TASKS, "ran")),
     ],
 )
 def test_force_reruns_that_task_and_every_later_one_under_new_targets(
@@ -100,7 +101,7 @@ def test_a_published_model_traces_back_to_the_dataset_bytes_and_parameters(
     aws: Any, pipeline: LocalPipeline, run_input: Input
 ) -> None:
     summary = pipeline.run(run_input(hyperparameters={"C": 2}))
-    dataset_uri, model_uri, published_uri = (summary["tasks"][t]["target"] for t in ("download", "train", "upload"))
+    dataset_uri, model_uri, published_uri = (summary["tasks"][t]["target"] for t in TASKS)
     published = card(aws, published_uri)
     publication = published["publication"]
     assert publication["identity"] == key(published_uri).split("/")[2]

@@ -10,6 +10,7 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
 from mlpipe.observability import logger
+from mlpipe.steps import FUNCTIONS
 from pipeline_local.runner import LocalPipeline
 
 
@@ -41,7 +42,7 @@ def test_every_function_logs_json_with_the_execution_id(
         pipeline.wait(arn)
     records = [r for r in json_lines(capfd.readouterr().err) if r.get("service") == "mlpipe"]
     functions = {r.get("function_name") for r in records}
-    assert functions == {"plan", "download", "train", "upload", "promote", "report"}
+    assert functions == set(FUNCTIONS)
     assert {r.get("correlation_id") for r in records} == {arn}
     finished = {r["task"]: r for r in records if r["message"] == "task finished"}
     assert finished["download"]["rows"] == 150

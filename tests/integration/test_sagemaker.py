@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mlpipe.sagemaker import IMAGE_TAG, JOB_NAME_PATTERN
+from mlpipe.steps import TASKS
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys
 from tests.integration.conftest import DATASET_KEY, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY, run_keys, states
@@ -28,7 +29,7 @@ def test_a_sagemaker_run_trains_in_the_job_and_publishes_as_a_lambda_run_does(
 ) -> None:
     summary = on_sagemaker.run(run_input())
     assert summary["status"] == "SUCCEEDED", summary["error"]
-    assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert states(summary) == dict.fromkeys(TASKS, "ran")
     (request,) = on_sagemaker.training_jobs.requests
     job = request["TrainingJobName"]
     assert summary["tasks"]["train"] == {"state": "ran", "target": f"s3://{ARTIFACTS}/{MODEL_KEY}", "training_job": job}
@@ -90,7 +91,7 @@ def test_the_training_job_request_carries_the_run_and_the_deployments_settings(
 def test_a_rerun_on_sagemaker_creates_no_job(aws: Any, on_sagemaker: LocalPipeline, run_input: Input) -> None:
     on_sagemaker.run(run_input())
     summary = on_sagemaker.run(run_input())
-    assert states(summary) == {"download": "present", "train": "present", "upload": "present"}
+    assert states(summary) == dict.fromkeys(TASKS, "present")
     assert len(on_sagemaker.training_jobs.requests) == 1
 
 
@@ -98,7 +99,7 @@ def test_the_lambda_deployment_never_creates_a_training_job(
     aws: Any, pipeline: LocalPipeline, run_input: Input
 ) -> None:
     summary = pipeline.run(run_input())
-    assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert states(summary) == dict.fromkeys(TASKS, "ran")
     assert "training_job" not in summary["tasks"]["train"]
     assert pipeline.training_jobs.requests == []
     assert not [k for k in s3_keys(aws, ARTIFACTS) if k.startswith("sagemaker/")]

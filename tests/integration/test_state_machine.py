@@ -7,6 +7,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
+from mlpipe.steps import TASKS
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys, s3_versions
 from tests.integration.conftest import (
@@ -50,7 +51,7 @@ def test_rerun_runs_nothing_and_reports_everything_present(
     requests_before = len(http_server.requests)
     summary = pipeline.run(run_input())
     assert summary["status"] == "SUCCEEDED"
-    assert states(summary) == {"download": "present", "train": "present", "upload": "present"}
+    assert states(summary) == dict.fromkeys(TASKS, "present")
     assert len(http_server.requests) == requests_before
     assert [name for name, _ in pipeline.lambdas.invocations].count("train") == 1
     assert s3_versions(aws, MODELS, PUBLISHED_KEY) == 1
@@ -129,7 +130,7 @@ def test_plan_failure_reports_every_task_not_run(aws: Any, pipeline: LocalPipeli
 def test_runs_for_two_dates_are_independent(aws: Any, pipeline: LocalPipeline, run_input: Input) -> None:
     pipeline.run(run_input())
     summary = pipeline.run(run_input(run_date="2026-11-26"))
-    assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}
+    assert states(summary) == dict.fromkeys(TASKS, "ran")
     assert run_keys(run_date="2026-11-26")["published"] in s3_keys(aws, MODELS)
 
 
@@ -144,8 +145,8 @@ def test_local_directory_store_behaves_like_s3(tmp_path: Any, pipeline: LocalPip
     local = run_input(artifact_root=str(tmp_path / "artifacts"), publish_uri=str(tmp_path / "published"))
     first = pipeline.run(local)
     second = pipeline.run(local)
-    assert states(first) == {"download": "ran", "train": "ran", "upload": "ran"}
-    assert states(second) == {"download": "present", "train": "present", "upload": "present"}
+    assert states(first) == dict.fromkeys(TASKS, "ran")
+    assert states(second) == dict.fromkeys(TASKS, "present")
     (published,) = (tmp_path / "published" / DATE).glob("published-*/model.pkl")
     assert first["tasks"]["upload"]["target"] == published.as_uri()
     assert (published.parent / "metrics.json").is_file()

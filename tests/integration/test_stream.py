@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 
 from mlpipe import exceptions, fetch
 from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.observability import CONSOLE_ERRORS_ENV, ConsoleAwareFormatter
+from pipeline_local.cli import main
 from tests.conftest import ARTIFACTS, SAMPLE
 from tests.stores import target as target_for
 
@@ -123,7 +126,6 @@ def test_a_stream_write_sends_several_parts_before_a_late_failure(
     aws: Any, small_parts: int, http_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What the test above relies on: by the time the invalid row is read, parts were uploaded.
-    from botocore.client import BaseClient
 
     uploaded: list[int] = []
     original = BaseClient._make_api_call
@@ -205,7 +207,6 @@ def test_a_download_reports_its_progress_every_few_seconds_not_per_chunk(
 def test_pipeline_run_shows_the_download_progress_on_the_console_while_it_runs(
     tmp_path: Path, http_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline_local.cli import main
 
     # Given a source that sends half its body, then waits until the console shows a progress line
     body = iris_body(1024 * 1024)
@@ -259,7 +260,6 @@ def roots(tmp_path: Path) -> list[str]:
 def test_progress_lines_are_json_with_their_numbers_in_aws(
     tmp_path: Path, http_server: Any, progress_records: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlpipe.observability import CONSOLE_ERRORS_ENV, ConsoleAwareFormatter
 
     monkeypatch.delenv(CONSOLE_ERRORS_ENV, raising=False)
     fetch_dataset(http_server.url(), target_for(str(tmp_path / "d.csv")), policy(), clock=FakeClock(0.5))

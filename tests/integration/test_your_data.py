@@ -18,6 +18,7 @@ from mlpipe.exceptions import (
     InvalidRequestError,
     TrainingTooLargeError,
 )
+from mlpipe.steps import TASKS
 from pipeline_local.lambdas import LambdaContext
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, NOTHING_WRITTEN, stores_empty
@@ -50,7 +51,7 @@ def event(http_server: Any, case: Case, **overrides: Any) -> dict[str, Any]:
 
 
 def run_tasks(invoke: Invoke, task_event: dict[str, Any]) -> None:
-    for task in ("download", "train", "upload"):
+    for task in TASKS:
         assert invoke(task, task_event)["state"] == "ran", task
 
 
@@ -224,7 +225,7 @@ def test_another_estimator_and_a_description_through_the_state_machine(
     summary = pipeline.run(
         run_input(source_url=serve(http_server, case), estimator=case.estimator, dataset=case.description)
     )
-    assert states(summary) == {"download": "ran", "train": "ran", "upload": "ran"}, summary
+    assert states(summary) == dict.fromkeys(TASKS, "ran"), summary
     published = summary["tasks"]["upload"]["target"].replace(f"s3://{MODELS}/", "").replace("model.pkl", "metrics.json")
     card = json.loads(aws.get_object(Bucket=MODELS, Key=published)["Body"].read())
     assert card["estimator"]["class"] == "sklearn.linear_model.LogisticRegression"

@@ -19,12 +19,12 @@ from mlpipe.backfill import (
 )
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.report import build_report
+from mlpipe.steps import TASKS
 
 
 def _summary(run_date: str, *states: str) -> dict[str, Any]:
     tasks = {
-        name: {"state": state, "target": f"s3://b/{run_date}/{name}"}
-        for name, state in zip(("download", "train", "upload"), states, strict=True)
+        name: {"state": state, "target": f"s3://b/{run_date}/{name}"} for name, state in zip(TASKS, states, strict=True)
     }
     return {"status": "SUCCEEDED", "run_date": run_date, "tasks": tasks, "error": None}
 

@@ -10,6 +10,7 @@ from mlpipe.config import Settings, resolve_run
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import validate_hyperparameters
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.steps import FAMILIES, TASKS
 
 SETTINGS = Settings(
     artifact_root="s3://artifacts-bucket/artifacts",
@@ -41,7 +42,7 @@ def test_every_target_is_keyed_by_the_run_date_and_its_identity() -> None:
     assert run.dataset_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['download']}/dataset.csv"
     assert run.model_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['train']}/model.pkl"
     assert run.published_uri == f"s3://models-bucket/iris/2026-01-02/{ids['upload']}/model.pkl"
-    assert [ids[t].split("-")[0] for t in ("download", "train", "upload")] == ["dataset", "model", "published"]
+    assert {task: ids[task].split("-")[0] for task in TASKS} == FAMILIES
 
 
 def test_input_hyperparameters_are_merged_over_the_deployed_ones() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from mlpipe.dataset import validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidDatasetError
+from mlpipe.training import read_dataset
 from tests.conftest import SAMPLE
 
 IRIS = SAMPLE.read_bytes()
@@ -215,7 +216,6 @@ def test_whatever_the_validator_accepts_the_training_reader_reads_the_same(
 ) -> None:
     # Property: the pure-Python validator (download) and pandas (train) agree on every dataset the
     # validator accepts, so a stored dataset can always be trained on.
-    from mlpipe.training import read_dataset
 
     rows = []
     for index, (line, k) in enumerate(zip(IRIS.decode().splitlines()[:150], keep, strict=True)):
@@ -243,7 +243,6 @@ def test_integer_labels_written_two_ways_are_one_class() -> None:
 
 
 def test_na_with_spaces_around_it_reads_as_missing_in_training_too() -> None:
-    from mlpipe.training import read_dataset
 
     body = b"a,b,label\n1, NA ,x\n2,3.5 ,y\n4,5,x\n6, 7,y\n"
     description = DatasetDescription.from_value({"missing": "impute"})

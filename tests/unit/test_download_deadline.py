@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.adapters
 
 from mlpipe.exceptions import DownloadTimeoutError, PipelineError, SourceUnavailableError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
@@ -133,8 +134,6 @@ def test_the_handler_gives_the_download_the_functions_remaining_time(aws: Any, h
 
 
 def test_a_dripping_https_source_ends_at_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import requests.adapters
-
     with https_server(tmp_path, "data.example", pause=DRIP_SECONDS) as server:
         monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(server.ca_file))
         stub_resolver(monkeypatch, {"data.example": lambda: ["127.0.0.1"]})

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from mlpipe.steps import FUNCTIONS
 from pipeline_local.cli import main
 from tests.conftest import REPO
 
 EVENTS = REPO / "events"
 
 
-@pytest.mark.parametrize("function", ["plan", "download", "train", "upload", "promote", "report"])
+@pytest.mark.parametrize("function", FUNCTIONS)
 def test_each_function_runs_its_event_file_offline(function: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["invoke", function, str(EVENTS / f"{function}.json"), "--offline"]) == 0
     result: dict[str, Any] = json.loads(capsys.readouterr().out)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlpipe.exceptions import IntegrityError, InvalidRequestError, MissingInputError
+from mlpipe.steps import TASKS
 from tests.conftest import ARTIFACTS, MODELS, SAMPLE, s3_keys, s3_versions
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -96,7 +97,7 @@ def test_train_without_its_dataset_fails_with_missing_input(aws: Any, http_serve
 
 def test_upload_publishes_a_model_that_predicts_iris(aws: Any, http_server: Any, invoke: Invoke) -> None:
     event = run_event(http_server)
-    for name in ("download", "train"):
+    for name in TASKS[: TASKS.index("upload")]:
         invoke(name, event)
     result = invoke("upload", event)
     assert result["state"] == "ran"
@@ -122,7 +123,7 @@ def test_upload_reports_present_without_reading_the_model(aws: Any, http_server:
 
 def test_upload_refuses_a_model_that_does_not_match_its_sha256(aws: Any, http_server: Any, invoke: Invoke) -> None:
     event = run_event(http_server)
-    for name in ("download", "train"):
+    for name in TASKS[: TASKS.index("upload")]:
         invoke(name, event)
     aws.put_object(Bucket=ARTIFACTS, Key=f"runs/{DATE}/model.pkl", Body=b"tampered")
     with pytest.raises(IntegrityError, match="corrupted or replaced"):
@@ -154,9 +155,7 @@ def test_plan_starts_at_download_when_nothing_exists(aws: Any, http_server: Any,
     ids = {task: entry["identity"] for task, entry in plan["run"]["identities"].items()}
     assert plan["run"]["dataset_uri"] == f"s3://{ARTIFACTS}/runs/{DATE}/{ids['download']}/dataset.csv"
     assert plan["run"]["published_uri"] == f"s3://{MODELS}/iris/{DATE}/{ids['upload']}/model.pkl"
-    assert {name: task["state"] for name, task in plan["tasks"].items()} == dict.fromkeys(
-        ("download", "train", "upload"), "pending"
-    )
+    assert {name: task["state"] for name, task in plan["tasks"].items()} == dict.fromkeys(TASKS, "pending")
 
 
 def test_report_marks_the_failed_task_and_what_did_not_run(invoke: Invoke) -> None:

@@ -9,6 +9,7 @@ import pytest
 from mlpipe.config import Settings, resolve_run
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.identity import TRAINING_CODE_VERSION, identity
+from mlpipe.steps import TASKS
 
 SETTINGS = Settings(artifact_root="s3://artifacts-bucket/artifacts", publish_uri="s3://models-bucket/models")
 BASE = {"run_date": "2026-01-02", "source_url": "https://example.org/iris.data"}
@@ -21,7 +22,7 @@ def ids(**change: Any) -> dict[str, str]:
 
 
 def changed(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    return [task for task in ("download", "train", "upload") if a[task] != b[task]]
+    return [task for task in TASKS if a[task] != b[task]]
 
 
 def test_the_same_inputs_give_the_same_identities() -> None:
@@ -35,9 +36,9 @@ def test_the_same_inputs_give_the_same_identities() -> None:
         ({"hyperparameters": {"C": 10}}, ["train", "upload"]),
         ({"estimator": "random_forest"}, ["train", "upload"]),
         ({"cv_folds": 3}, ["train", "upload"]),
-        ({"source_url": "https://example.org/other.data"}, ["download", "train", "upload"]),
-        ({"dataset": {"missing": "impute"}}, ["download", "train", "upload"]),
-        ({"run_date": "2026-01-03"}, ["download", "train", "upload"]),
+        ({"source_url": "https://example.org/other.data"}, list(TASKS)),
+        ({"dataset": {"missing": "impute"}}, list(TASKS)),
+        ({"run_date": "2026-01-03"}, list(TASKS)),
         ({"max_source_bytes": 1000}, []),
         ({"hyperparameters": {"cache_size": 500, "verbose": False}}, []),
         ({"hyperparameters": {"C": 1.0, "kernel": "rbf"}}, []),  # scikit-learn's defaults, spelled out
@@ -55,7 +56,7 @@ def test_the_source_enters_under_the_name_the_user_gives_it() -> None:
 
 @pytest.mark.parametrize(
     ("force", "rerun"),
-    [("download", ["download", "train", "upload"]), ("train", ["train", "upload"]), ("upload", ["upload"])],
+    [(task, list(TASKS[index:])) for index, task in enumerate(TASKS)],
 )
 def test_force_gives_that_task_and_every_later_one_a_new_identity(force: str, rerun: list[str]) -> None:
     first = ids(force=force, execution_id="arn:execution:1")

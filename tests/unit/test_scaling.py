@@ -11,7 +11,7 @@ import pytest
 
 from mlpipe import scaling, training
 from mlpipe.config import Settings, resolve_run
-from mlpipe.estimators import check_estimator, validate_hyperparameters
+from mlpipe.estimators import ESTIMATORS, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidHyperparametersError, TrainingTooLargeError
 from mlpipe.identity import run_identities
 from tests.conftest import SAMPLE
@@ -62,7 +62,6 @@ def test_estimate_counts_the_fits_side_by_side_except_for_multithreaded_estimato
 
 
 def test_every_estimator_has_fit_constants() -> None:
-    from mlpipe.estimators import ESTIMATORS
 
     assert set(scaling.FIT_CONSTANTS) == set(ESTIMATORS)
 

@@ -8,13 +8,22 @@ The guard is tested by calling it: no test here sends anything to an address oth
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.adapters
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mlpipe.exceptions import InvalidRequestError, SourceUnavailableError
 from mlpipe.fetch import FetchPolicy, check_source_url, fetch_dataset
@@ -296,13 +305,6 @@ def test_loopback_is_refused_at_connection_time_when_not_allowed(
 # --- HTTPS: the connection goes to the checked address, TLS still speaks to (and verifies) the name ----------
 def certificate_files(folder: Path, name: str) -> tuple[Path, Path, Path]:
     """A test CA, and a certificate for ``name`` signed by it: (CA file, certificate file, key file)."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     now = dt.datetime.now(dt.UTC)
 
     def build(subject: str, key: Any, issuer: str, signer: Any, *, ca: bool) -> x509.Certificate:
@@ -341,10 +343,6 @@ def certificate_files(folder: Path, name: str) -> tuple[Path, Path, Path]:
 def https_server(folder: Path, name: str, *, pause: float = 0.0) -> Iterator[Any]:
     """An HTTPS server on 127.0.0.1 with a certificate for ``name``; records each SNI and Host header. With
     ``pause``, the body (the sample) drips 8 bytes at a time, ``pause`` seconds apart, for at most 12 s."""
-    import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     ca_file, cert_file, key_file = certificate_files(folder, name)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
@@ -390,8 +388,6 @@ def https_server(folder: Path, name: str, *, pause: float = 0.0) -> Iterator[Any
 def test_https_connects_to_the_checked_address_and_verifies_the_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tripwire: list[Any]
 ) -> None:
-    import requests.adapters
-
     with https_server(tmp_path, "data.example") as server:
         monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(server.ca_file))
         asked = stub_resolver(monkeypatch, {"data.example": lambda: ["127.0.0.1"]})
@@ -408,8 +404,6 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
 def test_https_refuses_a_certificate_for_another_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tripwire: list[Any]
 ) -> None:
-    import requests.adapters
-
     with https_server(tmp_path, "other.example") as server:
         monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(server.ca_file))
         stub_resolver(monkeypatch, {"data.example": lambda: ["127.0.0.1"]})

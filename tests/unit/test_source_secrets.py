@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -296,8 +297,6 @@ def test_a_failing_download_names_the_source_without_its_secrets(
 
 
 def closed_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

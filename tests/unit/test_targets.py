@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
-from mlpipe.exceptions import InvalidRequestError, StorageError, StorageUnavailableError, TargetExistsError
+from mlpipe.exceptions import (
+    InvalidRequestError,
+    StorageError,
+    StorageUnavailableError,
+    TargetChangedError,
+    TargetExistsError,
+)
 from mlpipe.storage import LocalTarget, S3Target, Store, join_uri, parse_uri
 from mlpipe.storage import s3 as targets
 from tests.conftest import ARTIFACTS
@@ -207,7 +214,6 @@ def test_a_streamed_s3_read_refuses_an_object_replaced_between_passes(aws: Any) 
 
 
 def test_a_streamed_s3_read_resumes_where_the_stream_broke_off(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from botocore.exceptions import ReadTimeoutError
 
     target = target_for(f"s3://{ARTIFACTS}/x.csv")
     target.write_bytes(b"0123456789" * 1000)
@@ -238,7 +244,6 @@ def test_a_streamed_s3_read_resumes_where_the_stream_broke_off(aws: Any, monkeyp
 
 
 def test_a_streamed_s3_read_that_keeps_breaking_off_is_unavailable(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from botocore.exceptions import ReadTimeoutError
 
     target = target_for(f"s3://{ARTIFACTS}/x.csv")
     target.write_bytes(b"abc")
@@ -345,7 +350,6 @@ def test_join_uri_appends_segments() -> None:
 
 
 def test_replace_if_swaps_only_the_version_that_was_read(make_target: Callable[[str], Any]) -> None:
-    from mlpipe.exceptions import TargetChangedError
 
     target = make_target("champion.json")
     assert target.read_versioned() == (None, None)

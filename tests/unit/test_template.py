@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe import exceptions
+from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
 from mlpipe.config import Settings, resolve_run
+from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
 from pipeline_local.runner import SUBSTITUTIONS as SUBSTITUTIONS_OF_THE_RUNNER
 from tests.cfn import asl, asl_text, template
 from tests.conftest import REPO
@@ -185,7 +187,6 @@ def test_backfill_substitutions_match_its_placeholders() -> None:
 
 
 def test_backfill_default_concurrency_is_the_domain_default() -> None:
-    from mlpipe.backfill import DEFAULT_MAX_CONCURRENCY
 
     assert template()["Parameters"]["BackfillMaxConcurrency"]["Default"] == DEFAULT_MAX_CONCURRENCY
     assert template()["Outputs"]["BackfillStateMachineArn"]["Value"] == {"Ref": "BackfillStateMachine"}
@@ -215,7 +216,6 @@ def test_backfill_map_takes_its_concurrency_from_the_expanded_request() -> None:
 
 
 def test_the_sagemaker_task_gets_the_deployments_job_settings() -> None:
-    from mlpipe.sagemaker import IMAGE_REPOSITORY, IMAGE_TAG
 
     substitutions = template()["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
     for name in ("InstanceType", "InstanceCount", "VolumeSizeGB", "MaxRuntimeSeconds"):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.svm import SVC
 
 from mlpipe import training
 from mlpipe.dataset import DatasetStats, validate_dataset
@@ -76,8 +77,6 @@ def fit_with(data: training.TrainingData, estimator: Any) -> training.Fitted:
 
 
 def test_data_that_scikit_learns_input_checks_refuse_is_an_invalid_dataset() -> None:
-    from sklearn.svm import SVC
-
     data = numeric_data()
     features = data.features.copy()
     features.loc[5, "x"] = np.inf
@@ -104,8 +103,6 @@ def test_a_value_error_the_hyperparameters_do_not_cause_is_a_training_error() ->
 
 
 def test_a_parameter_check_made_while_fitting_is_a_hyperparameter_error() -> None:
-    from sklearn.svm import SVC
-
     with pytest.raises(InvalidHyperparametersError, match=r"break_ties must be False") as caught:
         fit_with(numeric_data(), SVC(break_ties=True, decision_function_shape="ovo"))
     assert "on any data" in str(caught.value)
