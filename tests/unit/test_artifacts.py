@@ -80,15 +80,7 @@ def test_write_model_writes_the_model_then_its_card(model: Target, writes: list[
     assert stored_card(model) == card(ONE)
 
 
-def test_metrics_first_writes_the_card_before_the_model(model: Target, writes: list[str]) -> None:
-    assert write_model(model, ONE, card(ONE), metrics_first=True) is True
-    assert writes == [CARD_FILE, MODEL_FILE]
-    assert stored_card(model) == card(ONE)
-
-
-def test_a_failed_model_write_leaves_no_card_unless_metrics_first(
-    model: Target, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_model_write_leaves_no_card(model: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     class Boom(Exception):
         pass
 
@@ -102,10 +94,7 @@ def test_a_failed_model_write_leaves_no_card_unless_metrics_first(
     monkeypatch.setattr(Target, "write_bytes", failing)
     with pytest.raises(Boom):
         write_model(model, ONE, card(ONE))
-    assert not metrics_target(model).exists()
-    with pytest.raises(Boom):
-        write_model(model, ONE, card(ONE), metrics_first=True)
-    assert records(metrics_target(model), card(ONE)["model_sha256"])
+    assert not metrics_target(model).exists()  # the model first, then its card: never a card alone
 
 
 def test_a_second_writer_of_the_same_bytes_reports_it_did_not_write(model: Target, writes: list[str]) -> None:
@@ -272,7 +261,12 @@ def test_read_metrics_refuses_an_invalid_card(model: Target, garbage: bytes) -> 
     ("written", "complete"),
     [((), False), ((MODEL_FILE,), False), ((CARD_FILE,), False), ((MODEL_FILE, CARD_FILE), True)],
 )
-def test_a_model_is_complete_only_with_its_card(model: Target, written: tuple[str, ...], complete: bool) -> None:
+def test_a_model_is_complete_only_with_a_card_recording_its_bytes(
+    model: Target, written: tuple[str, ...], complete: bool
+) -> None:
     for name in written:
-        model.sibling(name).write_bytes(b"{}")
+        model.sibling(name).write_bytes(ONE if name == MODEL_FILE else json.dumps(card(ONE)).encode())
     assert model_complete(model) is complete
+    if complete:  # a card that records other bytes does not complete it
+        metrics_target(model).write_bytes(json.dumps(card(b"other bytes")).encode(), overwrite=True)
+        assert model_complete(model) is False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,8 @@ def test_complete_asks_a_card_only_of_the_tasks_whose_output_has_one(run: Run) -
         target(uri).write_bytes(b"bytes")
         assert complete(target(uri), task) is not output.card, task
         target(uri).sibling(CARD_FILE).write_bytes(b"{}")
+        assert complete(target(uri), task) is not output.card, task  # a card must record the model's bytes
+        target(uri).sibling(CARD_FILE).write_bytes(json.dumps(card(b"bytes")).encode(), overwrite=True)
         assert complete(target(uri), task) is True, task
 
 
