@@ -157,14 +157,7 @@ def read_checked(model: Target, *, consequence: str, record: Record | None = Non
     """
     card, card_bytes = read_card(model)
     payload = model.read_bytes()
-    actual = hashlib.sha256(payload).hexdigest()
-    if record is not None:
-        record.check(model, actual, consequence)
-    if actual != card["model_sha256"]:
-        raise IntegrityError(
-            f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {card['model_sha256']}: the model "
-            f"or its card was corrupted or replaced after training and {consequence}; delete it and rerun to retrain"
-        )
+    _check_bytes(model, hashlib.sha256(payload).hexdigest(), card, record, consequence, "training", "rerun to retrain")
     return CheckedModel(payload, card, card_bytes)
 
 
@@ -177,15 +170,21 @@ def check_stored(model: Target, *, consequence: str, record: Record | None = Non
     card = read_metrics(model)
     if not model.exists():
         raise IntegrityError(f"{model.uri} is missing (its card is there) and {consequence}; publish it again")
-    actual = model.sha256()
+    _check_bytes(model, model.sha256(), card, record, consequence, "it was written", "publish again")
+    return card
+
+
+def _check_bytes(
+    model: Target, actual: str, card: dict[str, Any], record: Record | None, consequence: str, since: str, remedy: str
+) -> None:
+    """IntegrityError unless the sha256 ``actual`` matches ``record`` (when given, first) and then the card."""
     if record is not None:
         record.check(model, actual, consequence)
     if actual != card["model_sha256"]:
         raise IntegrityError(
             f"{model.uri} has sha256 {actual}, but its card (metrics.json) records {card['model_sha256']}: the model "
-            f"or its card was corrupted or replaced after it was written and {consequence}; delete it and publish again"
+            f"or its card was corrupted or replaced after {since} and {consequence}; delete it and {remedy}"
         )
-    return card
 
 
 def check_not_replaced(model: Target, *, consequence: str) -> None:
