@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("storage.local", "storage.s3", "dataset", "estimators"),
     ("storage.store",),
     ("storage",),
-    ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability"),
+    ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability", "contract"),
     ("config", "champion", "publishing", "training"),
     ("planning", "loading", "report", "status"),
     ("tasks", "predicting", "reporting_html", "backfill"),

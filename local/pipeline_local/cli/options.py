@@ -76,6 +76,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
     parser.add_argument(
         "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
     )
+    _add_contract_arguments(parser)
     parser.add_argument(
         "--train-on",
         choices=["lambda", "sagemaker"],
@@ -90,6 +91,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
         help="refuse a source larger than N bytes (default 64 MiB = 67108864, at most 5 GiB = 5368709120)",
     )
     add_verbose(parser)
+
+
+def _add_contract_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data contract's flags (see docs/contract.md)."""
+    parser.add_argument(
+        "--on-schema-change",
+        choices=["fail", "accept"],
+        help="data whose columns, kinds or labels differ from the champion's contract: fail (default), or accept "
+        "(recorded in the card; the model is then not promoted automatically)",
+    )
+    parser.add_argument(
+        "--max-drift",
+        type=float,
+        help="the gate: reject a model whose data drifted more than this on a feature (PSI or L-infinity; default off)",
+    )
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

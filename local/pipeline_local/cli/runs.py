@@ -90,6 +90,8 @@ def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_source_bytes",
         "min_cv_accuracy",
         "max_regression",
+        "on_schema_change",
+        "max_drift",
     ):
         if getattr(args, key, None) is not None:
             execution_input[key] = getattr(args, key)

@@ -4,7 +4,13 @@ The manifest::
 
     {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"cv_accuracy", ...},
      "promoted_at", "promoted_by", "action": "promote" | "manual" | "rollback",
-     "previous": <the previous champion's manifest, without its own previous> | null}
+     "previous": <the previous champion's manifest, without its own previous> | null,
+     "contract": {"uri", "sha256"} | null}
+
+``contract`` names the champion's data contract (``contract.json`` beside it, ``mlpipe.contract``),
+written at every change of champion (promotion, ``pipeline promote``, rollback) from the new
+champion's card: the contract always follows the champion. A model whose card records an accepted
+schema change (``schema_change``) is never promoted automatically (``mlpipe.contract.promotion_block``).
 
 Every change is a compare-and-swap (``Target.replace_if``: ``If-Match`` on the ETag read, or
 ``If-None-Match: *`` for the first one, on S3; a lock file and an atomic rename locally) retried on
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.artifacts import Record, check_stored
+from mlpipe.contract import contract_document, contract_reference, promotion_block, write_contract
 from mlpipe.exceptions import (
     IntegrityError,
     InvalidRequestError,
@@ -190,6 +197,9 @@ def promote(
         )
     card = check_stored(published, consequence=NOT_PROMOTED)
     manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
+    blocked = promotion_block(card)  # its data changed the contract's schema (on_schema_change: accept)
+    if blocked is not None:
+        return Promotion(False, blocked, read_champion(publish_uri, store=store))
 
     def decide(current: dict[str, Any] | None) -> str | None:
         if current is None:
@@ -286,9 +296,31 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Sto
 
 
 def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
+    """Swap the manifest in; then write the new champion's data contract, whose sha256 the manifest records."""
+    contract = _contract(manifest, store=store)
+    manifest["contract"] = None if contract is None else contract_reference(publish_uri, contract)
     document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     target.replace_if(document, version)
+    if contract is not None:
+        # After the swap: a promotion that stops here leaves a contract.json that is not the one the manifest
+        # records, and mlpipe.contract.contract_for makes the right one again from the champion's card.
+        write_contract(publish_uri, contract, store=store)
     record_history(publish_uri, manifest, store=store)
+
+
+def _contract(manifest: dict[str, Any], *, store: Store) -> dict[str, Any] | None:
+    """The data contract of the champion ``manifest`` names, from its card (None when it has no data profile)."""
+    data, _ = store.target(str(manifest["model_uri"])).sibling("metrics.json").read_versioned()
+    card = _parse_card(data)
+    return contract_document(manifest, card) if card is not None else None
+
+
+def _parse_card(data: bytes | None) -> dict[str, Any] | None:
+    try:
+        card = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    return card if isinstance(card, dict) else None
 
 
 def record_history(publish_uri: str, manifest: dict[str, Any], *, store: Store) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mlpipe.contract import check_max_drift, check_on_schema_change
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
@@ -56,6 +57,8 @@ INPUT_FIELDS = frozenset(
         "max_source_bytes",
         "min_cv_accuracy",
         "max_regression",
+        "on_schema_change",
+        "max_drift",
         # Set by a parent execution (the backfill) to link this one to it; Step Functions reads it, the run does not.
         "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
     }
@@ -126,6 +129,9 @@ class Settings:
     # The quality gate (mlpipe.gate); None = off.
     min_cv_accuracy: float | None = None
     max_regression: float | None = None
+    # The data contract (mlpipe.contract): what a schema change does ("fail" or "accept"), and the gate's drift limit.
+    on_schema_change: str = "fail"
+    max_drift: float | None = None
     # Where a promotion is announced (an EventBridge bus name); None = nowhere (local runs).
     event_bus: str | None = None
     timezone: str = "UTC"
@@ -178,6 +184,8 @@ class Settings:
             max_source_bytes=check_max_source_bytes(max_bytes, "MAX_SOURCE_BYTES"),
             min_cv_accuracy=_fraction(env.get("MIN_CV_ACCURACY") or None, "MIN_CV_ACCURACY"),
             max_regression=_fraction(env.get("MAX_REGRESSION") or None, "MAX_REGRESSION"),
+            on_schema_change=check_on_schema_change(env.get("ON_SCHEMA_CHANGE") or "fail", "ON_SCHEMA_CHANGE"),
+            max_drift=check_max_drift(env.get("MAX_DRIFT") or None, "MAX_DRIFT"),
             event_bus=env.get("EVENT_BUS_NAME") or None,
             timezone=env.get("TIMEZONE") or "UTC",
             source_connect_timeout=connect_timeout,
@@ -235,6 +243,9 @@ class Run:
     publish_root: str | None = None
     min_cv_accuracy: float | None = None
     max_regression: float | None = None
+    # The data contract's policy on a schema change and the gate's drift limit (mlpipe.contract): no identity either.
+    on_schema_change: str = "fail"
+    max_drift: float | None = None
     # Where train runs ("lambda" or "sagemaker", from the deployment, not the input: the stack's roles decide
     # what may run), and for SageMaker the job's name (the state machine appends the retry count), the staged
     # training code (mlpipe.sagemaker.stage_source, by the plan) and where SageMaker writes its model.tar.gz.
@@ -308,6 +319,8 @@ class Run:
         given["max_source_bytes"] = check_max_source_bytes(given.get("max_source_bytes", settings.max_source_bytes))
         for name in ("min_cv_accuracy", "max_regression"):  # null here is the plan's "off", not "absent"
             given[name] = _fraction(event[name] if name in event else getattr(settings, name), name)
+        given["on_schema_change"] = check_on_schema_change(given.get("on_schema_change", settings.on_schema_change))
+        given["max_drift"] = check_max_drift(event["max_drift"] if "max_drift" in event else settings.max_drift)
         if given.get("train_on", "lambda") not in TRAIN_ON:
             raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {given['train_on']!r}")
         if not isinstance(given.get("identities", {}), dict):
@@ -420,6 +433,8 @@ def resolve_run(
         publish_root=roots["publish_uri"],
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
         max_regression=_fraction(execution_input.get("max_regression", settings.max_regression), "max_regression"),
+        on_schema_change=check_on_schema_change(execution_input.get("on_schema_change", settings.on_schema_change)),
+        max_drift=check_max_drift(execution_input.get("max_drift", settings.max_drift)),
         identities={task: found.to_dict() for task, found in identities.items()},
         train_on=settings.train_on,
         **sagemaker,

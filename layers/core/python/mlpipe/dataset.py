@@ -30,7 +30,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from mlpipe.description import (
     MAX_MAGNITUDE,
@@ -133,6 +133,22 @@ class DatasetStats:
         )
 
 
+class RowWatch(Protocol):
+    """What else looks at the rows while they stream (``mlpipe.contract``): told the layout, each valid row, the stats.
+
+    Each may raise a PipelineError to refuse the dataset: inside the download's write, so nothing is written.
+    """
+
+    def start(self, layout: ColumnLayout) -> None:
+        """The columns, once the header is decided."""
+
+    def row(self, line_no: int, row: list[str]) -> None:
+        """A row that passed the checks (the line it starts on, its cells)."""
+
+    def finish(self, stats: DatasetStats) -> None:
+        """The end of the file: the stats of the valid dataset."""
+
+
 @dataclass
 class _Lines:
     """Splits byte chunks into decoded lines (line endings kept, as ``csv`` wants), counting bytes and lines."""
@@ -225,6 +241,7 @@ class DatasetValidator:
     uri: str
     description: DatasetDescription = field(default_factory=DatasetDescription)
     min_class_rows: int = 1  # the run's cv_folds: stratified k-fold needs k rows of every class
+    watch: RowWatch | None = None  # the data contract's check and sketch (mlpipe.contract), when the run has them
 
     def validate(self, chunks: Iterable[bytes]) -> DatasetStats:
         """Read every row; raise InvalidDatasetError at the first problem (line and column named)."""
@@ -244,14 +261,19 @@ class DatasetValidator:
                 break
         header = decide_header(self.description, first, [row for _, row in held])
         layout = ColumnLayout.resolve(self.description, first, header, uri=self.uri)
-        check = _RowCheck(self.uri, self.description, layout)
+        if self.watch is not None:
+            self.watch.start(layout)
+        check = _RowCheck(self.uri, self.description, layout, watch=self.watch)
         if not header.present:
             check.row(first_line, first)
         for line_no, row in held:
             check.row(line_no, row)
         for line_no, row in rows:
             check.row(line_no, row)
-        return check.finish(self.min_class_rows, reader.lines.size, reader.lines.digest.hexdigest())
+        stats = check.finish(self.min_class_rows, reader.lines.size, reader.lines.digest.hexdigest())
+        if self.watch is not None:
+            self.watch.finish(stats)
+        return stats
 
     def _rows(self, reader: CsvRows) -> Iterator[tuple[int, list[str]]]:
         """Non-blank rows with the line they start on; blank lines only at the end."""
@@ -291,6 +313,7 @@ class _RowCheck:
     rows: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     last_line: int = 0
+    watch: RowWatch | None = None
 
     def __post_init__(self) -> None:
         self.na = set(self.description.na_values)
@@ -315,6 +338,8 @@ class _RowCheck:
         self.counts[label] = self.counts.get(label, 0) + 1
         self.rows += 1
         self.last_line = line_no
+        if self.watch is not None:
+            self.watch.row(line_no, row)
 
     def _label(self, line_no: int, row: list[str]) -> str:
         label = row[self.layout.label].strip()
@@ -499,9 +524,10 @@ def validate_dataset(
     uri: str,
     description: DatasetDescription | None = None,
     min_class_rows: int = 1,
+    watch: RowWatch | None = None,
 ) -> DatasetStats:
-    """Validate a whole dataset given as an iterable of byte chunks."""
-    return DatasetValidator(uri, description or DatasetDescription(), min_class_rows).validate(chunks)
+    """Validate a whole dataset given as an iterable of byte chunks (``watch``: see ``RowWatch``)."""
+    return DatasetValidator(uri, description or DatasetDescription(), min_class_rows, watch).validate(chunks)
 
 
 __all__ = [
@@ -511,6 +537,7 @@ __all__ = [
     "DatasetStats",
     "DatasetValidator",
     "HeaderDecision",
+    "RowWatch",
     "check_class_rows",
     "validate_dataset",
 ]

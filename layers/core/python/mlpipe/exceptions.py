@@ -51,6 +51,10 @@ class InvalidDatasetError(PipelineError):
     """The dataset is not the expected CSV (the message names the line and column)."""
 
 
+class SchemaChangedError(PipelineError):
+    """The dataset's columns, kinds or labels differ from the champion's data contract (each difference named)."""
+
+
 class MissingInputError(PipelineError):
     """A task's input target does not exist: run the task that produces it first."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
-from mlpipe.dataset import DatasetStats, DatasetValidator
+from mlpipe.dataset import DatasetStats, DatasetValidator, RowWatch
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import (
     DownloadTimeoutError,
@@ -354,13 +354,14 @@ def fetch_dataset(
     policy: FetchPolicy,
     *,
     description: DatasetDescription | None = None,
+    watch: RowWatch | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> DatasetStats:
     """Download ``url`` into ``target``; retry transient failures; return the valid dataset's stats.
 
     Nothing appears at ``target`` unless the whole body arrived and passed validation against
-    ``description`` (default: the default description).
+    ``description`` (default: the default description) and, with ``watch``, its checks (the data contract).
     Raises SourceUnavailableError (retryable) after ``policy.attempts`` (or when the time budget leaves
     no room for another), SourceRejectedError, SourceTooLargeError, InvalidDatasetError,
     DownloadTimeoutError when ``policy.time_budget`` runs out, or TargetExistsError when another
@@ -370,7 +371,9 @@ def fetch_dataset(
     with _Guard(policy, redact_url(url)) as guard, _guarded_session(guard) as session:
         for attempt in range(1, policy.attempts + 1):
             try:
-                return _fetch_once(session, url, target, policy, description or DatasetDescription(), clock, guard)
+                return _fetch_once(
+                    session, url, target, policy, description or DatasetDescription(), clock, guard, watch
+                )
             except SourceUnavailableError as exc:
                 if attempt == policy.attempts:
                     raise
@@ -391,6 +394,7 @@ def _fetch_once(
     description: DatasetDescription,
     clock: Callable[[], float],
     guard: _Guard,
+    watch: RowWatch | None = None,
 ) -> DatasetStats:
     import requests
 
@@ -403,7 +407,7 @@ def _fetch_once(
                 f"source {shown!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(shown, description, policy.min_class_rows)  # errors name where the data is
+        validator = DatasetValidator(shown, description, policy.min_class_rows, watch)  # errors name where the data is
         # A compressed body's Content-Length is not the size of what it decodes to: no percent then.
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         progress = DownloadProgress(int(length) if length.isdigit() and not encoded else None, clock)

@@ -6,6 +6,9 @@ Two rules, each off unless set (deploy-time ``MinCvAccuracy`` / ``MaxRegression`
 - ``max_regression``: a model is not published when its CV accuracy is more than this below the
   current champion's, when both were trained on the same label set.
 
+A third, ``max_drift`` (``drift_rule``), rejects a model whose data drifted from the champion's data
+contract more than that on some feature (the card's ``drift`` section, ``mlpipe.contract``).
+
 Pure: ``evaluate`` decides on a card and the champion's manifest given to it; a run's gate (with
 the champion read from its publish location) is ``mlpipe.planning.model_gate``, the one place the
 plan and the train task both ask. It returns the numbers the state machine's Choice state ("Is the
@@ -80,3 +83,21 @@ def evaluate(
         "passed": passed,
         "reason": reason,
     }
+
+
+def drift_rule(card: dict[str, Any], max_drift: float | None) -> str | None:
+    """Why the model is rejected for drift (each feature over ``max_drift``, with its measure), or None."""
+    features = ((card.get("drift") or {}).get("features")) or {}
+    if max_drift is None or not features:
+        return None
+    over = sorted(
+        (name, entry) for name, entry in features.items() if (entry.get("value") or 0.0) > max_drift
+    )
+    if not over:
+        return None
+    listed = ", ".join(f"{name!r} ({entry.get('measure')} {entry['value']:.4f})" for name, entry in over)
+    return (
+        f"its data drifted from the champion's data contract more than max_drift {max_drift:.4f} on {listed}. "
+        "It stays in the artifacts for inspection; nothing was published and the champion is unchanged. If the "
+        "change in the data is expected, rerun with a larger max_drift (or none) to publish it without retraining"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 from mlpipe.artifacts import model_complete, read_metrics
 from mlpipe.champion import HISTORY_DIR, history_name, read_champion
 from mlpipe.config import Run
-from mlpipe.gate import evaluate
+from mlpipe.gate import drift_rule, evaluate
 from mlpipe.steps import OUTPUTS, TASKS
 from mlpipe.storage import Store, Target
 
@@ -59,13 +59,18 @@ def complete(target: Target, task: str) -> bool:
 def model_gate(run: Run, card: dict[str, Any], *, store: Store) -> dict[str, Any]:
     """The run's gate for a model's card: its thresholds, against the champion under the run's publish root."""
     champion = read_champion(run.publish_root, store=store) if run.publish_root else None
-    return evaluate(
+    gate = evaluate(
         card,
         champion,
         model_uri=store.target(run.model_uri).uri,
         min_cv_accuracy=run.min_cv_accuracy,
         max_regression=run.max_regression,
     )
+    drifted = drift_rule(card, run.max_drift)
+    gate["max_drift"] = run.max_drift
+    if drifted is not None:  # the state machine's Choice reads "passed" too
+        gate |= {"passed": False, "reason": f"model {store.target(run.model_uri).uri} is rejected: {drifted}"}
+    return gate
 
 
 def promotion_due(run: Run, *, store: Store) -> bool:

@@ -16,7 +16,10 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
+from mlpipe.champion import read_champion
 from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.contract import DataWatch, card_sections, contract_for, contract_uri, profile_target, write_profile
+from mlpipe.dataset import validate_dataset
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
@@ -94,11 +97,13 @@ def download(
         time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
+    watch = contract_watch(run, redact_url(source_url), store=store)
     try:
-        stats = fetch_dataset(source_url, target, policy, description=description)
+        stats = fetch_dataset(source_url, target, policy, description=description, watch=watch)
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
+    write_profile(target, watch.result())
     record = lineage_record(
         run.identity("download"),
         execution_id=run.execution_id,
@@ -113,6 +118,28 @@ def download(
     )
     write_lineage(target.sibling(LINEAGE_FILE), record)
     return TaskOutcome("ran", target.uri, {"rows": stats.rows, "bytes": stats.bytes, "sha256": stats.sha256})
+
+
+def contract_watch(run: Run, uri: str, *, store: Store) -> DataWatch:
+    """The download's sketch of the data and its check against the champion's contract (``mlpipe.contract``)."""
+    contract, why = None, "no publish location"
+    if run.publish_root:
+        contract, why = contract_for(run.publish_root, read_champion(run.publish_root, store=store), store=store)
+    LOG.info("data contract: %s", why)
+    where = contract_uri(run.publish_root) if run.publish_root else None
+    return DataWatch(uri, run.description.na_values, contract, where, run.on_schema_change)
+
+
+def data_sections(dataset: Target, run: Run) -> dict[str, Any]:
+    """The card's sections about the data (``mlpipe.contract.card_sections``), from the dataset's profile file;
+    for a dataset downloaded before profiles were kept, its profile is made here (no contract check)."""
+    found = profile_target(dataset)
+    if found.exists():
+        return card_sections(json.loads(found.read_bytes()))
+    watch = DataWatch(dataset.uri, run.description.na_values)
+    with dataset.open_read() as handle:
+        validate_dataset(iter(lambda: handle.read(1024 * 1024), b""), dataset.uri, run.description, watch=watch)
+    return card_sections(watch.result())
 
 
 def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = None) -> TaskOutcome:
@@ -152,6 +179,7 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
         lineage=lineage_record(run.identity("train"), execution_id=run.execution_id, input_targets=[]),
         time_left=time_left,
         known=known_stats(dataset, description),
+        sections=data_sections(dataset, run),
     )
     details = {
         "training_seconds": round(result.seconds, 4),

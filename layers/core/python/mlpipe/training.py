@@ -317,6 +317,7 @@ def train_model(
     time_left: Callable[[], float] | None = None,
     parallel: bool = True,
     known: DatasetStats | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit ``estimator`` (for ``auto``: the one mlpipe.scaling chooses) on ``dataset``; write ``model`` and its card.
 
@@ -325,7 +326,8 @@ def train_model(
     ``get_remaining_time_in_millis`` / 1000): before fitting, the estimated fit time is checked
     against it. ``parallel`` False fits the folds one after the other (the same model and scores).
     ``known`` is the download's check of this dataset (``tasks.known_stats``): when the stored
-    file's sha256 is the one it checked, the file is not validated a second time.
+    file's sha256 is the one it checked, the file is not validated a second time. ``sections`` are added to
+    the card as they are (the data's profile, drift and schema change: ``mlpipe.contract.card_sections``).
 
     Raises InvalidDatasetError (the stored dataset does not match its description, has too few
     rows per class for ``cv_folds``, or scikit-learn's input checks refuse it),
@@ -357,6 +359,7 @@ def train_model(
         description=description,
         hyperparameters=hyperparameters,
         lineage=lineage,
+        sections=sections,
     )
 
 
@@ -657,10 +660,13 @@ def write_card(
     description: DatasetDescription,
     hyperparameters: dict[str, Any],
     lineage: dict[str, Any] | None,
+    sections: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """The write step: the pickled model and its card (``model_card``, with ``lineage``), through ``write_model``."""
+    """The write step: the pickled model and its card (``model_card``, with ``lineage`` and ``sections``), through
+    ``write_model``."""
     payload = pickle.dumps(fitted.model, protocol=pickle.HIGHEST_PROTOCOL)
     metrics = model_card(dataset_uri, data, choice, estimate, fitted, measures, description, hyperparameters, payload)
+    metrics |= sections or {}
     if lineage is not None:
         metrics["lineage"] = lineage | {
             "input_targets": [{"uri": dataset_uri, "sha256": data.stats.sha256}],
