@@ -99,9 +99,15 @@ def test_download_and_train_write_only_under_artifacts() -> None:
             assert "ModelsBucket" not in resource
             assert "PublishBucket" not in resource
         outside = [r for r in s3["s3:GetObject"] if "/artifacts/*" not in r]
-        # train reads the champion's manifest (the gate compares with it), and nothing else outside artifacts
+        # train reads the champion's manifest (the gate compares with it), and nothing else outside artifacts;
+        # download reads it too, with the data contract and the champion's card (mlpipe.contract.contract_for)
         assert all(r.count("${PublishPrefix}/champion.json") == 1 for r in outside), outside
-        assert role == "TrainRole" or not outside
+        if role == "DownloadRole":
+            assert [entry["Fn::Sub"][0].rsplit("/", 2)[-2:] for entry in json.loads(outside[0])] == [
+                ["${PublishPrefix}", "champion.json"],
+                ["${PublishPrefix}", "contract.json"],
+                ["*", "metrics.json"],
+            ]
 
 
 def test_upload_reads_artifacts_and_writes_only_the_publish_prefix() -> None:
@@ -297,6 +303,7 @@ def test_promote_writes_only_the_champion_and_announces_only_promotions() -> Non
     assert [entry["Fn::Sub"][0].rsplit("/", 2)[-2:] for entry in written] == [
         ["${PublishPrefix}", "champion.json"],
         ["champion-history", "*"],
+        ["${PublishPrefix}", "contract.json"],
     ]
     assert all("artifacts" not in r for r in s3["s3:GetObject"])
     (statement,) = [s for s in statements("PromoteRole") if "events:PutEvents" in s["Action"]]

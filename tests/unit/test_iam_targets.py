@@ -30,6 +30,7 @@ KEYS = {
     "published": (MODELS, f"{P}/{DATE}/published-0123456789ab/model.pkl"),
     "published card": (MODELS, f"{P}/{DATE}/published-0123456789ab/metrics.json"),
     "champion": (MODELS, f"{P}/champion.json"),
+    "contract": (MODELS, f"{P}/contract.json"),
     "history": (MODELS, f"{P}/champion-history/20261125T030000.000000Z-published-0123456789ab-abcdef.json"),
     "history look-alike": (MODELS, f"{P}/champion-history/published-0123456789ab/model.pkl"),
     "sagemaker code": (ARTIFACTS, "sagemaker/code/sourcedir-0123456789ab.tar.gz"),
@@ -42,7 +43,7 @@ MAY_WRITE = {
     "DownloadRole": {"dataset", "lineage"},
     "TrainRole": {"model", "model card"},
     "UploadRole": {"published", "published card"},
-    "PromoteRole": {"champion", "history", "history look-alike"},
+    "PromoteRole": {"champion", "contract", "history", "history look-alike"},
     "ReportRole": set(),
 }
 WRITES = ("s3:PutObject", "s3:AbortMultipartUpload")
@@ -116,7 +117,7 @@ def test_the_upload_role_is_explicitly_refused_the_champion() -> None:
 def test_each_role_still_reads_what_it_checks(role: str) -> None:
     reads = {
         "PlanRole": set(KEYS) - {"sagemaker code", "sagemaker output"},  # the plan reads every target
-        "DownloadRole": {"dataset", "lineage"},
+        "DownloadRole": {"dataset", "lineage", "champion", "contract", "published card"},  # the contract check
         "TrainRole": {"dataset", "lineage", "model", "model card", "champion"},
         "UploadRole": {"model", "model card"} | {k for k, (bucket, _) in KEYS.items() if bucket == MODELS},
         "PromoteRole": {k for k, (bucket, _) in KEYS.items() if bucket == MODELS},

@@ -320,7 +320,7 @@ class Run:
         for name in ("min_cv_accuracy", "max_regression"):  # null here is the plan's "off", not "absent"
             given[name] = _fraction(event[name] if name in event else getattr(settings, name), name)
         given["on_schema_change"] = check_on_schema_change(given.get("on_schema_change", settings.on_schema_change))
-        given["max_drift"] = check_max_drift(event["max_drift"] if "max_drift" in event else settings.max_drift)
+        given["max_drift"] = check_max_drift(event.get("max_drift", settings.max_drift))
         if given.get("train_on", "lambda") not in TRAIN_ON:
             raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {given['train_on']!r}")
         if not isinstance(given.get("identities", {}), dict):

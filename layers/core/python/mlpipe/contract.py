@@ -173,15 +173,14 @@ class DataWatch:
                 number = float(value)
             except ValueError:
                 continue
-            if number < column.low:
-                column.low = number
-            if number > column.high:
-                column.high = number
+            column.low = min(column.low, number)
+            column.high = max(column.high, number)
         if self.allowed is not None:
             self._label(line_no, row[self.layout.label].strip())
 
     def _label(self, line_no: int, label: str) -> None:
-        assert self.allowed is not None and self.layout is not None
+        assert self.allowed is not None
+        assert self.layout is not None
         if label in self.allowed or (INTEGER.fullmatch(label) and str(int(label)) in self.allowed):
             return
         if label not in self.unknown_labels:
@@ -212,7 +211,8 @@ class DataWatch:
 
     def profile(self) -> dict[str, Any]:
         """The dataset's profile: per feature its kind, range, deciles or category frequencies; the label's values."""
-        assert self.stats is not None and self.layout is not None
+        assert self.stats is not None
+        assert self.layout is not None
         stats, layout = self.stats, self.layout
         columns: dict[str, Any] = {}
         for position, index in enumerate(layout.features):
@@ -332,7 +332,8 @@ def column_changes(contract: dict[str, Any], layout: ColumnLayout) -> list[dict[
             {
                 "change": "label column",
                 "column": layout.label_name,
-                "detail": f"the label column is {layout.label_name!r}; the contract's is {contract['label']['column']!r}",
+                "detail": f"the label column is {layout.label_name!r}; the contract's is "
+                f"{contract['label']['column']!r}",
             }
         )
     return changes
@@ -380,7 +381,9 @@ def promotion_block(card: dict[str, Any]) -> str | None:
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def drift(profile: dict[str, Any], contract: dict[str, Any], samples: Mapping[str, list[float | None]]) -> dict[str, Any]:
+def drift(
+    profile: dict[str, Any], contract: dict[str, Any], samples: Mapping[str, list[float | None]]
+) -> dict[str, Any]:
     """Per feature in both: numeric ``psi`` over the contract's bins (from ``samples``), categorical ``linf`` and
     ``unseen`` share; ``max`` is the largest ``value`` (a feature's PSI or L-infinity distance)."""
     features: dict[str, Any] = {}

@@ -90,9 +90,7 @@ def drift_rule(card: dict[str, Any], max_drift: float | None) -> str | None:
     features = ((card.get("drift") or {}).get("features")) or {}
     if max_drift is None or not features:
         return None
-    over = sorted(
-        (name, entry) for name, entry in features.items() if (entry.get("value") or 0.0) > max_drift
-    )
+    over = sorted((name, entry) for name, entry in features.items() if (entry.get("value") or 0.0) > max_drift)
     if not over:
         return None
     listed = ", ".join(f"{name!r} ({entry.get('measure')} {entry['value']:.4f})" for name, entry in over)
