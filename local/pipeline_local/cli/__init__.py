@@ -6,9 +6,10 @@ pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run
 pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
 pipeline status [--run-date D | --from D1 --to D2] [--json]
 pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
+pipeline contract show|diff [--publish-uri URI] [--source-url URL_OR_PATH] [dataset flags] [--max-drift X] [--json]
 
 ``parser`` (with ``options``) makes the parser; the commands are in ``runs`` (run, backfill), ``models``
-(status, champion, promote, rollback, predict, report) and ``invoke``. A command's module is imported
+(status, champion, promote, rollback, predict, report), ``contract`` and ``invoke``. A command's module is imported
 when it runs (``COMMANDS``): they import mlpipe and the runner, which ``pipeline --help`` never needs.
 """
 
@@ -39,6 +40,7 @@ COMMANDS = {
     "rollback": "models:champion",
     "predict": "models:predict",
     "report": "models:report",
+    "contract": "contract:contract",
 }
 
 

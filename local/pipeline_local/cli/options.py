@@ -70,7 +70,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
         help="run this task and every later one even though their outputs exist (new targets; nothing overwritten)",
     )
     force.choices = _TaskChoices()  # after add_argument, which would list them (to check a metavar)
-    _add_dataset_arguments(parser)
+    add_dataset_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
     parser.add_argument("--min-cv-accuracy", type=float, help="the gate: publish only models with CV accuracy >= this")
     parser.add_argument(
@@ -108,7 +108,7 @@ def _add_contract_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset description's flags; together they make the execution input's ``dataset`` object."""
     group = parser.add_argument_group("the dataset (see docs/your-data.md)")
     group.add_argument("--dataset", type=_json_object, help="the whole description as JSON; the flags below win")

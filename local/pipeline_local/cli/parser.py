@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_local.cli.common import DEFAULT_PUBLISHED
-from pipeline_local.cli.options import add_roots, add_run_arguments, add_run_date, add_verbose, add_version
+from pipeline_local.cli.options import (
+    add_dataset_arguments,
+    add_roots,
+    add_run_arguments,
+    add_run_date,
+    add_verbose,
+    add_version,
+)
 from pipeline_local.lambdas import FUNCTIONS
 
 DESCRIPTION = (
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_champion_commands(commands)
     _add_predict_command(commands)
     _add_report_command(commands)
+    _add_contract_command(commands)
     return parser
 
 
@@ -140,6 +148,24 @@ def _add_champion_commands(commands: Any) -> None:
     for command in (champion, promote, rollback):
         add_roots(command, artifacts=False)
         command.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_contract_command(commands: Any) -> None:
+    """``pipeline contract show|diff``: the champion's data contract, and a file checked against it."""
+    contract = commands.add_parser(
+        "contract",
+        help="the champion's data contract, and a file checked against it (schema and drift) without a run",
+        description="show: print the data contract beside the champion (columns, kinds, ranges, deciles, categories, "
+        "labels). diff: read a file as the download would and print each difference from the contract and each "
+        "feature's drift; exit status 1 when the download would refuse it, or a feature drifts over --max-drift. "
+        "See docs/contract.md.",
+    )
+    contract.add_argument("action", choices=["show", "diff"])
+    add_roots(contract, artifacts=False)
+    contract.add_argument("--source-url", help="diff: the file, as an http(s) URL, a path or an s3:// URI")
+    contract.add_argument("--max-drift", type=float, help="diff: fail when a feature drifts more than this")
+    contract.add_argument("--json", action="store_true", help="print JSON")
+    add_dataset_arguments(contract)
 
 
 def _add_predict_command(commands: Any) -> None:

@@ -565,8 +565,64 @@ __all__ = [
     "contract_sha256",
     "contract_uri",
     "drift",
+    "format_contract",
+    "format_drift",
     "profile_target",
     "promotion_block",
     "write_contract",
     "write_profile",
 ]
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def format_contract(contract: dict[str, Any], uri: str) -> str:
+    """The contract as text: whose it is, the label, and each column's kind with its range or categories."""
+    champion = contract.get("champion") or {}
+    label = contract.get("label") or {}
+    lines = [
+        f"contract: {uri}",
+        f"  champion: {champion.get('identity')} ({champion.get('model_uri')})",
+        f"  made from: {(contract.get('dataset') or {}).get('uri')} ({contract.get('rows')} rows, "
+        f"deciles from a sample of {contract.get('sample_rows')})",
+    ]
+    if label.get("set") is not None:
+        lines.append(f"  label {label.get('column')!r}: one of {shown_names([str(v) for v in label['set']])}")
+    else:
+        lines.append(f"  label {label.get('column')!r}: numbers in {label.get('range')}")
+    for name, column in (contract.get("columns") or {}).items():
+        lines.append(f"  {name!r}: {_column_text(column)}")
+    return "\n".join(lines)
+
+
+def _column_text(column: dict[str, Any]) -> str:
+    missing = f", {column['missing']} missing" if column.get("missing") else ""
+    if column.get("kind") == "numeric":
+        deciles = ", ".join(f"{q:g}" for q in column.get("quantiles") or [])
+        return f"numeric in [{column.get('min')}, {column.get('max')}]{missing}; deciles {deciles}"
+    categories = column.get("categories")
+    if categories is None:
+        return f"categorical, more than {CATEGORY_CAP} distinct values (frequencies not kept){missing}"
+    top = sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:8]
+    shown = ", ".join(f"{value} {share:.1%}" for value, share in top)
+    more = f" (+{len(categories) - len(top)} more)" if len(categories) > len(top) else ""
+    return f"categorical, {len(categories)} values: {shown}{more}{missing}"
+
+
+def format_drift(measured: dict[str, Any] | None) -> str:
+    """The drift section as text, one line per feature, largest first."""
+    if not measured:
+        return "drift: not measured (no contract to measure against)"
+    contract = measured.get("contract") or {}
+    lines = [f"drift against the contract of {contract.get('champion')}:"]
+    features = measured.get("features") or {}
+    for name, entry in sorted(features.items(), key=lambda item: -(item[1].get("value") or 0.0)):
+        if entry.get("value") is None:
+            lines.append(f"  {name!r}: {entry.get('note')}")
+            continue
+        text = f"  {name!r}: {entry['measure']} {entry['value']:.4f}"
+        if entry.get("unseen"):
+            text += f", unseen categories {entry['unseen_share']:.1%} ({', '.join(map(str, entry['unseen']))})"
+        lines.append(text)
+    return "\n".join(lines)
