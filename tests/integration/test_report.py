@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from mlpipe.champion import champion_history, promote, read_champion, rollback
+from mlpipe.reporting_html import render_report
 from mlpipe.status import collect_status
 from mlpipe.storage import Store
 from tests.cdp import CHROMIUM, open_page
 from tests.cli import pipeline, run_pipeline
 from tests.conftest import REPO
+from tests.unit.test_reporting_html import report_with
 
 ARTIFACTS_DIR = REPO / ".pytest-artifacts"
 
@@ -227,3 +229,23 @@ def test_the_browser_check_sees_errors_and_requests_when_a_page_has_them(tmp_pat
     assert record.console_errors == ["broken"]
     assert any("uncaught" in error for error in record.page_errors)
     assert record.outside_requests == ["http://127.0.0.1:9/pixel.png"]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_drift_section_renders_one_bar_per_feature_in_chromium(tmp_path: Path) -> None:
+    # Given: a page whose newest model drifted on two of three features (the card's drift section)
+    page_path = tmp_path / "drift.html"
+    page_path.write_text(render_report(report_with("x")))
+    with open_page(page_path.as_uri(), tmp_path / "profile") as page:
+        bars: dict[str, Any] = page.evaluate(
+            """Object.fromEntries([...document.querySelectorAll("svg.drift rect.drift-bar")].map(
+                bar => [bar.dataset.feature, bar.getBoundingClientRect().width]))"""
+        )
+        rows = page.evaluate('document.querySelectorAll("table.drift tbody tr").length')
+        record = page.record
+    assert record.page_errors == []
+    assert record.outside_requests == []
+    assert set(bars) == {"x-n", "x-c", "flat"}
+    assert bars["x-n"] > bars["x-c"] > 0  # drawn, the largest drift longest
+    assert rows == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mlpipe.reporting_html import model_points, render_report
@@ -49,8 +50,21 @@ def report_with(text: str) -> dict[str, Any]:
         "card": card,
         "card_error": None,
         "points": model_points(status, champion),
+        "drift": drifted(text),
         "generated_at": text,
     }
+
+
+def drifted(text: str) -> dict[str, Any]:
+    """The report's ``drift``: the newest model's card's drift, a numeric and a categorical feature named ``text``."""
+    features = {
+        f"{text}-n": {"measure": "psi", "value": 0.42},
+        f"{text}-c": {"measure": "linf", "value": 0.3, "unseen_share": 0.25, "unseen": [text]},
+        "flat": {"measure": "psi", "value": 0.0},
+    }
+    drift = {"features": features, "max": {"feature": f"{text}-n", "value": 0.42}, "contract": {"champion": text}}
+    change = {"changes": [{"detail": text}]}
+    return {"identity": text, "run_date": text, "kind": "rejected", "drift": drift, "schema_change": change}
 
 
 def test_every_string_from_storage_is_escaped() -> None:
@@ -65,3 +79,15 @@ def test_a_model_that_no_published_model_references_is_rejected_and_the_champion
     assert [(p["identity"], p["kind"]) for p in points] == [("published-a", "champion"), ("model-a", "rejected")]
     page = render_report(report_with("a"))
     assert page.count('<circle class="point ') == 2
+
+
+def test_the_drift_section_has_a_bar_and_a_row_per_feature_longest_for_the_largest() -> None:
+    page = render_report(report_with("x"))
+    section = page.split('<section id="drift">', 1)[1].split("</section>", 1)[0]
+    widths = dict(re.findall(r'data-feature="([^"]+)" data-value="[^"]*" x="\d+" y="\d+" width="([0-9.]+)"', section))
+    assert set(widths) == {"x-n", "x-c", "flat"}
+    assert float(widths["x-n"]) > float(widths["x-c"]) > float(widths["flat"]) == 0.0
+    assert section.count("<tr><td>") == 3
+    assert "Schema changed (accepted, so not promoted automatically): x" in section
+    no_drift = render_report(report_with("x") | {"drift": None})
+    assert "No drift measured" in no_drift

@@ -6,7 +6,8 @@ What it shows:
   champion marked, and each model in the artifacts that no published model references ("rejected /
   not published"); one ``<circle class="point" data-identity=... data-kind=...>`` per model;
 - the champion's timeline, from ``champion_history``: promotions, hand promotions and rollbacks;
-- the current champion's confusion matrix and per-class precision and recall, from its card.
+- the current champion's confusion matrix and per-class precision and recall, from its card;
+- the newest model's drift from the champion's data contract, per feature (its card's ``drift``, ``mlpipe.contract``).
 
 What exists comes from ``mlpipe.status.collect_status``, the champion from ``mlpipe.champion``.
 The page is standard library only: inline SVG and CSS, no script, no font, image or style fetched
@@ -24,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mlpipe.artifacts import Record, check_stored
+from mlpipe.artifacts import Record, check_stored, read_metrics
 from mlpipe.champion import champion_uri, read_champion, read_history
 from mlpipe.exceptions import PipelineError
 from mlpipe.status import collect_status
@@ -91,8 +92,22 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
         "card_error": card_error,
         "points": model_points(status, champion),
         "skipped": status.get("skipped", []) + history_skipped,
+        "drift": newest_drift(model_points(status, champion), store=store),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def newest_drift(points: list[dict[str, Any]], *, store: Store) -> dict[str, Any] | None:
+    """The newest model's (by run date, then when made) drift and accepted schema change, from its card."""
+    models = [p for p in points if p["kind"] != "incomplete"]
+    if not models:
+        return None
+    newest = max(models, key=lambda p: (p["run_date"], str(p.get("made") or "")))
+    try:
+        card = read_metrics(store.target(newest["uri"]))
+    except PipelineError:
+        return None
+    return newest | {"drift": card.get("drift"), "schema_change": card.get("schema_change")}
 
 
 def model_points(status: dict[str, Any], champion: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -155,6 +170,9 @@ def render_report(report: dict[str, Any]) -> str:
         "</section>",
         '<section id="champion-metrics"><h2>The champion\'s cross-validated metrics</h2>',
         _champion_metrics(champion, report["card"], report["card_error"]),
+        "</section>",
+        "<section id=\"drift\"><h2>The newest model's data against the champion's contract</h2>",
+        drift_chart(report.get("drift")),
         "</section>",
         "</body></html>",
     ]
@@ -478,3 +496,52 @@ def _per_class_table(per_class: dict[str, dict[str, Any]]) -> str:
 def _short(label: Any, limit: int = 20) -> str:
     text = str(label).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def drift_chart(newest: dict[str, Any] | None) -> str:
+    """The newest model's drift per feature: an SVG bar per feature (PSI or L-infinity distance), and a table."""
+    measured = (newest or {}).get("drift") or {}
+    features = measured.get("features") or {}
+    if not features:
+        return '<p class="muted">No drift measured: the newest model\'s data had no contract to compare with.</p>'
+    contract = measured.get("contract") or {}
+    change = (newest or {}).get("schema_change") or {}
+    intro = (
+        f"<p>Model <strong>{_e(newest and newest['identity'])}</strong> ({_e(newest and newest['run_date'])}, "
+        f"{_e(newest and newest['kind'])}) against the contract of the champion {_e(contract.get('champion'))}: "
+        "PSI over the contract's deciles for numbers (under 0.1 is usually read as stable, over 0.25 as a shift), "
+        "L-infinity distance of the category frequencies for categories.</p>"
+    )
+    if change.get("changes"):
+        listed = "; ".join(str(c.get("detail")) for c in change["changes"])
+        intro += f'<p class="error">Schema changed (accepted, so not promoted automatically): {_e(listed)}</p>'
+    left, bar, scale = 150, 18, 400
+    top = max([0.25] + [float(e.get("value") or 0.0) for e in features.values()])
+    height = 20 + len(features) * (bar + 8)
+    out = [
+        f'<svg class="chart drift" role="img" aria-label="drift per feature" width="{left + scale + 160}" '
+        f'height="{height}" viewBox="0 0 {left + scale + 160} {height}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    rows = [
+        '<table class="drift"><thead><tr><th>feature</th><th>measure</th><th>drift</th><th>unseen categories</th>'
+        "</tr></thead><tbody>"
+    ]
+    for index, (name, entry) in enumerate(sorted(features.items())):
+        value = entry.get("value")
+        y = 10 + index * (bar + 8)
+        shown = "–" if value is None else f"{entry.get('measure')} {value:.4f}"
+        out.append(
+            f'<text x="{left - 8}" y="{y + bar - 4}" text-anchor="end">{_e(_short(name))}</text>'
+            f'<rect class="bar drift-bar" data-feature="{_e(name)}" data-value="{_e(value)}" x="{left}" y="{y}" '
+            f'width="{scale * float(value or 0.0) / top:.1f}" height="{bar}" fill="{COLORS["champion"]}">'
+            f"<title>{_e(f'{name}: {shown}')}</title></rect>"
+            f'<text x="{left + scale * float(value or 0.0) / top + 6:.1f}" y="{y + bar - 4}">{_e(shown)}</text>'
+        )
+        unseen = entry.get("unseen") or []
+        rows.append(
+            f'<tr><td>{_e(name)}</td><td>{_e(entry.get("measure"))}</td><td class="num">{_e(_num(value))}</td>'
+            f"<td>{_e(_num(entry.get('unseen_share')))} {_e(', '.join(map(str, unseen)))}</td></tr>"
+        )
+    out.append("</svg>")
+    rows.append("</tbody></table>")
+    return intro + "".join(out) + "".join(rows)

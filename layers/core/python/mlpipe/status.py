@@ -12,7 +12,8 @@ Anything else under a root (a copied folder ``published-… copy``, a file at an
 that is not a run date, a file the pipeline does not write, an S3 key with ``#`` or ``?`` in a
 folder's name) is not the pipeline's: it is skipped, never read, and named in the result's
 ``skipped`` list and in a warning, so that one stray entry never breaks the status of a whole root.
-The champion's own files (``champion.json``, ``champion-history/``) are ``mlpipe.champion``'s to check.
+The champion's own files (``champion.json``, ``champion-history/``, and its ``contract.json``) are
+``mlpipe.champion``'s to check.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from mlpipe.artifacts import CARD_FILE
 from mlpipe.champion import CHAMPION_FILE, HISTORY_DIR
 from mlpipe.config import parse_run_date
+from mlpipe.contract import CONTRACT_FILE, PROFILE_FILE
 from mlpipe.exceptions import InvalidRequestError, StorageError
 from mlpipe.identity import DIGITS
 from mlpipe.lineage import LINEAGE_FILE
@@ -42,6 +44,7 @@ ROOTS = {output.family: output.root for output in OUTPUTS.values()}
 LISTS = {"dataset": "datasets", "model": "models", "published": "published"}  # the status's key of each family
 # Every file the pipeline writes in a family's folder: the output, and its card or its lineage record.
 FILES = {output.family: {output.file, CARD_FILE if output.card else LINEAGE_FILE} for output in OUTPUTS.values()}
+FILES["dataset"].add(PROFILE_FILE)  # the data's profile, drift and schema changes (mlpipe.contract)
 ROOT_NAMES = {"artifact_root": "artifact root", "publish_uri": "publish location"}
 FOLDER_RE = re.compile(rf"^(?P<family>[a-z]+)-[0-9a-f]{{{DIGITS}}}$")
 SHOWN_SKIPPED = 20  # a warning names at most this many skipped entries; the result lists them all
@@ -118,7 +121,7 @@ def classify(relative: str, roles: set[str]) -> tuple[str, str, str, str] | str 
     """``(run date, family, folder, file)`` for an entry of the pipeline under a root playing ``roles``; None for
     the champion's own files; otherwise why the entry is not the pipeline's."""
     parts = relative.split("/")
-    if "publish_uri" in roles and (relative == CHAMPION_FILE or parts[0] == HISTORY_DIR):
+    if "publish_uri" in roles and (relative in (CHAMPION_FILE, CONTRACT_FILE) or parts[0] == HISTORY_DIR):
         return None
     reason = _not_ours(parts, roles)
     if reason is not None:
