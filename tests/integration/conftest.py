@@ -34,6 +34,7 @@ def run_keys(**overrides: Any) -> dict[str, str]:
     return {
         "dataset": key(run.dataset_uri),
         "lineage": key(run.dataset_uri).rsplit("/", 1)[0] + "/lineage.json",
+        "profile": key(run.dataset_uri).rsplit("/", 1)[0] + "/profile.json",
         "model": key(run.model_uri),
         "metrics": key(run.model_uri).rsplit("/", 1)[0] + "/metrics.json",
         "published": key(run.published_uri),
@@ -44,6 +45,7 @@ def run_keys(**overrides: Any) -> dict[str, str]:
 _KEYS = run_keys()
 DATASET_KEY = _KEYS["dataset"]
 LINEAGE_KEY = _KEYS["lineage"]
+PROFILE_KEY = _KEYS["profile"]  # the data's profile (mlpipe.contract), beside the dataset
 MODEL_KEY = _KEYS["model"]
 METRICS_KEY = _KEYS["metrics"]
 PUBLISHED_KEY = _KEYS["published"]

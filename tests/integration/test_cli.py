@@ -247,6 +247,7 @@ def test_invoke_against_a_local_endpoint_may_download_from_loopback(
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="invoke-artifacts")["Contents"]] == [
         "artifacts/2026-02-02/dataset.csv",
         "artifacts/2026-02-02/lineage.json",
+        "artifacts/2026-02-02/profile.json",
     ]
 
 

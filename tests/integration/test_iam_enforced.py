@@ -57,6 +57,7 @@ MODEL_KEY = _RUN["model_uri"].split("/", 3)[3]
 METRICS_KEY = MODEL_KEY.rsplit("/", 1)[0] + "/metrics.json"
 PUBLISHED_KEY = _RUN["published_uri"].split("/", 3)[3]
 LINEAGE_KEY = DATASET_KEY.rsplit("/", 1)[0] + "/lineage.json"
+PROFILE_KEY = DATASET_KEY.rsplit("/", 1)[0] + "/profile.json"
 ACCOUNT = "123456789012"  # moto's default account
 # What the template's intrinsics stand for in this test: the stack's buckets are the test's, PublishBucket is empty.
 VALUES = {
@@ -186,7 +187,7 @@ def test_the_download_role_writes_the_dataset(aws: Any, http_server: Any, invoke
     with as_role("DownloadRole"):
         assert invoke("download", run_event(http_server))["state"] == "ran"
         assert invoke("download", run_event(http_server))["state"] == "present"
-    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY]), MODELS: []}
+    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY]), MODELS: []}
 
 
 def test_the_train_role_reads_the_dataset_and_writes_the_model(
@@ -196,7 +197,10 @@ def test_the_train_role_reads_the_dataset_and_writes_the_model(
     with as_role("TrainRole"):
         assert invoke("train", run_event(http_server))["state"] == "ran"
         assert invoke("train", run_event(http_server))["state"] == "present"
-    assert written(aws) == {ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, MODEL_KEY, METRICS_KEY]), MODELS: []}
+    assert written(aws) == {
+        ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY, MODEL_KEY, METRICS_KEY]),
+        MODELS: [],
+    }
 
 
 def test_the_upload_role_publishes_the_model(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
@@ -245,9 +249,10 @@ def test_the_download_role_cannot_write_the_publish_prefix_or_outside_artifacts(
     publish_prefix = f"s3://{MODELS}/{PUBLISH_PREFIX}/{DATE}/dataset.csv"
     elsewhere = f"s3://{ARTIFACTS}/other/{DATE}/dataset.csv"
     with as_role("DownloadRole"):
-        # The publish prefix: the role may not even list the models bucket, so the target check is refused first.
+        # The publish prefix: the role may list it (the data contract's check reads the champion's files there),
+        # so the target check answers "missing", and the write itself is refused.
         assert denied(lambda: invoke("download", run_event(http_server, dataset_uri=publish_prefix))).startswith(
-            "cannot check"
+            "cannot write"
         )
         # Its own bucket outside artifacts/: moto lets the listing through (s3:prefix is not evaluated), the write
         # itself is refused.

@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     LINEAGE_KEY,
     METRICS_KEY,
     MODEL_KEY,
+    PROFILE_KEY,
     PUBLISHED_KEY,
     run_keys,
     states,
@@ -40,7 +41,7 @@ def test_fresh_run_runs_all_three_tasks(aws: Any, pipeline: LocalPipeline, run_i
     }
     assert summary["gate"]["passed"] is True
     assert summary["champion"]["promoted"] is True
-    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY])
+    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY, METRICS_KEY, MODEL_KEY])
     assert PUBLISHED_KEY in s3_keys(aws, MODELS)
 
 
@@ -92,7 +93,7 @@ def test_failed_train_is_resumed_after_the_fix_reusing_the_dataset(
     assert states(failed) == {"download": "ran", "train": "failed", "upload": "not_run"}
     assert failed["error"]["type"] == "InvalidHyperparametersError"
     assert "break_ties must be False" in failed["error"]["message"]
-    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY])
+    assert s3_keys(aws, ARTIFACTS) == sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY])
     assert s3_keys(aws, MODELS) == []
     # When the cause is fixed and the run date is run again
     requests_before = len(http_server.requests)
