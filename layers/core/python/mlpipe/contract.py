@@ -85,6 +85,9 @@ class _Column:
     low: float = math.inf
     high: float = -math.inf
     counts: dict[str, int] | None = field(default_factory=dict)
+    # False after its first non-number: such a column is categorical (or refused as a typo), so its range is
+    # never used, and parsing its text as numbers (an exception each) is the sketch's largest cost.
+    numbers: bool = True
 
 
 @dataclass
@@ -98,17 +101,21 @@ class _Reservoir:
     _weight: float = 0.0
     _next: int = 0
 
-    def offer(self, cells: list[str]) -> None:
+    def wants(self) -> bool:
+        """Count a row; True when it goes into the sample (then ``put`` it)."""
         self.seen += 1
+        return len(self.rows) < self.size or self.seen == self._next
+
+    def put(self, cells: list[str]) -> None:
         if len(self.rows) < self.size:
             self.rows.append(cells)
             if len(self.rows) == self.size:
                 self._weight = math.exp(math.log(self._uniform()) / self.size)
                 self._skip()
-        elif self.seen == self._next:
-            self.rows[self.rand.randrange(self.size)] = cells
-            self._weight *= math.exp(math.log(self._uniform()) / self.size)
-            self._skip()
+            return
+        self.rows[self.rand.randrange(self.size)] = cells
+        self._weight *= math.exp(math.log(self._uniform()) / self.size)
+        self._skip()
 
     def _uniform(self) -> float:
         return 1.0 - self.rand.random()  # in (0, 1]: its logarithm is finite
@@ -158,23 +165,33 @@ class DataWatch:
     def row(self, line_no: int, row: list[str]) -> None:
         """Sketch a valid row; a label outside the contract's set is a change (refused at its line under ``fail``)."""
         assert self.layout is not None
-        self.sample.offer([row[index] for index in self.layout.features])
+        if self.sample.wants():
+            self.sample.put([row[index] for index in self.layout.features])
         na = self.na
-        for index, column in self.columns.items():
+        for index, column in self.columns.items():  # the hot loop: comparisons, not min() and max()
             value = row[index].strip()
             if value in na:
                 continue
             counts = column.counts
             if counts is not None:
-                counts[value] = counts.get(value, 0) + 1
-                if len(counts) > CATEGORY_CAP:
-                    column.counts = None
+                seen = counts.get(value)
+                if seen is not None:
+                    counts[value] = seen + 1
+                elif len(counts) < CATEGORY_CAP:
+                    counts[value] = 1
+                else:
+                    column.counts = None  # one value too many: frequencies are not kept for this column
+            if not column.numbers:
+                continue
             try:
                 number = float(value)
             except ValueError:
+                column.numbers = False
                 continue
-            column.low = min(column.low, number)
-            column.high = max(column.high, number)
+            if number < column.low:  # noqa: PLR1730
+                column.low = number
+            if number > column.high:  # noqa: PLR1730
+                column.high = number
         if self.allowed is not None:
             self._label(line_no, row[self.layout.label].strip())
 
