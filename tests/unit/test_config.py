@@ -127,3 +127,30 @@ def test_a_run_date_string_in_the_wrong_shape_names_the_format_only(value: str) 
 def test_a_run_date_that_is_not_a_string_says_so() -> None:
     with pytest.raises(InvalidRequestError, match="must be a string YYYY-MM-DD"):
         resolve_run({"run_date": 20260202}, SETTINGS)
+
+
+def test_the_data_contract_fields_come_from_the_input_or_the_deployment_and_are_checked() -> None:
+    deployed = Settings.from_env(
+        {
+            "ARTIFACT_ROOT": "s3://artifacts-bucket/a",
+            "PUBLISH_URI": "s3://models-bucket/m",
+            "ON_SCHEMA_CHANGE": "accept",
+            "MAX_DRIFT": "0.3",
+        }
+    )
+    run = resolve_run({"run_date": "2026-01-02"}, deployed)
+    assert (run.on_schema_change, run.max_drift) == ("accept", 0.3)
+    run = resolve_run({"run_date": "2026-01-02", "on_schema_change": "fail", "max_drift": None}, deployed)
+    assert (run.on_schema_change, run.max_drift) == ("fail", None)
+    assert (resolve_run({}, SETTINGS).on_schema_change, resolve_run({}, SETTINGS).max_drift) == ("fail", None)
+    assert resolve_run({"max_drift": 2}, SETTINGS).max_drift == 2.0  # a PSI may exceed 1
+    for bad, message in (
+        ({"on_schema_change": "ignore"}, "on_schema_change must be one of fail, accept, got 'ignore'"),
+        ({"max_drift": -0.1}, "max_drift must be a number >= 0 (or null: off), got -0.1"),
+        ({"max_drift": "nan"}, "max_drift must be a number >= 0 (or null: off), got nan"),
+        ({"max_drift": True}, "max_drift must be a number >= 0 (or null: off), got True"),
+    ):
+        with pytest.raises(InvalidRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            resolve_run(bad, SETTINGS)
+    with pytest.raises(InvalidRequestError, match="ON_SCHEMA_CHANGE must be one of fail, accept"):
+        Settings.from_env({"ON_SCHEMA_CHANGE": "maybe"})

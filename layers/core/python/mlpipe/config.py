@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import uuid
 from collections.abc import Collection, Mapping
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mlpipe.contract import check_max_drift, check_on_schema_change
+from mlpipe.contract import check_on_schema_change
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
@@ -83,17 +84,27 @@ def _json_env(env: Mapping[str, str], name: str) -> Any:
 
 def _fraction(value: Any, name: str) -> float | None:
     """None (off), or a number in [0, 1] (an accuracy, or a drop in accuracy)."""
+    return _limit(value, name, high=1.0)
+
+
+def _limit(value: Any, name: str, *, high: float | None) -> float | None:
+    """None (off), or a finite number from 0 to ``high`` (unbounded when None: a drift limit); a string is parsed."""
     if value is None:
         return None
+    what = "a number >= 0" if high is None else f"a number between 0 and {high:g}"
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise InvalidRequestError(
-                f"{name} must be a number between 0 and 1 (or empty: off), got {value!r}"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise InvalidRequestError(f"{name} must be a number between 0 and 1 (or null: off), got {value!r}")
+            raise InvalidRequestError(f"{name} must be {what} (or empty: off), got {value!r}") from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (high is not None and value > high)
+    ):
+        raise InvalidRequestError(f"{name} must be {what} (or null: off), got {value!r}")
     return float(value)
 
 
@@ -185,7 +196,7 @@ class Settings:
             min_cv_accuracy=_fraction(env.get("MIN_CV_ACCURACY") or None, "MIN_CV_ACCURACY"),
             max_regression=_fraction(env.get("MAX_REGRESSION") or None, "MAX_REGRESSION"),
             on_schema_change=check_on_schema_change(env.get("ON_SCHEMA_CHANGE") or "fail", "ON_SCHEMA_CHANGE"),
-            max_drift=check_max_drift(env.get("MAX_DRIFT") or None, "MAX_DRIFT"),
+            max_drift=_limit(env.get("MAX_DRIFT") or None, "MAX_DRIFT", high=None),
             event_bus=env.get("EVENT_BUS_NAME") or None,
             timezone=env.get("TIMEZONE") or "UTC",
             source_connect_timeout=connect_timeout,
@@ -320,7 +331,7 @@ class Run:
         for name in ("min_cv_accuracy", "max_regression"):  # null here is the plan's "off", not "absent"
             given[name] = _fraction(event[name] if name in event else getattr(settings, name), name)
         given["on_schema_change"] = check_on_schema_change(given.get("on_schema_change", settings.on_schema_change))
-        given["max_drift"] = check_max_drift(event.get("max_drift", settings.max_drift))
+        given["max_drift"] = _limit(event.get("max_drift", settings.max_drift), "max_drift", high=None)
         if given.get("train_on", "lambda") not in TRAIN_ON:
             raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {given['train_on']!r}")
         if not isinstance(given.get("identities", {}), dict):
@@ -434,7 +445,7 @@ def resolve_run(
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
         max_regression=_fraction(execution_input.get("max_regression", settings.max_regression), "max_regression"),
         on_schema_change=check_on_schema_change(execution_input.get("on_schema_change", settings.on_schema_change)),
-        max_drift=check_max_drift(execution_input.get("max_drift", settings.max_drift)),
+        max_drift=_limit(execution_input.get("max_drift", settings.max_drift), "max_drift", high=None),
         identities={task: found.to_dict() for task, found in identities.items()},
         train_on=settings.train_on,
         **sagemaker,

@@ -61,20 +61,6 @@ def check_on_schema_change(value: Any, name: str = "on_schema_change") -> str:
     return str(value)
 
 
-def check_max_drift(value: Any, name: str = "max_drift") -> float | None:
-    """None (off), or a drift limit (a number >= 0: a PSI or an L-infinity distance), or InvalidRequestError."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidRequestError(f"{name} must be a number >= 0 (or empty: off), got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise InvalidRequestError(f"{name} must be a number >= 0 (or null: off), got {value!r}")
-    return float(value)
-
-
 # --- the sketch ----------------------------------------------------------------------------------
 
 
@@ -573,7 +559,6 @@ __all__ = [
     "RESERVOIR_ROWS",
     "DataWatch",
     "card_sections",
-    "check_max_drift",
     "check_on_schema_change",
     "contract_bytes",
     "contract_document",
