@@ -182,7 +182,7 @@ def test_no_drift_on_the_same_data_and_psi_grows_with_a_shift() -> None:
     shifted = watched(csv(table(seed=9, shift=3.0)), contract).result()["drift"]
     assert other_sample["features"]["width"]["value"] < 0.1  # another sample of the same distribution
     assert shifted["features"]["width"]["value"] > 1.0
-    assert shifted["max"] == {"feature": "width", "value": shifted["features"]["width"]["value"]}
+    assert shifted["max"] == {"feature": "width", "value": shifted["features"]["width"]["value"], "measure": "psi"}
 
 
 def test_a_new_category_is_unseen_share_and_linf() -> None:

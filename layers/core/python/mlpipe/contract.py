@@ -402,7 +402,7 @@ def drift(
     top = max(measured, default=None)
     return {
         "features": features,
-        "max": None if top is None else {"feature": top[1], "value": top[0]},
+        "max": None if top is None else {"feature": top[1], "value": top[0], "measure": features[top[1]]["measure"]},
     }
 
 

@@ -68,6 +68,7 @@ def model_gate(run: Run, card: dict[str, Any], *, store: Store) -> dict[str, Any
     )
     drifted = drift_rule(card, run.max_drift)
     gate["max_drift"] = run.max_drift
+    gate["drift"] = (card.get("drift") or {}).get("max")  # the largest, for the run's summary
     if drifted is not None:  # the state machine's Choice reads "passed" too
         gate |= {"passed": False, "reason": f"model {store.target(run.model_uri).uri} is rejected: {drifted}"}
     return gate
