@@ -106,7 +106,8 @@ def test_drift_is_recorded_and_over_max_drift_the_gate_rejects_naming_the_featur
     assert published["status"] == "SUCCEEDED", published
     assert states(published) == {"download": "present", "train": "present", "upload": "ran"}
     assert published["champion"]["promoted"] is True
-    assert published["gate"]["drift"] == {"feature": "column_0", "measure": "psi", "value": features["column_0"]["value"]}
+    top = {"feature": "column_0", "measure": "psi", "value": features["column_0"]["value"]}
+    assert published["gate"]["drift"] == top
     assert "  drift:    largest psi " in format_summary(published)
     publish_uri = run_input()["publish_uri"]
     contract, _ = contract_for(publish_uri, read_champion(publish_uri, store=store()), store=store())
