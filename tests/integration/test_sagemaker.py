@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from mlpipe import champion
 from mlpipe.sagemaker import IMAGE_TAG, JOB_NAME_PATTERN
 from mlpipe.steps import TASKS
+from mlpipe.storage import Store
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import ARTIFACTS, MODELS, s3_keys
 from tests.integration.conftest import DATASET_KEY, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY, run_keys, states
@@ -42,6 +44,8 @@ def test_a_sagemaker_run_trains_in_the_job_and_publishes_as_a_lambda_run_does(
     card = json.loads(aws.get_object(Bucket=ARTIFACTS, Key=METRICS_KEY)["Body"].read())
     assert card["dataset"]["uri"] == f"s3://{ARTIFACTS}/{DATASET_KEY}"
     assert card["lineage"]["training_job"] == job
+    assert card["data_profile"]["rows"] == 150  # the download's profile, so the champion gets its data contract
+    assert champion.read_champion(f"s3://{MODELS}/iris", store=Store.on_this_machine())["contract"] is not None
     # and beside them, SageMaker's own output and the staged code
     assert f"sagemaker/output/{job}/output/model.tar.gz" in keys
     assert [k for k in keys if k.startswith("sagemaker/code/")] == [

@@ -119,11 +119,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     gate = summary.get("gate")
     if isinstance(gate, dict) and not summary.get("error"):
         lines.append(f"  gate:     {gate.get('reason')}")
-    drift = gate.get("drift") if isinstance(gate, dict) else None
-    if isinstance(drift, dict):
+    if isinstance(gate, dict) and isinstance(gate.get("drift"), dict):
+        drift, limit = gate["drift"], gate.get("max_drift") or "off"
         lines.append(
             f"  drift:    largest {drift.get('measure') or 'drift'} {float(drift.get('value') or 0):.4f} on "
-            f"{drift.get('feature')!r}, against the champion's contract (max_drift {gate.get('max_drift') or 'off'})"
+            f"{drift.get('feature')!r}, against the champion's contract (max_drift {limit})"
         )
     champion = summary.get("champion")
     if isinstance(champion, dict):

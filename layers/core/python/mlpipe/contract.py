@@ -40,7 +40,13 @@ from typing import Any
 
 from mlpipe.dataset import DatasetStats
 from mlpipe.description import INTEGER, ColumnLayout, shown_names
-from mlpipe.exceptions import IntegrityError, InvalidRequestError, SchemaChangedError, TargetExistsError
+from mlpipe.exceptions import (
+    IntegrityError,
+    InvalidRequestError,
+    SchemaChangedError,
+    StorageError,
+    TargetExistsError,
+)
 from mlpipe.storage import Store, Target, join_uri
 
 LOG = logging.getLogger(__name__)
@@ -540,6 +546,19 @@ def write_profile(dataset: Target, result: dict[str, Any]) -> None:
         profile_target(dataset).write_bytes(contract_bytes(result))
 
 
+def read_profile(dataset: Target) -> dict[str, Any] | None:
+    """The dataset's profile file, or None when there is none or it cannot be read (the card then has no profile)."""
+    found = profile_target(dataset)
+    try:
+        if not found.exists():
+            return None
+        value = json.loads(found.read_bytes())
+    except (StorageError, ValueError) as exc:
+        LOG.warning("cannot use %s (%s): the model's card gets no data profile", found.uri, exc)
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def card_sections(profile_file: dict[str, Any] | None) -> dict[str, Any]:
     """What the model's card records of its data: ``data_profile``, ``drift`` and ``schema_change``."""
     if not profile_file:
@@ -571,6 +590,7 @@ __all__ = [
     "format_drift",
     "profile_target",
     "promotion_block",
+    "read_profile",
     "write_contract",
     "write_profile",
 ]

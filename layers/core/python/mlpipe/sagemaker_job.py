@@ -23,6 +23,7 @@ from typing import Any
 
 from mlpipe.artifacts import CARD_FILE, model_complete, read_checked
 from mlpipe.config import Settings
+from mlpipe.contract import card_sections, read_profile
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidRequestError, PipelineError
 from mlpipe.lineage import known_stats, lineage_record
@@ -168,4 +169,6 @@ def _train(
         time_left=time_left,
         # The download's check, from the dataset's lineage.json in S3 (when the role may read it).
         known=known_stats(store.target(args.dataset_uri), description),
+        # The download's profile of the data (mlpipe.contract), from the dataset's profile.json in S3 likewise.
+        sections=card_sections(read_profile(store.target(args.dataset_uri))),
     )

@@ -18,7 +18,7 @@ from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
 from mlpipe.champion import read_champion
 from mlpipe.config import Run, Settings, resolve_run
-from mlpipe.contract import DataWatch, card_sections, contract_for, contract_uri, profile_target, write_profile
+from mlpipe.contract import DataWatch, card_sections, contract_for, contract_uri, read_profile, write_profile
 from mlpipe.dataset import validate_dataset
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
@@ -133,9 +133,9 @@ def contract_watch(run: Run, uri: str, *, store: Store) -> DataWatch:
 def data_sections(dataset: Target, run: Run) -> dict[str, Any]:
     """The card's sections about the data (``mlpipe.contract.card_sections``), from the dataset's profile file;
     for a dataset downloaded before profiles were kept, its profile is made here (no contract check)."""
-    found = profile_target(dataset)
-    if found.exists():
-        return card_sections(json.loads(found.read_bytes()))
+    found = read_profile(dataset)
+    if found is not None:
+        return card_sections(found)
     watch = DataWatch(dataset.uri, run.description.na_values)
     with dataset.open_read() as handle:
         validate_dataset(iter(lambda: handle.read(1024 * 1024), b""), dataset.uri, run.description, watch=watch)
