@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlpipe.champion import promote, read_champion, rollback, set_champion
+from mlpipe.config import Run
 from mlpipe.contract import (
     CATEGORY_CAP,
     RESERVOIR_ROWS,
@@ -19,11 +21,14 @@ from mlpipe.contract import (
     contract_for,
     contract_uri,
     promotion_block,
+    write_profile,
 )
 from mlpipe.dataset import validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import IntegrityError, SchemaChangedError
 from mlpipe.gate import drift_rule
+from mlpipe.tasks import data_sections
+from pipeline_local.cli import main
 from tests.cards import publish_fake
 from tests.stores import store, target
 
@@ -292,3 +297,52 @@ def test_a_model_whose_card_records_an_accepted_schema_change_is_not_promoted_au
     assert "column 'x' is new" in result.reason
     assert (read_champion(root, store=store()) or {})["identity"] == "published-aaaa"
     assert set_champion(root, second, promoted_by="operator", store=store()).promoted is True
+
+
+# --- pipeline contract show|diff, and a dataset from before profiles ------------------------------
+
+
+def test_pipeline_contract_show_and_diff_print_the_contract_and_each_difference(
+    root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["contract", "show", "--publish-uri", root]) == 1
+    assert "no contract at" in capsys.readouterr().err
+    promote(root, publish_with_profile(root, DAY, "aaaa", BASE), DAY, promoted_by="one", store=store())
+    assert main(["contract", "show", "--publish-uri", root]) == 0
+    shown = capsys.readouterr().out
+    assert "champion: published-aaaa" in shown
+    assert "label 'kind': one of cat, dog" in shown
+    assert "'colour': categorical, 3 values: " in shown
+    assert "'width': numeric in [" in shown
+    assert main(["contract", "show", "--publish-uri", root, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"]["identity"] == "published-aaaa"
+    # a file with a column less and a new colour: each difference, the drift, exit status 1
+    changed = tmp_path / "changed.csv"
+    changed.write_bytes(csv(table(seed=8, colours=("red", "green", "blue", "pink")), ["width", "colour", "kind"]))
+    assert main(["contract", "diff", "--publish-uri", root, "--source-url", str(changed), "--header", "true"]) == 1
+    out = capsys.readouterr().out
+    assert "schema: 1 difference(s) from " in out
+    assert "  missing column: column 'height' (numeric) is missing: the champion was trained with it" in out
+    assert re.search(r"'colour': linf 0\.\d{4}, unseen categories \d+\.\d% \(pink\)", out)
+    # the same data: no difference, no drift over the limit, exit status 0; shifted over --max-drift: 1
+    same = tmp_path / "same.csv"
+    same.write_bytes(BASE)
+    assert main(["contract", "diff", "--publish-uri", root, "--source-url", str(same), "--max-drift", "0.1"]) == 0
+    assert "schema: matches" in capsys.readouterr().out
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_bytes(csv(table(seed=8, shift=3.0)))
+    assert main(["contract", "diff", "--publish-uri", root, "--source-url", str(shifted), "--max-drift", "0.1"]) == 1
+    assert "max_drift: rejected: " in capsys.readouterr().out
+    assert main(["contract", "diff", "--publish-uri", root]) == 2
+    assert "give the file to check with --source-url" in capsys.readouterr().err
+
+
+def test_a_dataset_without_its_profile_gets_one_made_for_the_card(tmp_path: Path) -> None:
+    dataset = target(str(tmp_path / "dataset.csv"))
+    dataset.write_bytes(BASE)
+    run = Run(run_date=DAY, dataset=DatasetDescription(header="true").to_dict())
+    sections = data_sections(dataset, run)
+    assert sections["data_profile"]["columns"]["colour"]["kind"] == "categorical"
+    assert (sections["drift"], sections["schema_change"]) == (None, None)
+    write_profile(dataset, {"profile": {"rows": 1}, "drift": None, "schema_change": None})
+    assert data_sections(dataset, run)["data_profile"] == {"rows": 1}  # the download's, when there is one
