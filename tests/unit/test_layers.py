@@ -17,7 +17,7 @@ from tools.module_map import MODULES, graph, imports, rewrite
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("exceptions", "version", "steps", "gate", "redaction"),
     ("storage.base", "storage.uris", "description", "scaling"),
-    ("storage.local", "storage.s3", "dataset", "estimators"),
+    ("storage.local", "storage.s3", "dataset", "estimators", "naming"),
     ("storage.store",),
     ("storage",),
     ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_local.cli.common import DEFAULT_PUBLISHED
-from pipeline_local.cli.options import add_roots, add_run_arguments, add_run_date, add_verbose, add_version
+from pipeline_local.cli.options import add_model, add_roots, add_run_arguments, add_run_date, add_verbose, add_version
 from pipeline_local.lambdas import FUNCTIONS
 
 DESCRIPTION = (
@@ -114,6 +114,7 @@ def _add_status_command(commands: Any) -> None:
     dates.add_argument("--from", dest="first", help="the first date of a range, YYYY-MM-DD")
     status.add_argument("--to", dest="last", help="the last date of a range, YYYY-MM-DD (with --from)")
     add_roots(status)
+    add_model(status)
     status.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
 
 
@@ -139,6 +140,7 @@ def _add_champion_commands(commands: Any) -> None:
     )
     for command in (champion, promote, rollback):
         add_roots(command, artifacts=False)
+        add_model(command)
         command.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -146,15 +148,16 @@ def _add_predict_command(commands: Any) -> None:
     """``pipeline predict``: the champion's (or a given model's) prediction for every row of a CSV."""
     predict = commands.add_parser(
         "predict",
-        help="predict every row of a CSV with the champion (or --model), read like the model's training data",
-        description="Load the champion under --publish-uri (or the model at --model), checked against its card "
+        help="predict every row of a CSV with the champion (or --model-uri), read like the model's training data",
+        description="Load the champion of --model under --publish-uri (or the model at --model-uri), checked against its card "
         "(sha256, scikit-learn version), read the CSV with the model's dataset description (delimiter, header, "
         "column names) and write one prediction per row, with class probabilities where the model has them. When "
         "the label column is in the file, it is not used to predict and the accuracy on it is reported.",
     )
     source = predict.add_mutually_exclusive_group()
-    source.add_argument("--model", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
+    source.add_argument("--model-uri", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
     source.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="where the champion is (default: %(default)s)")
+    add_model(predict)
     predict.add_argument("--input", required=True, type=Path, help="the CSV to predict")
     predict.add_argument("--output", type=Path, help="write the predictions' CSV here (default: stdout)")
     predict.add_argument(
@@ -175,3 +178,4 @@ def _add_report_command(commands: Any) -> None:
     )
     report.add_argument("--html", required=True, type=Path, help="the HTML file to write")
     add_roots(report)
+    add_model(report)

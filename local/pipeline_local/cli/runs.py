@@ -12,6 +12,7 @@ from typing import Any
 from mlpipe.backfill import expand_backfill, outcome
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.observability import progress_on_console
+from mlpipe.report import decision_lines
 from pipeline_local.cli.common import EXIT_FAILED, EXIT_USAGE, RETRY_DELAY_SCALE_ENV, SAMPLE_SOURCE_ID
 from pipeline_local.runner import LocalBackfill, LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
 
@@ -82,6 +83,7 @@ def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The execution input that the run options give (without ``source_url``, which may need a server first)."""
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
     for key in (
+        "model",
         "run_date",
         "estimator",
         "hyperparameters",
@@ -111,15 +113,12 @@ def dataset_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as text, like Luigi's execution summary."""
-    lines = ["", f"===== Summary of run {summary.get('run_date')} ====="]
+    model = f" of model {summary['model']}" if summary.get("model") else ""
+    lines = ["", f"===== Summary of run {summary.get('run_date')}{model} ====="]
     for name, task in summary.get("tasks", {}).items():
         lines.append(f"  {name:<9} {task['state']:<8} {task.get('target') or ''}")
-    gate = summary.get("gate")
-    if isinstance(gate, dict) and not summary.get("error"):
-        lines.append(f"  gate:     {gate.get('reason')}")
-    champion = summary.get("champion")
-    if isinstance(champion, dict):
-        lines.append(f"  champion: {champion.get('reason')}")
+    if summary.get("tasks"):
+        lines.extend(f"  {label + ':':<10} {text}" for label, text in decision_lines(summary))
     error = summary.get("error")
     if error:
         lines.append(f"  FAILED in {error.get('task')}: {error.get('type')}: {error.get('message')}")

@@ -190,6 +190,7 @@ def promote(run: Run, *, store: Store, settings: Settings) -> dict[str, Any]:
         run.run_date,
         promoted_by=run.execution_id or "pipeline",
         max_regression=run.max_regression,
+        model=run.model,
         store=store,
     )
     outcome = result.as_dict(run.publish_root) | {"event": None}
@@ -208,7 +209,7 @@ def announce(manifest: dict[str, Any], bus: str) -> str:
                 {
                     "Source": "mlpipe",
                     "DetailType": "Model promoted",
-                    "Detail": json.dumps(manifest, allow_nan=False),
+                    "Detail": json.dumps(manifest, allow_nan=False),  # names the model: its "model"
                     "EventBusName": bus,
                 }
             ]
