@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("storage",),
     ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability"),
     ("config", "champion", "publishing", "training"),
-    ("planning", "loading", "report", "status"),
+    ("planning", "loading", "report", "status", "modelconfig"),
     ("tasks", "predicting", "reporting_html", "backfill"),
     ("sagemaker_job", ""),  # "": the package itself (mlpipe/__init__.py), which states the public names
 )

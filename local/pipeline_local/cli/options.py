@@ -43,8 +43,7 @@ def add_model(command: argparse.ArgumentParser, *, run: bool = False) -> None:
         type=_model_name,
         help="the model's name, [a-z0-9][a-z0-9-]{0,62} (default: iris)"
         if run
-        else "the model's name (default: the only model under the publish location, else iris; with several, "
-        "name one)",
+        else "the model's name (default: the only model under the publish location, else iris; with several, name one)",
     )
 
 

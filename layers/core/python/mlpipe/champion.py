@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.artifacts import Record, check_stored
-from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words
 from mlpipe.exceptions import (
     IntegrityError,
     InvalidRequestError,
@@ -42,6 +41,7 @@ from mlpipe.exceptions import (
     TargetChangedError,
     TargetExistsError,
 )
+from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
@@ -207,9 +207,7 @@ def promote(
             f"{NOT_PROMOTED}; a new execution for this run date completes the publish and promotes it"
         )
     card = check_stored(published, consequence=NOT_PROMOTED)
-    manifest = manifest_for(
-        published, card, run_date=run_date, promoted_by=promoted_by, action="promote", model=model
-    )
+    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote", model=model)
 
     def decide(current: dict[str, Any] | None) -> str | None:
         if current is None:
@@ -218,31 +216,51 @@ def promote(
             if current.get("promoted_by") == promoted_by:
                 return ""  # this execution's own promotion, done on an earlier attempt
             return f"already the champion ({current['identity']})"
-        changes = schema_changes(current, manifest)
-        if changes:
-            return (
-                f"not promoted: its schema differs from the champion {current.get('identity')}'s "
-                f"({'; '.join(changes)}); promote it by hand (pipeline promote) if consumers are ready for that"
-            )
-        theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
-        same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
-        if (
-            max_regression is not None
-            and same_labels
-            and isinstance(theirs, int | float)
-            and isinstance(ours, int | float)
-            and ours < theirs - max_regression
-        ):
-            return (
-                f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
-                f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
-            )
-        if str(current.get("run_date")) > run_date:
-            newer = current.get("run_date")
-            return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
-        return score_rule(current, manifest)
+        return (
+            _schema_rule(current, manifest)
+            or _regression_rule(current, manifest, max_regression)
+            or _date_rule(current, run_date)
+            or score_rule(current, manifest)
+        )
 
     return _swap(publish_uri, manifest, decide, store=store)
+
+
+def _schema_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """A model whose label set or feature schema differs from the champion's is never promoted automatically."""
+    changes = schema_changes(current, manifest)
+    if not changes:
+        return None
+    return (
+        f"not promoted: its schema differs from the champion {current.get('identity')}'s ({'; '.join(changes)}); "
+        "promote it by hand (pipeline promote) if consumers are ready for that"
+    )
+
+
+def _date_rule(current: dict[str, Any], run_date: str) -> str | None:
+    """A model of an older run date than the champion's (a backfill) is published, not promoted."""
+    if str(current.get("run_date")) > run_date:
+        newer = current.get("run_date")
+        return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
+    return None
+
+
+def _regression_rule(current: dict[str, Any], manifest: dict[str, Any], max_regression: float | None) -> str | None:
+    """The gate's max_regression rule checked again against the champion found at the swap."""
+    theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
+    same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
+    if (
+        max_regression is not None
+        and same_labels
+        and isinstance(theirs, int | float)
+        and isinstance(ours, int | float)
+        and ours < theirs - max_regression
+    ):
+        return (
+            f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
+            f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
+        )
+    return None
 
 
 def score_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -281,9 +299,7 @@ def set_champion(
 
     result = _swap(publish_uri, manifest, decide, store=store)
     if result.promoted and changes:
-        return Promotion(
-            True, f"{result.reason}; for consumers of the champion: {'; '.join(changes)}", result.champion
-        )
+        return Promotion(True, f"{result.reason}; for consumers of the champion: {'; '.join(changes)}", result.champion)
     return result
 
 

@@ -53,9 +53,9 @@ def models_under(publish_root: str, *, store: Store) -> list[str]:
     for item in store.list(publish_root):
         first, _, rest = item.relative.partition("/")
         second = rest.split("/", 1)[0]
-        if MODEL_NAME_RE.match(first) and not _DATE_RE.match(first) and first not in RESERVED:
-            if second in {LEGACY_CHAMPION, "champion-history"} or _DATE_RE.match(second):
-                found.add(first)
+        named = MODEL_NAME_RE.match(first) and not _DATE_RE.match(first) and first not in RESERVED
+        if named and (second in {LEGACY_CHAMPION, "champion-history"} or _DATE_RE.match(second)):
+            found.add(first)
     return sorted(found)
 
 
