@@ -153,7 +153,8 @@ def _add_predict_command(commands: Any) -> None:
         description="Load the champion of --model under --publish-uri (or the model at --model-uri), checked "
         "against its card (sha256, scikit-learn version), read the CSV with the model's dataset description "
         "(delimiter, header, column names) and write one prediction per row, with class probabilities where the "
-        "model has them. When the label column is in the file, it is not used to predict and the accuracy on it is reported.",
+        "model has them. When the label column is in the file, it is not used to predict and the accuracy on it is "
+        "reported.",
     )
     source = predict.add_mutually_exclusive_group()
     source.add_argument("--model-uri", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
