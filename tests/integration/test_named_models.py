@@ -15,6 +15,7 @@ import pytest
 
 from mlpipe import load_champion
 from mlpipe.champion import read_champion
+from mlpipe.config import Settings
 from mlpipe.naming import model_location
 from pipeline_local.cli.registry import Deployment, put_model
 from pipeline_local.cli.runs import format_summary
@@ -144,7 +145,8 @@ def test_a_model_added_with_its_document_runs_from_its_schedules_input_alone(
         state_machine_arn=pipeline.state_machine_arn,
     )
     document = wine | {"estimator": "random_forest", "schedule": {"expression": "cron(0 4 * * ? *)"}}
-    put_model(deployment, "wine", document, store=store(), scheduler=scheduler)
+    local = Settings(allow_loopback_sources=True)  # the test's source is on 127.0.0.1, as the pipeline's is here
+    put_model(deployment, "wine", document, store=store(), scheduler=scheduler, settings=local)
     # When the schedule's stored input starts a run (moto's Scheduler never fires: the input is run by hand)
     stored = scheduler.get_schedule(Name="wine", GroupName=GROUP)
     assert stored["Target"]["Arn"] == pipeline.state_machine_arn

@@ -78,13 +78,20 @@ def deployment_of_stack(stack: str, cloudformation: Any = None) -> Deployment:
 
 
 def put_model(
-    deployment: Deployment, name: str, document: Any, *, store: Store, scheduler: Any = None
+    deployment: Deployment,
+    name: str,
+    document: Any,
+    *,
+    store: Store,
+    scheduler: Any = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Check ``document`` as model ``name``'s configuration, write it, and make (or update, or remove) its schedule.
 
-    InvalidModelConfigError, and nothing written, when the plan would refuse it.
+    InvalidModelConfigError, and nothing written, when the plan would refuse it (the plan's ``settings``: by
+    default a local deployment's, which may fetch from 127.0.0.1, or a stack's, which may not).
     """
-    settings = Settings(allow_loopback_sources=not deployment.schedules)  # local runs may fetch from 127.0.0.1
+    settings = settings or Settings(allow_loopback_sources=not deployment.schedules)
     where = store.target(config_uri(deployment.configs_uri, name)).uri
     checked = validate_config(name, document, settings, where=where)
     body = (json.dumps(checked, indent=2, sort_keys=True) + "\n").encode()
