@@ -88,7 +88,15 @@ GOOD = {
         ({"schedule": {"expression": "daily"}}, "schedule.expression must be an EventBridge Scheduler expression"),
         ({"schedule": {"expression": "rate(1 day)", "timezone": "Mars/Olympus"}}, "Mars/Olympus"),
     ],
-    ids=["a run's field", "a bad hyperparameter", "an unknown estimator", "a bad source", "a bad gate", "schedule", "tz"],
+    ids=[
+        "a run's field",
+        "a bad hyperparameter",
+        "an unknown estimator",
+        "a bad source",
+        "a bad gate",
+        "schedule",
+        "tz",
+    ],
 )
 def test_a_document_the_plan_would_refuse_is_refused_by_put_and_nothing_is_written(
     tmp_path: Path, change: dict[str, Any], says: str

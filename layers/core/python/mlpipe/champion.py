@@ -41,7 +41,7 @@ from mlpipe.exceptions import (
     TargetChangedError,
     TargetExistsError,
 )
-from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words
+from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words, section
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
@@ -158,8 +158,7 @@ def manifest_for(
     publication = card.get("publication") or {}
     metrics: dict[str, Any] = {name: _metric(card, name) for name in METRICS}
     metrics["score_name"], metrics["score"] = card_score(card)
-    lineage = card.get("lineage") if isinstance(card.get("lineage"), dict) else {}
-    inputs = lineage.get("inputs") if isinstance(lineage.get("inputs"), dict) else {}
+    inputs = section(section(card, "lineage"), "inputs")
     return {
         "model": model,
         "model_uri": published.uri,

@@ -25,18 +25,24 @@ FALLBACK_SCORE = "cv_accuracy"
 SCORE_WORDS = {"cv_accuracy": "CV accuracy", "cv_r2": "CV R²"}
 
 
+def section(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """``document[name]`` when it is an object, else an empty one (a card or manifest from an older version)."""
+    found = document.get(name)
+    return found if isinstance(found, dict) else {}
+
+
 def card_score(card: dict[str, Any]) -> tuple[str, float | None]:
     """``(name, value)`` of a card's score: its ``score``, else (an older card) its mean CV accuracy."""
     score = card.get("score")
     if isinstance(score, dict) and isinstance(score.get("value"), int | float):
         return str(score.get("name") or FALLBACK_SCORE), float(score["value"])
-    mean = (card.get("cv_accuracy") or {}).get("mean") if isinstance(card.get("cv_accuracy"), dict) else None
+    mean = section(card, "cv_accuracy").get("mean")
     return FALLBACK_SCORE, float(mean) if isinstance(mean, int | float) else None
 
 
 def manifest_score(manifest: dict[str, Any]) -> tuple[str, float | None]:
     """``(name, value)`` of a champion manifest's score: ``metrics.score``, else (older) ``metrics.cv_accuracy``."""
-    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+    metrics = section(manifest, "metrics")
     value = metrics.get("score", metrics.get("cv_accuracy"))
     return str(metrics.get("score_name") or FALLBACK_SCORE), float(value) if isinstance(value, int | float) else None
 
@@ -48,9 +54,8 @@ def score_words(name: str) -> str:
 
 def card_schema(card: dict[str, Any]) -> dict[str, Any]:
     """What a consumer of the model relies on: ``{"classes": [...], "features": {column: kind}}`` from its card."""
-    resolved = ((card.get("dataset") or {}).get("resolved") or {}) if isinstance(card.get("dataset"), dict) else {}
-    kinds = resolved.get("kinds") if isinstance(resolved.get("kinds"), dict) else {}
-    columns = (card.get("input") or {}).get("columns") if isinstance(card.get("input"), dict) else None
+    kinds = section(section(section(card, "dataset"), "resolved"), "kinds")
+    columns = section(card, "input").get("columns")
     features = {str(c): str(kinds.get(c, "unknown")) for c in columns} if isinstance(columns, list) else None
     return {"classes": card.get("classes"), "features": features}
 
