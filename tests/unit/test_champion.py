@@ -401,3 +401,18 @@ def test_a_champion_that_keeps_changing_is_a_storage_error(root: str, monkeypatc
         promote(root, uri, DAY, promoted_by="execution-1", store=store())
     assert read_champion(root, store=store()) is None
     assert history(root) == []
+
+
+def test_the_champions_feature_order_survives_its_manifest_so_the_same_schema_is_not_a_change(root: str) -> None:
+    # Given a champion whose feature columns are not in alphabetical order (the manifest is written with sorted keys)
+    columns = {"input": {"columns": ["z", "a"]}, "dataset": {"resolved": {"kinds": {"z": "numeric", "a": "numeric"}}}}
+    first = publish_fake(root, DAY, "aaaa", accuracy=0.8)
+    second = publish_fake(root, NEXT_DAY, "bbbb", accuracy=0.9)
+    for uri in (first, second):
+        card_target = target(uri).sibling(CARD_FILE)
+        card_target.write_bytes(json.dumps(json.loads(card_target.read_bytes()) | columns).encode(), overwrite=True)
+    promote(root, first, DAY, promoted_by="a", store=store())
+    assert current(root)["features"] == [["z", "numeric"], ["a", "numeric"]]
+    # When a model with the same columns in the same order comes
+    # Then it is promoted: no schema change is seen
+    assert promote(root, second, NEXT_DAY, promoted_by="b", store=store()).promoted is True

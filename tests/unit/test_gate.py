@@ -158,7 +158,7 @@ def test_a_changed_feature_schema_names_each_difference() -> None:
         "input": {"columns": ["a", "c", "d"]},
         "dataset": {"resolved": {"kinds": {"a": "numeric", "c": "categorical", "d": "numeric"}}},
     }
-    theirs = champion(0.9) | {"features": {"a": "numeric", "b": "numeric", "c": "numeric"}}
+    theirs = champion(0.9) | {"features": [["a", "numeric"], ["b", "numeric"], ["c", "numeric"]]}
     result = evaluate(ours, theirs, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)
     assert result["schema_changed"] is True
     assert "no longer taken: 'b'" in result["reason"]
@@ -169,3 +169,15 @@ def test_a_changed_feature_schema_names_each_difference() -> None:
 def test_the_same_schema_and_an_older_champion_without_features_pass() -> None:
     assert gate(0.9, champion(0.95))["schema_changed"] is False
     assert gate(0.9, None)["error"] is None
+
+
+def test_the_same_features_in_the_same_order_pass_and_another_order_is_named() -> None:
+    ours = card(0.9) | {
+        "input": {"columns": ["b", "a"]},
+        "dataset": {"resolved": {"kinds": {"a": "numeric", "b": "numeric"}}},
+    }
+    same = champion(0.9) | {"features": [["b", "numeric"], ["a", "numeric"]]}
+    swapped = champion(0.9) | {"features": [["a", "numeric"], ["b", "numeric"]]}
+    assert evaluate(ours, same, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)["passed"] is True
+    refused = evaluate(ours, swapped, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)
+    assert "the feature columns' order changes" in refused["reason"]

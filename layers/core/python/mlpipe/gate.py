@@ -53,11 +53,20 @@ def score_words(name: str) -> str:
 
 
 def card_schema(card: dict[str, Any]) -> dict[str, Any]:
-    """What a consumer of the model relies on: ``{"classes": [...], "features": {column: kind}}`` from its card."""
+    """What a consumer of the model relies on: ``{"classes": [...], "features": [[column, kind], ...]}`` from its
+    card."""
     kinds = section(section(section(card, "dataset"), "resolved"), "kinds")
     columns = section(card, "input").get("columns")
-    features = {str(c): str(kinds.get(c, "unknown")) for c in columns} if isinstance(columns, list) else None
+    # A list of [column, kind], in the model's order: a JSON object written with sorted keys would lose the order.
+    features = [[str(c), str(kinds.get(c, "unknown"))] for c in columns] if isinstance(columns, list) else None
     return {"classes": card.get("classes"), "features": features}
+
+
+def _features(value: Any) -> dict[str, str] | None:
+    """``[[column, kind], ...]`` as an ordered ``{column: kind}``; None when it is not that."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        return None
+    return {str(name): str(kind) for name, kind in value}
 
 
 def schema_changes(champion: dict[str, Any] | None, schema: dict[str, Any]) -> list[str]:
@@ -75,8 +84,8 @@ def schema_changes(champion: dict[str, Any] | None, schema: dict[str, Any]) -> l
             + (f": classes no longer predicted {', '.join(map(repr, gone))}" if gone else "")
             + (f"; new classes {', '.join(map(repr, new))}" if new else "")
         )
-    before, after = champion.get("features"), schema.get("features")
-    if isinstance(before, dict) and isinstance(after, dict):
+    before, after = _features(champion.get("features")), _features(schema.get("features"))
+    if before is not None and after is not None:
         missing = [c for c in before if c not in after]
         added = [c for c in after if c not in before]
         kinds = [f"{c!r} {before[c]} -> {after[c]}" for c in before if c in after and before[c] != after[c]]
