@@ -15,13 +15,14 @@ from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.exceptions import (
     InvalidModelConfigError,
     InvalidModelNameError,
+    InvalidRequestError,
     LegacyPublishLayoutError,
     UnknownModelError,
 )
 from mlpipe.modelconfig import validate_config, with_model_config
 from mlpipe.naming import check_model_name, choose_model, model_location
 from mlpipe.planning import check_migrated
-from pipeline_local.cli.registry import Deployment, migrate, put_model, remove_model
+from pipeline_local.cli.registry import Deployment, deployment_of_stack, migrate, put_model, remove_model
 from tests.cards import publish_fake
 from tests.conftest import MODELS
 from tests.stores import store
@@ -170,3 +171,29 @@ def test_a_publish_root_from_before_names_stops_the_plan_until_migrated_and_migr
         migrate(root, "iris", store=store())
     history = json.loads(Path(champion_uri(model_location(root, "iris")).removeprefix("file://")).read_text())
     assert history["identity"] == "published-aaaa"
+
+
+class _Stacks:
+    """A CloudFormation client that describes one stack with the given outputs."""
+
+    def __init__(self, outputs: dict[str, str]) -> None:
+        self.outputs = outputs
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
+        return {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]}]}
+
+
+def test_a_stacks_outputs_name_where_documents_and_schedules_go_and_an_older_stack_is_a_named_error() -> None:
+    outputs = {
+        "ModelConfigsUri": f"s3://{MODELS}/model-configs",
+        "ScheduleGroupName": "group",
+        "ScheduleRoleArn": "arn:aws:iam::1:role/r",
+        "ScheduleDeadLetterQueueArn": "arn:aws:sqs:us-east-1:1:q",
+        "StateMachineArn": "arn:aws:states:us-east-1:1:stateMachine:s",
+    }
+    deployment = deployment_of_stack("mlpipe", _Stacks(outputs))
+    assert deployment.schedules is True
+    assert (deployment.configs_uri, deployment.schedule_group) == (f"s3://{MODELS}/model-configs", "group")
+    del outputs["ScheduleGroupName"]
+    with pytest.raises(InvalidRequestError, match=r"has no output.*ScheduleGroupName: deploy this version"):
+        deployment_of_stack("mlpipe", _Stacks(outputs))
