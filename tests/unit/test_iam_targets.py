@@ -111,6 +111,8 @@ def test_the_upload_role_is_explicitly_refused_the_champion() -> None:
     assert sorted(denials[0]["Resource"]) == [
         f"arn:aws:s3:::{MODELS}/{P}/*/champion-history/*",
         f"arn:aws:s3:::{MODELS}/{P}/*/champion.json",
+        f"arn:aws:s3:::{MODELS}/{P}/champion-history/*",
+        f"arn:aws:s3:::{MODELS}/{P}/champion.json",
     ]
 
 
