@@ -5,6 +5,7 @@ and measures drift, which max_drift turns into a rejection by the gate."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from mlpipe.champion import read_champion
 from mlpipe.contract import contract_for
+from mlpipe.naming import model_location
 from pipeline_local.cli.runs import format_summary
 from pipeline_local.runner import LocalPipeline
 from tests.conftest import SAMPLE
@@ -47,7 +49,7 @@ def test_a_dataset_with_a_changed_column_fails_in_download_with_nothing_written_
     # Given a champion trained on Iris, whose contract is beside it
     first = pipeline.run(run_input(**roots))
     assert first["champion"]["promoted"] is True, first
-    publish_uri = run_input(**roots)["publish_uri"]
+    publish_uri = model_location(run_input(**roots)["publish_uri"], "iris")  # the default model's location
     before = read_champion(publish_uri, store=store())
     assert before is not None
     assert contract_for(publish_uri, before, store=store())[0] is not None
@@ -71,7 +73,7 @@ def test_an_accepted_schema_change_is_recorded_published_and_not_promoted(
     pipeline: LocalPipeline, run_input: Input, http_server: Any
 ) -> None:
     first = pipeline.run(run_input())
-    before = read_champion(run_input()["publish_uri"], store=store())
+    before = read_champion(model_location(run_input()["publish_uri"], "iris"), store=store())
     # When a new label appears and the run accepts schema changes
     url = serve(http_server, "label.csv", iris(lambda c: [*c[:-1], "Iris-new" if c[0] == "5.0" else c[-1]]))
     accepted = pipeline.run(run_input(run_date=NEXT, source_url=url, source_id="test:label", on_schema_change="accept"))
@@ -82,7 +84,7 @@ def test_an_accepted_schema_change_is_recorded_published_and_not_promoted(
     card = json.loads(target(accepted["tasks"]["upload"]["target"]).sibling("metrics.json").read_bytes())
     assert card["schema_change"]["policy"] == "accept"
     assert card["schema_change"]["unknown_labels"] == {"Iris-new": 10}
-    assert read_champion(run_input()["publish_uri"], store=store()) == before
+    assert read_champion(model_location(run_input()["publish_uri"], "iris"), store=store()) == before
     assert first["champion"]["promoted"] is True
 
 
@@ -108,8 +110,8 @@ def test_drift_is_recorded_and_over_max_drift_the_gate_rejects_naming_the_featur
     assert published["champion"]["promoted"] is True
     top = {"feature": "column_0", "measure": "psi", "value": features["column_0"]["value"]}
     assert published["gate"]["drift"] == top
-    assert "  drift:    largest psi " in format_summary(published)
-    publish_uri = run_input()["publish_uri"]
+    assert re.search(r"\n  drift: +largest psi \d+\.\d{4} on 'column_0'", format_summary(published))
+    publish_uri = model_location(run_input()["publish_uri"], "iris")
     contract, _ = contract_for(publish_uri, read_champion(publish_uri, store=store()), store=store())
     assert contract is not None
     assert contract["champion"]["identity"] == published["champion"]["identity"]

@@ -27,6 +27,7 @@ from mlpipe.dataset import validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import IntegrityError, SchemaChangedError
 from mlpipe.gate import drift_rule
+from mlpipe.naming import model_location
 from mlpipe.tasks import data_sections
 from pipeline_local.cli import main
 from tests.cards import publish_fake
@@ -303,11 +304,15 @@ def test_a_model_whose_card_records_an_accepted_schema_change_is_not_promoted_au
 
 
 def test_pipeline_contract_show_and_diff_print_the_contract_and_each_difference(
-    root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    root = str(tmp_path / "published")  # the publish root; the model iris's location is <root>/iris
     assert main(["contract", "show", "--publish-uri", root]) == 1
     assert "no contract at" in capsys.readouterr().err
-    promote(root, publish_with_profile(root, DAY, "aaaa", BASE), DAY, promoted_by="one", store=store())
+    location = model_location(root, "iris")
+    promote(location, publish_with_profile(location, DAY, "aaaa", BASE), DAY, promoted_by="one", store=store())
+    assert main(["contract", "show", "--publish-uri", root, "--model", "other"]) == 1
+    assert "there is no model 'other'" in capsys.readouterr().err
     assert main(["contract", "show", "--publish-uri", root]) == 0
     shown = capsys.readouterr().out
     assert "champion: published-aaaa" in shown

@@ -6,7 +6,11 @@ pipeline run [--source-url URL] [--artifact-root URI] [--publish-uri URI] [--run
 pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
 pipeline status [--run-date D | --from D1 --to D2] [--json]
 pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
-pipeline contract show|diff [--publish-uri URI] [--source-url URL_OR_PATH] [dataset flags] [--max-drift X] [--json]
+pipeline contract show|diff [--model NAME] [--publish-uri URI] [--source-url URL_OR_PATH] [dataset flags]
+                            [--max-drift X] [--json]
+
+pipeline models put NAME --config FILE | list | remove NAME [--stack STACK | --configs-uri URI]
+pipeline models migrate --publish-uri URI [--model NAME]
 
 ``parser`` (with ``options``) makes the parser; the commands are in ``runs`` (run, backfill), ``models``
 (status, champion, promote, rollback, predict, report), ``contract`` and ``invoke``. A command's module is imported
@@ -41,6 +45,7 @@ COMMANDS = {
     "predict": "models:predict",
     "report": "models:report",
     "contract": "contract:contract",
+    "models": "registry:models",
 }
 
 

@@ -22,6 +22,7 @@ from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import PipelineError, SourceUnavailableError
 from mlpipe.fetch import check_source_url
 from mlpipe.gate import drift_rule
+from mlpipe.naming import choose_model, model_location
 from mlpipe.redaction import redact_url
 from mlpipe.storage import Store
 from pipeline_local.cli.common import EXIT_FAILED, EXIT_USAGE, failed
@@ -38,10 +39,11 @@ def contract(args: argparse.Namespace) -> int:
         print(f"pipeline {name}: give the file to check with --source-url", file=sys.stderr)
         return EXIT_USAGE
     try:
-        found, why = contract_for(args.publish_uri, read_champion(args.publish_uri, store=store), store=store)
-        where = store.target(contract_uri(args.publish_uri)).uri
+        location = model_location(args.publish_uri, choose_model(args.publish_uri, args.model, store=store))
+        found, why = contract_for(location, read_champion(location, store=store), store=store)
+        where = store.target(contract_uri(location)).uri
         if found is None:
-            print(f"pipeline {name}: no contract at {args.publish_uri}: {why}", file=sys.stderr)
+            print(f"pipeline {name}: no contract at {location}: {why}", file=sys.stderr)
             return EXIT_FAILED
         if args.action == "show":
             print(json.dumps(found, indent=2) if args.json else format_contract(found, where))
