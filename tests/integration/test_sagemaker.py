@@ -45,7 +45,7 @@ def test_a_sagemaker_run_trains_in_the_job_and_publishes_as_a_lambda_run_does(
     assert card["dataset"]["uri"] == f"s3://{ARTIFACTS}/{DATASET_KEY}"
     assert card["lineage"]["training_job"] == job
     assert card["data_profile"]["rows"] == 150  # the download's profile, so the champion gets its data contract
-    assert champion.read_champion(f"s3://{MODELS}/iris", store=Store.on_this_machine())["contract"] is not None
+    assert champion.read_champion(f"s3://{MODELS}/iris/iris", store=Store.on_this_machine())["contract"] is not None
     # and beside them, SageMaker's own output and the staged code
     assert f"sagemaker/output/{job}/output/model.tar.gz" in keys
     assert [k for k in keys if k.startswith("sagemaker/code/")] == [
