@@ -91,6 +91,8 @@ def download(
         backoff_seconds=settings.source_backoff_seconds,
         allow_loopback=settings.allow_loopback_sources,
         min_class_rows=run.cv_folds,
+        task=run.task,
+        target_transform=run.target_transform,
         time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
