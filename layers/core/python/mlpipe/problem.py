@@ -235,10 +235,10 @@ def check_regression_label(
             f"invalid dataset at {uri}: the label is constant ({label.minimum!r} in all {rows} rows); a regression "
             "target must vary: check the label column"
         )
-    if rows < min_rows:
+    if rows < 2 * min_rows:  # R² needs two held-out rows in each fold
         raise InvalidDatasetError(
-            f"invalid dataset at {uri}: {rows} rows, fewer than the {min_rows} folds of cross-validation; supply "
-            "more rows, or lower cv_folds"
+            f"invalid dataset at {uri}: {rows} rows, fewer than two for each of the {min_rows} folds of "
+            "cross-validation (R² needs two held-out rows); supply more rows, or lower cv_folds"
         )
     if target_transform == "log" and label.first_non_positive is not None:
         line, value = label.first_non_positive

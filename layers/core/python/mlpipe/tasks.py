@@ -19,6 +19,7 @@ from mlpipe.champion import promote as promote_champion
 from mlpipe.config import Run, Settings, resolve_run
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.gate import card_score
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
@@ -154,11 +155,15 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
         lineage=lineage_record(run.identity("train"), execution_id=run.execution_id, input_targets=[]),
         time_left=time_left,
         known=known_stats(dataset, description),
+        task=run.task,
+        target_transform=run.target_transform,
     )
+    score_name, score = card_score(result.metrics)
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],
-        "cv_accuracy": result.metrics["cv_accuracy"]["mean"],
+        "task": result.metrics["task"],
+        score_name: score,
         "sha256": result.metrics["model_sha256"],
         "gate": model_gate(run, result.metrics, store=store),
     }
