@@ -96,6 +96,7 @@ class EstimatorSpec:
     predict_proba: Literal["always", "probability", "never"]
     # The classifier whose fit-time and memory model (mlpipe.scaling) a regressor shares; a classifier's own name.
     family: str = ""
+    scale_target: bool = False  # a regressor whose target is standardised too (its epsilon is in the target's units)
 
     @property
     def kind(self) -> str:
@@ -133,9 +134,17 @@ DEFAULT_ESTIMATOR = "svc"
 REGRESSORS: dict[str, EstimatorSpec] = {
     spec.name: spec
     for spec in (
-        EstimatorSpec("svr", "sklearn.svm.SVR", scale=True, dense=False, predict_proba="never", family="svc"),
         EstimatorSpec(
-            "linear_svr", "sklearn.svm.LinearSVR", scale=True, dense=False, predict_proba="never", family="linear_svc"
+            "svr", "sklearn.svm.SVR", scale=True, dense=False, predict_proba="never", family="svc", scale_target=True
+        ),
+        EstimatorSpec(
+            "linear_svr",
+            "sklearn.svm.LinearSVR",
+            scale=True,
+            dense=False,
+            predict_proba="never",
+            family="linear_svc",
+            scale_target=True,
         ),
         EstimatorSpec(
             "ridge", "sklearn.linear_model.Ridge", scale=True, dense=False, predict_proba="never",

@@ -274,13 +274,8 @@ def build_pipeline(
     spec = spec_of(estimator, task)
     module, _, name = spec.class_path.rpartition(".")
     classifier = getattr(importlib.import_module(module), name)(**params)
-    if task == REGRESSION and target_transform == "log":
-        import numpy as np
-        from sklearn.compose import TransformedTargetRegressor
-
-        classifier = TransformedTargetRegressor(
-            regressor=classifier, func=np.log1p, inverse_func=np.expm1, check_inverse=False
-        )
+    if task == REGRESSION:
+        classifier = _target_transformed(classifier, target_transform, scale=spec.scale_target)
     transformers: list[tuple[str, Any, list[int]]] = []
     if numeric:
         steps: list[tuple[str, Any]] = []
@@ -297,17 +292,49 @@ def build_pipeline(
     return Pipeline([("preprocess", preprocess), ("regressor" if task == REGRESSION else "classifier", classifier)])
 
 
+def _target_transformed(regressor: Any, target_transform: str, *, scale: bool) -> Any:
+    """``regressor`` fitted to the transformed target (``log1p`` and/or standardised), predicting in its units.
+
+    SVR's and LinearSVR's ``epsilon`` (0.1) and ``C`` are in the target's units: on a target in the hundreds their
+    defaults barely fit, so their target is standardised (and their predictions scaled back), as their features are.
+    """
+    import numpy as np
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    steps: list[tuple[str, Any]] = []
+    if target_transform == "log":
+        steps.append(("log1p", FunctionTransformer(np.log1p, inverse_func=np.expm1, check_inverse=False)))
+    if scale:
+        steps.append(("scale", StandardScaler()))
+    if not steps:
+        return regressor
+    transformer = steps[0][1] if len(steps) == 1 else Pipeline(steps)
+    return TransformedTargetRegressor(regressor=regressor, transformer=transformer, check_inverse=False)
+
+
 def preprocessing_summary(
-    estimator: str, impute: bool, numeric: list[str], categorical: list[str], task: str = CLASSIFICATION
+    estimator: str,
+    impute: bool,
+    numeric: list[str],
+    categorical: list[str],
+    task: str = CLASSIFICATION,
+    target_transform: str = DEFAULT_TARGET_TRANSFORM,
 ) -> dict[str, Any]:
     """What the pipeline does to each kind of column, for the model card (and the model's identity)."""
     spec = spec_of(estimator, task)
     numeric_steps = (["impute: median"] if impute else []) + (["standard scaling"] if spec.scale else [])
     categorical_steps = (["impute: most frequent"] if impute else []) + ["one-hot (unknown categories ignored)"]
-    return {
+    summary: dict[str, Any] = {
         "numeric": {"columns": numeric, "steps": numeric_steps or ["none"]},
         "categorical": {"columns": categorical, "steps": categorical_steps if categorical else []},
     }
+    if task == REGRESSION:
+        summary["target"] = {"steps": (["log1p"] if target_transform == "log" else []) + (
+            ["standard scaling (predictions scaled back)"] if spec.scale_target else []
+        ) or ["none"]}
+    return summary
 
 
 @dataclass(frozen=True)
@@ -968,7 +995,9 @@ def model_card(
             "hyperparameters": params,
             "non_default_hyperparameters": non_default_hyperparameters(estimator, params, task),
         },
-        "preprocessing": preprocessing_summary(estimator, choice.impute, numeric, categorical, task),
+        "preprocessing": preprocessing_summary(
+            estimator, choice.impute, numeric, categorical, task, choice.target_transform
+        ),
         "hyperparameters": hyperparameters,
         "training_accuracy": fitted.training_accuracy,
         "training_accuracy_rows": len(fitted.sample),
