@@ -12,7 +12,8 @@ import sys
 
 from mlpipe import champion as champions
 from mlpipe.exceptions import PipelineError
-from mlpipe.predicting import predict_file
+from mlpipe.gate import champion_score
+from mlpipe.predicting import NO_PROBABILITIES, predict_file
 from mlpipe.reporting_html import write_report
 from mlpipe.status import collect_status, format_status
 from mlpipe.storage import Store
@@ -66,9 +67,9 @@ def champion(args: argparse.Namespace) -> int:
     if current is None:
         print(f"no champion yet under {args.publish_uri}")
         return 0
-    accuracy = (current.get("metrics") or {}).get("cv_accuracy")
-    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-    print(f"champion: {current['identity']} ({current['run_date']}, cv {shown}) {current['model_uri']}")
+    name, score = champion_score(current)
+    shown = ("cv" if name == "cv_accuracy" else "cv R²") + (f" {score:.4f}" if score is not None else " -")
+    print(f"champion: {current['identity']} ({current['run_date']}, {shown}) {current['model_uri']}")
     print("history, newest first:")
     for entry in reversed(history):
         when, action, identity = entry["promoted_at"], entry["action"], entry["identity"]
@@ -86,6 +87,16 @@ def predict(args: argparse.Namespace) -> int:
         )
     except (PipelineError, OSError) as exc:
         return failed(args.command, exc)
+    if result.task == "regression":
+        print(f"{NO_PROBABILITIES}; predicting with {result.model_uri}", file=sys.stderr)
+    if result.metrics is not None:
+        r2 = result.metrics["r2"]
+        print(
+            f"on the label column {result.label_column!r} ({result.labelled_rows} rows): RMSE "
+            f"{result.metrics['rmse']:.4g}, MAE {result.metrics['mae']:.4g}, R² "
+            + ("- (the label does not vary)" if r2 is None else f"{r2:.4f}"),
+            file=sys.stderr,
+        )
     if result.accuracy is not None:
         print(
             f"accuracy on the label column {result.label_column!r}: {result.accuracy:.4f} "

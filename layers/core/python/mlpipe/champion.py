@@ -2,7 +2,7 @@
 
 The manifest::
 
-    {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"cv_accuracy", ...},
+    {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"score", "score_name", "cv_accuracy", ...},
      "promoted_at", "promoted_by", "action": "promote" | "manual" | "rollback",
      "previous": <the previous champion's manifest, without its own previous> | null}
 
@@ -38,6 +38,7 @@ from mlpipe.exceptions import (
     TargetChangedError,
     TargetExistsError,
 )
+from mlpipe.gate import SCORE_WORDS, card_score, champion_score
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
@@ -45,6 +46,7 @@ HISTORY_DIR = "champion-history"
 CAS_ATTEMPTS = 20
 NOT_PROMOTED = "is not made the champion"
 METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
+REGRESSION_METRICS = ("cv_r2", "rmse", "mae", "training_r2")
 # A history entry's name, as record_history makes it: when, which model, a short hash of who.
 HISTORY_NAME_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)-(?P<identity>[^/]+)-(?P<who>[0-9a-f]{6})\.json$")
 LOG = logging.getLogger(__name__)
@@ -146,7 +148,9 @@ def manifest_for(
 ) -> dict[str, Any]:
     """A manifest naming the published model ``published`` (with its card ``card``) as champion."""
     publication = card.get("publication") or {}
-    metrics = {name: _metric(card, name) for name in METRICS}
+    score_name, score = card_score(card)
+    names = REGRESSION_METRICS if card.get("task") == "regression" else METRICS
+    metrics = {name: _metric(card, name) for name in names} | {"score": score, "score_name": score_name}
     return {
         "model_uri": published.uri,
         "identity": publication.get("identity") or published.uri.rsplit("/", 2)[-2],
@@ -198,8 +202,10 @@ def promote(
             if current.get("promoted_by") == promoted_by:
                 return ""  # this execution's own promotion, done on an earlier attempt
             return f"already the champion ({current['identity']})"
-        theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
-        same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
+        (their_name, theirs), (our_name, ours) = champion_score(current), champion_score(manifest)
+        same_labels = their_name == our_name and sorted(map(str, current.get("classes") or [])) == sorted(
+            map(str, manifest.get("classes") or [])
+        )
         if (
             max_regression is not None
             and same_labels
@@ -208,7 +214,7 @@ def promote(
             and ours < theirs - max_regression
         ):
             return (
-                f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
+                f"not promoted: its {SCORE_WORDS.get(our_name, our_name)} {ours:.4f} is more than max_regression {max_regression:.4f} below "
                 f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
             )
         if str(current.get("run_date")) > run_date:
@@ -310,8 +316,10 @@ def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _metric(card: dict[str, Any], name: str) -> float | None:
-    if name == "cv_accuracy":
-        return (card.get("cv_accuracy") or {}).get("mean")
+    if name in ("cv_accuracy", "cv_r2"):
+        return (card.get(name) or {}).get("mean")
+    if name == "training_r2":
+        return card.get("training_r2")
     if name == "training_accuracy":
         return card.get("training_accuracy")
     return (card.get("cv_metrics") or {}).get(name)

@@ -344,7 +344,7 @@ class TrainingData:
     stats: DatasetStats
     features: Any
     labels: Any
-    decision: TaskDecision
+    decision: TaskDecision = TaskDecision(CLASSIFICATION, CLASSIFICATION, "task classification was requested")
 
     @property
     def task(self) -> str:
@@ -855,7 +855,7 @@ def measure(fitted: Fitted, task: str = CLASSIFICATION) -> Measures:
         "name": "cv_accuracy",
         "value": cv_accuracy["mean"],
         "std": cv_accuracy["std"],
-        "baseline": float(np.mean(fitted.baseline)),
+        "baseline": float(np.mean(fitted.baseline)) if fitted.baseline else None,
         "baseline_name": "majority class",
     }
     return Measures(cv_accuracy, cv_metrics, score)
