@@ -3,7 +3,8 @@
     .venv/bin/python tools/generate_estimator_constraints.py          # (re)write the file
     .venv/bin/python tools/generate_estimator_constraints.py --check  # exit 1 if it is stale
 
-For each estimator of ``mlpipe.estimators.ESTIMATORS`` (and, under ``regressors``, of ``REGRESSORS``): the class's ``_parameter_constraints``,
+For each estimator of ``mlpipe.estimators.ESTIMATORS`` (and, under ``regressors``, of ``REGRESSORS``): the
+class's ``_parameter_constraints``,
 serialised as the module docstring of ``mlpipe.estimators`` describes, and ``get_params()`` of a
 default instance. The output is deterministic (sorted keys, option sets sorted, indent 2, a final
 newline), so a diff shows exactly what an upgrade of scikit-learn changed. An unknown kind of

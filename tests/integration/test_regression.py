@@ -39,14 +39,17 @@ def test_a_regression_run_through_the_state_machine_is_gated_on_r2_and_promoted(
     # Then: the Choice rejects it on its R², naming the baseline rule; nothing is published
     assert rejected["status"] == "FAILED"
     assert (rejected["error"]["task"], rejected["error"]["type"]) == ("gate", "ModelRejectedError")
-    assert "its CV R²" in rejected["error"]["message"] and "min_lift_over_baseline 1.0000" in rejected["error"]["message"]
-    assert rejected["gate"]["score_name"] == "cv_r2" and rejected["gate"]["cv_accuracy"] is None
+    assert "its CV R²" in rejected["error"]["message"]
+    assert "min_lift_over_baseline 1.0000" in rejected["error"]["message"]
+    assert rejected["gate"]["score_name"] == "cv_r2"
+    assert rejected["gate"]["cv_accuracy"] is None
     # When: the default rule (beat the mean predictor) applies: published without retraining, and promoted
     published = pipeline.run(run_input(**source, **GRUNFELD))
     assert published["status"] == "SUCCEEDED", published.get("error")
     assert states(published) == {"download": "present", "train": "present", "upload": "ran"}
     gate = published["gate"]
-    assert gate["passed"] is True and gate["score"] > 0.8 > gate["baseline"] + 0.5
+    assert gate["passed"] is True
+    assert gate["score"] > 0.8 > gate["baseline"] + 0.5
     manifest = read_champion(f"s3://{MODELS}/iris", store=Store.on_this_machine())
     assert manifest is not None
     assert manifest["metrics"]["score_name"] == "cv_r2"
@@ -93,11 +96,14 @@ def test_pipeline_predict_reports_rmse_mae_and_r2_when_the_label_is_in_the_file(
     result = run_cli("predict", "--input", str(FIXTURES / "longley.csv"), "--json", cwd=runs)
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
-    assert output["task"] == "regression" and output["probabilities"] is None
-    assert len(output["predictions"]) == 16 and all(isinstance(p, float) for p in output["predictions"])
+    assert output["task"] == "regression"
+    assert output["probabilities"] is None
+    assert len(output["predictions"]) == 16
+    assert all(isinstance(p, float) for p in output["predictions"])
     assert output["metrics"]["r2"] > 0.9
     assert "has no predict_proba" in result.stderr
-    assert "on the label column 'TOTEMP' (16 rows): RMSE" in result.stderr and "R² 0.9" in result.stderr
+    assert "on the label column 'TOTEMP' (16 rows): RMSE" in result.stderr
+    assert "R² 0.9" in result.stderr
 
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make browser`")
@@ -124,7 +130,9 @@ def test_the_regression_report_renders_in_chromium(runs: Path, tmp_path: Path) -
             })"""
         )
         record = page.record
-    assert record.console_errors == [] and record.page_errors == [] and record.outside_requests == []
+    assert record.console_errors == []
+    assert record.page_errors == []
+    assert record.outside_requests == []
     assert (counts["r2"], counts["rmse"]) == (2, 2)
     assert counts["predicted"] == counts["residuals"] == 16  # every row held out once by the 3 folds
     assert counts["pairWidth"] > 0

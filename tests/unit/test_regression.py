@@ -26,7 +26,7 @@ from mlpipe.predicting import NO_PROBABILITIES, predict_file
 from mlpipe.problem import CLASSIFICATION, REGRESSION, LabelStats, decide_task
 from mlpipe.storage import Store
 from tests.conftest import SAMPLE
-from tests.regression_datasets import R2_MARGIN, RegressionCase, held_out_r2, regression_cases
+from tests.regression_datasets import RegressionCase, held_out_r2, regression_cases
 from tests.stores import target as target_for
 
 URI = "memory://data.csv"
@@ -52,7 +52,8 @@ def test_auto_decides_regression_for_a_disease_progression_score_and_classes_for
     digits = datasets.load_digits(as_frame=True).frame.iloc[:400]
     stats = validate_dataset([csv_bytes(digits)], URI)
     assert stats.task == CLASSIFICATION
-    assert stats.label is not None and (stats.label.numeric, stats.label.distinct) == (True, 10)
+    assert stats.label is not None
+    assert (stats.label.numeric, stats.label.distinct) == (True, 10)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,8 @@ def test_an_explicit_task_overrides_the_rule_and_the_decision_says_so() -> None:
     assert decide_task("regression", label).task == REGRESSION
     assert decide_task("regression", label).reason == "task regression was requested"
     stats = validate_dataset([csv_bytes(diabetes())], URI, task="classification")
-    assert stats.task == CLASSIFICATION and len(stats.class_counts) == 214
+    assert stats.task == CLASSIFICATION
+    assert len(stats.class_counts) == 214
 
 
 def test_auto_choosing_classes_for_a_numeric_label_with_rare_classes_suggests_task_regression() -> None:
@@ -125,10 +127,16 @@ def plan(**execution_input: Any) -> Any:
         ({"target_transform": "sqrt"}, InvalidRequestError, "target_transform must be one of none, log"),
         ({"task": "classification", "estimator": "svr"}, InvalidRequestError, "regressors .task regression.: svr"),
         ({"task": "regression", "dataset": {"labels": ["a", "b"]}}, InvalidRequestError, "'a', not a number"),
-        ({"task": "regression", "estimator": "ridge", "hyperparameters": {"alpha": -1}}, InvalidHyperparametersError,
-         r"alpha must be"),
-        ({"task": "regression", "hyperparameters": {"probability": True}}, InvalidHyperparametersError,
-         "'probability' is not a parameter of svr"),
+        (
+            {"task": "regression", "estimator": "ridge", "hyperparameters": {"alpha": -1}},
+            InvalidHyperparametersError,
+            r"alpha must be",
+        ),
+        (
+            {"task": "regression", "hyperparameters": {"probability": True}},
+            InvalidHyperparametersError,
+            "'probability' is not a parameter of svr",
+        ),
     ],
 )
 def test_the_plan_refuses_what_the_request_alone_shows(
@@ -184,12 +192,14 @@ def test_each_regression_shape_predicts_held_out_rows_better_than_the_mean(tmp_p
     baseline = held_out_r2([mean] * len(case.holdout_targets), case.holdout_targets)
     r2 = held_out_r2(predicted, case.holdout_targets)
     assert r2 - baseline >= case.min_holdout_r2, (name, r2, baseline)
-    assert card["task"] == "regression" and card["rows"] == case.rows
+    assert card["task"] == "regression"
+    assert card["rows"] == case.rows
     assert card["score"]["name"] == "cv_r2"
     assert card["score"]["value"] == card["cv_r2"]["mean"] > card["score"]["baseline"]
     assert card["cv_r2"]["method"].startswith(f"{card['cv_r2']['folds']}-fold, shuffled")  # KFold, no strata
     assert card["cv_metrics"]["rmse"] < card["cv_metrics"]["baseline_rmse"]
-    assert card["input"]["predict_proba"] is False and not hasattr(model, "predict_proba")
+    assert card["input"]["predict_proba"] is False
+    assert not hasattr(model, "predict_proba")
     assert card["input"]["columns"] == list(case.holdout.columns)
     shown = min(case.rows, training.CV_PREDICTIONS_SHOWN)  # a seeded sample of the held-out rows, for the report
     assert len(card["cv_predictions"]["actual"]) == len(card["cv_predictions"]["predicted"]) == shown
@@ -206,7 +216,8 @@ def test_the_log_transform_predicts_in_the_targets_units(tmp_path: Path) -> None
     assert card["preprocessing"]["target"]["steps"] == ["log1p"]
     assert card["dataset"]["resolved"]["categorical_columns"]["firm"]["count"] == 11
     predicted = model.predict(case.holdout)
-    assert predicted.min() > 0 and np.median(predicted) > 10  # invest's units, not log1p's (about 4)
+    assert predicted.min() > 0
+    assert np.median(predicted) > 10
 
 
 def test_a_classifiers_card_has_the_score_with_the_majority_class_baseline(tmp_path: Path) -> None:
@@ -220,39 +231,67 @@ def test_a_classifiers_card_has_the_score_with_the_majority_class_baseline(tmp_p
         parallel=False,
     )
     card = result.metrics
-    assert card["task"] == "classification" and card["task_decision"]["task"] == "classification"
-    assert card["score"]["name"] == "cv_accuracy" and card["score"]["value"] == card["cv_accuracy"]["mean"]
+    assert card["task"] == "classification"
+    assert card["task_decision"]["task"] == "classification"
+    assert card["score"]["name"] == "cv_accuracy"
+    assert card["score"]["value"] == card["cv_accuracy"]["mean"]
     assert card["score"]["baseline"] == pytest.approx(1 / 3, abs=0.02)  # 50 rows of each class, stratified folds
     assert card["cv_accuracy"]["method"].startswith("stratified 5-fold")
 
 
 # --- the gate --------------------------------------------------------------------------------------
 def card_with(value: float, baseline: float, name: str = "cv_r2") -> dict[str, Any]:
-    return {"task": "regression", "classes": [], "score": {"name": name, "value": value, "std": 0.0, "baseline": baseline}}
+    return {
+        "task": "regression",
+        "classes": [],
+        "score": {"name": name, "value": value, "std": 0.0, "baseline": baseline},
+    }
 
 
 def test_the_gate_reads_r2_and_the_baseline_must_be_beaten() -> None:
-    passed = evaluate(card_with(0.4, -0.01), None, model_uri="m", min_cv_accuracy=None, max_regression=None,
-                      min_lift_over_baseline=0.0)
-    assert (passed["score"], passed["score_name"], passed["cv_accuracy"], passed["passed"]) == (0.4, "cv_r2", None, True)
-    at_baseline = evaluate(card_with(0.0, 0.0), None, model_uri="m", min_cv_accuracy=None, max_regression=None,
-                           min_lift_over_baseline=0.0)
-    assert at_baseline["passed"] is False and "is not above the threshold 0.0000" in at_baseline["reason"]
-    lifted = evaluate(card_with(0.4, 0.0), None, model_uri="m", min_cv_accuracy=None, max_regression=None,
-                      min_lift_over_baseline=0.5)
+    passed = evaluate(
+        card_with(0.4, -0.01),
+        None,
+        model_uri="m",
+        min_cv_accuracy=None,
+        max_regression=None,
+        min_lift_over_baseline=0.0,
+    )
+    assert (passed["score"], passed["score_name"], passed["cv_accuracy"], passed["passed"]) == (
+        0.4,
+        "cv_r2",
+        None,
+        True,
+    )
+    at_baseline = evaluate(
+        card_with(0.0, 0.0), None, model_uri="m", min_cv_accuracy=None, max_regression=None, min_lift_over_baseline=0.0
+    )
+    assert at_baseline["passed"] is False
+    assert "is not above the threshold 0.0000" in at_baseline["reason"]
+    lifted = evaluate(
+        card_with(0.4, 0.0), None, model_uri="m", min_cv_accuracy=None, max_regression=None, min_lift_over_baseline=0.5
+    )
     assert (lifted["passed"], lifted["threshold"]) == (False, 0.5)
-    off = evaluate(card_with(-0.2, 0.0), None, model_uri="m", min_cv_accuracy=None, max_regression=None,
-                   min_lift_over_baseline=None)
+    off = evaluate(
+        card_with(-0.2, 0.0),
+        None,
+        model_uri="m",
+        min_cv_accuracy=None,
+        max_regression=None,
+        min_lift_over_baseline=None,
+    )
     assert off["passed"] is True
 
 
 def test_max_regression_compares_r2_with_a_regression_champion_only() -> None:
     champion = {"identity": "published-x", "classes": [], "metrics": {"score": 0.8, "score_name": "cv_r2"}}
     worse = evaluate(card_with(0.6, 0.0), champion, model_uri="m", min_cv_accuracy=None, max_regression=0.1)
-    assert worse["passed"] is False and worse["threshold"] == pytest.approx(0.7)
+    assert worse["passed"] is False
+    assert worse["threshold"] == pytest.approx(0.7)
     classifier = {"identity": "published-y", "classes": ["a"], "metrics": {"cv_accuracy": 0.99}}
     other = evaluate(card_with(0.6, 0.0), classifier, model_uri="m", min_cv_accuracy=None, max_regression=0.1)
-    assert other["passed"] is True and "another task" in other["reason"]
+    assert other["passed"] is True
+    assert "another task" in other["reason"]
 
 
 # --- predicting --------------------------------------------------------------------------------------
@@ -263,12 +302,15 @@ def test_predict_returns_numbers_and_the_metrics_on_the_label_column(tmp_path: P
     (tmp_path / "new.csv").write_bytes(csv_bytes(rows))
     store = Store.on_this_machine()
     result = predict_file(tmp_path / "new.csv", model_uri=str(tmp_path / case.name / "model.pkl"), store=store)
-    assert all(isinstance(p, float) for p in result.predictions) and result.probabilities is None
+    assert all(isinstance(p, float) for p in result.predictions)
+    assert result.probabilities is None
     metrics = result.metrics
-    assert metrics is not None and metrics["rows"] == len(case.holdout_targets)
+    assert metrics is not None
+    assert metrics["rows"] == len(case.holdout_targets)
     assert metrics["r2"] == pytest.approx(held_out_r2(result.predictions, case.holdout_targets))
     assert metrics["rmse"] == pytest.approx(
         float(np.sqrt(np.mean((np.array(result.predictions) - case.holdout_targets) ** 2)))
     )
     shown = result.as_dict()
-    assert shown["note"] == NO_PROBABILITIES and "accuracy" not in shown
+    assert shown["note"] == NO_PROBABILITIES
+    assert "accuracy" not in shown

@@ -214,7 +214,8 @@ def promote(
             and ours < theirs - max_regression
         ):
             return (
-                f"not promoted: its {SCORE_WORDS.get(our_name, our_name)} {ours:.4f} is more than max_regression {max_regression:.4f} below "
+                f"not promoted: its {SCORE_WORDS.get(our_name, our_name)} {ours:.4f} is more than max_regression "
+                f"{max_regression:.4f} below "
                 f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
             )
         if str(current.get("run_date")) > run_date:

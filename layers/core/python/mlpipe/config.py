@@ -20,9 +20,9 @@ from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import check_source_url
+from mlpipe.identity import Identity, run_identities
 from mlpipe.problem import AUTO as AUTO_TASK
 from mlpipe.problem import DEFAULT_TARGET_TRANSFORM, check_target_transform, check_task
-from mlpipe.identity import Identity, run_identities
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
 from mlpipe.steps import STEPS, TASKS
@@ -316,7 +316,9 @@ class Run:
             if name in given:
                 store.check(given[name])
         task = given["task"] = check_task(given.get("task", settings.task))
-        given["target_transform"] = check_target_transform(given.get("target_transform", settings.target_transform), task)
+        given["target_transform"] = check_target_transform(
+            given.get("target_transform", settings.target_transform), task
+        )
         estimator = check_estimator(given.get("estimator") or settings.estimator, task)
         hyper = given.get("hyperparameters")
         given["hyperparameters"] = validate_hyperparameters(

@@ -147,7 +147,11 @@ REGRESSORS: dict[str, EstimatorSpec] = {
             scale_target=True,
         ),
         EstimatorSpec(
-            "ridge", "sklearn.linear_model.Ridge", scale=True, dense=False, predict_proba="never",
+            "ridge",
+            "sklearn.linear_model.Ridge",
+            scale=True,
+            dense=False,
+            predict_proba="never",
             family="logistic_regression",
         ),
         EstimatorSpec(
@@ -424,14 +428,7 @@ def validate_hyperparameters(
     """
     check_estimator(estimator, task)
     if task not in SECTIONS and estimator != AUTO:
-        tasks = [t for t in SECTIONS if t == REGRESSION or estimator in ESTIMATORS]
-        failures: list[InvalidHyperparametersError] = []
-        for each in tasks:
-            try:
-                return validate_hyperparameters(estimator, params, where=where, task=each)
-            except InvalidHyperparametersError as exc:
-                failures.append(exc)
-        raise failures[0]
+        return _valid_for_either(estimator, params, where)
     if estimator == AUTO:
         if params not in ({}, None):
             raise InvalidHyperparametersError(
@@ -471,6 +468,17 @@ def validate_hyperparameters(
     if problems:
         raise InvalidHyperparametersError(f"invalid {where} for {spec.name}: " + "; ".join(problems))
     return dict(params)
+
+
+def _valid_for_either(estimator: str, params: Any, where: str) -> dict[str, Any]:
+    """``params`` checked for the classifier of the name, else its regressor (task auto); the first error if neither."""
+    failures: list[InvalidHyperparametersError] = []
+    for task in (t for t in SECTIONS if t == REGRESSION or estimator in ESTIMATORS):
+        try:
+            return validate_hyperparameters(estimator, params, where=where, task=task)
+        except InvalidHyperparametersError as exc:
+            failures.append(exc)
+    raise failures[0]
 
 
 def _non_finite(value: Any) -> str | None:

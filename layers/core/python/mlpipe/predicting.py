@@ -4,7 +4,8 @@ The input file is read by the model's own dataset description, from its card: th
 header (a headerless training file's columns are ``column_0``, ``column_1``, ...), the missing
 values and each feature's kind. The label column may be there: it is then not used to predict,
 and the accuracy on it is returned (a regressor's: RMSE, MAE and R², ``regression_metrics``; a
-regressor predicts numbers and has no ``predict_proba``: ``NO_PROBABILITIES``). Columns the model does not know are ignored; a feature column
+regressor predicts numbers and has no ``predict_proba``: ``NO_PROBABILITIES``). Columns the model
+does not know are ignored; a feature column
 that is missing is an ``InvalidDatasetError`` naming it, the header read and, when the file seems
 separated by another delimiter, the model's. The rows are read as the validator reads them
 (``mlpipe.dataset.CsvRows``: UTF-8, RFC 4180, lines up to 1 MiB), and numbers are held to the
@@ -38,7 +39,6 @@ from mlpipe.exceptions import InvalidDatasetError
 from mlpipe.loading import load_champion_checked, load_model
 from mlpipe.storage import CHUNK_SIZE, Store
 
-
 NO_PROBABILITIES = "the model is a regressor: it predicts numbers and has no predict_proba (no class probabilities)"
 
 
@@ -58,7 +58,7 @@ class Predictions:
     label_column: str
     labelled_rows: int
     task: str = "classification"
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, float | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` form: ``{"model_uri", "predictions", "probabilities", "accuracy"}`` (and the classes);
@@ -351,7 +351,7 @@ def _predict_numbers(model: Any, frame: Any, labels: list[Any] | None, uri: str,
     )
 
 
-def regression_metrics(pairs: list[tuple[float, float]]) -> dict[str, float] | None:
+def regression_metrics(pairs: list[tuple[float, float]]) -> dict[str, float | None] | None:
     """RMSE, MAE and R² of ``(predicted, actual)`` pairs (R² null when the actual values do not vary); None if none."""
     if not pairs:
         return None
@@ -363,7 +363,7 @@ def regression_metrics(pairs: list[tuple[float, float]]) -> dict[str, float] | N
     return {
         "rmse": (squared / count) ** 0.5,
         "mae": sum(abs(e) for e in errors) / count,
-        "r2": 1 - squared / total if total > 0 else None,  # type: ignore[dict-item]
+        "r2": 1 - squared / total if total > 0 else None,
         "rows": count,
     }
 

@@ -168,7 +168,13 @@ class TaskDecision:
 
     def to_dict(self) -> dict[str, Any]:
         """The model card's ``task_decision``."""
-        return {"requested": self.requested, "task": self.task, "rule": RULE, "inputs": self.inputs, "reason": self.reason}
+        return {
+            "requested": self.requested,
+            "task": self.task,
+            "rule": RULE,
+            "inputs": self.inputs,
+            "reason": self.reason,
+        }
 
 
 def decide_task(requested: str, label: LabelStats) -> TaskDecision:
@@ -191,7 +197,8 @@ def decide_task(requested: str, label: LabelStats) -> TaskDecision:
         return TaskDecision(
             AUTO,
             REGRESSION,
-            f"auto: every label is a number, some not integers, {shown} distinct (> {REGRESSION_MIN_DISTINCT_FRACTIONAL})",
+            f"auto: every label is a number, some not integers, {shown} distinct "
+            f"(> {REGRESSION_MIN_DISTINCT_FRACTIONAL})",
             inputs,
         )
     return TaskDecision(

@@ -348,11 +348,14 @@ def score_chart(points: list[dict[str, Any]], key: str, label: str) -> str:
         for position, point in enumerate(group):
             x = centre + (position - (len(group) - 1) / 2) * spread
             value = float(point[key])
-            tip = f"{point['identity']} ({KIND_LABELS[point['kind']]})\nrun date {point['run_date']}\n{label} {value:.4g}"
+            tip = (
+                f"{point['identity']} ({KIND_LABELS[point['kind']]})\nrun date {point['run_date']}\n{label} {value:.4g}"
+            )
             out.append(
                 f'<circle class="point point-{_e(point["kind"])}" data-identity="{_e(point["identity"])}" '
                 f'data-kind="{_e(point["kind"])}" data-{_e(key)}="{value!r}" cx="{x:.1f}" cy="{y_of(value):.1f}" '
-                f'r="{8 if point["kind"] == "champion" else 6}" {_style(point["kind"])}><title>{_e(tip)}</title></circle>'
+                f'r="{8 if point["kind"] == "champion" else 6}" {_style(point["kind"])}>'
+                f"<title>{_e(tip)}</title></circle>"
             )
     out.append("</svg>")
     return "".join(out)

@@ -1,4 +1,5 @@
-"""Train a scikit-learn classifier or regressor (``mlpipe.problem``): the only module that imports pandas and scikit-learn (import it lazily elsewhere).
+"""Train a scikit-learn classifier or regressor: the only module that imports pandas and scikit-learn (import it lazily
+elsewhere).
 
 What is fitted is one ``sklearn.pipeline.Pipeline``: a ``ColumnTransformer`` with the
 preprocessing the estimator needs (imputation with ``missing: impute``; standard scaling of the
@@ -29,9 +30,9 @@ against the mean predictor, under the same splits).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
-import dataclasses
 import logging
 import pickle
 import platform
@@ -78,6 +79,7 @@ from mlpipe.storage import CHUNK_SIZE, Target, sha256_of
 LOG = logging.getLogger(__name__)
 CARD_VERSION = 3  # 3: task, task_decision and score (both tasks); the regression sections
 CV_PREDICTIONS_SHOWN = 300  # cross-validated (actual, predicted) pairs a regression card keeps for the report
+CLASSIFICATION_REQUESTED = TaskDecision(CLASSIFICATION, CLASSIFICATION, "task classification was requested")
 CV_SEED = 0  # the folds are shuffled with a fixed seed: an honest estimate for sorted files, and deterministic
 PROGRESS_SECONDS = 5.0  # the least time between two progress lines about folds
 
@@ -154,7 +156,12 @@ def checked_stats(
         LOG.warning("%s is not what its download checked (sha256 %s, not %s): validating it", uri, digest, known.sha256)
         handle.seek(0)
     return validate_dataset(
-        iter(lambda: handle.read(CHUNK_SIZE), b""), uri, description, cv_folds, task=task, target_transform=target_transform
+        iter(lambda: handle.read(CHUNK_SIZE), b""),
+        uri,
+        description,
+        cv_folds,
+        task=task,
+        target_transform=target_transform,
     )
 
 
@@ -331,9 +338,11 @@ def preprocessing_summary(
         "categorical": {"columns": categorical, "steps": categorical_steps if categorical else []},
     }
     if task == REGRESSION:
-        summary["target"] = {"steps": (["log1p"] if target_transform == "log" else []) + (
-            ["standard scaling (predictions scaled back)"] if spec.scale_target else []
-        ) or ["none"]}
+        summary["target"] = {
+            "steps": (["log1p"] if target_transform == "log" else [])
+            + (["standard scaling (predictions scaled back)"] if spec.scale_target else [])
+            or ["none"]
+        }
     return summary
 
 
@@ -344,7 +353,7 @@ class TrainingData:
     stats: DatasetStats
     features: Any
     labels: Any
-    decision: TaskDecision = TaskDecision(CLASSIFICATION, CLASSIFICATION, "task classification was requested")
+    decision: TaskDecision = CLASSIFICATION_REQUESTED
 
     @property
     def task(self) -> str:
