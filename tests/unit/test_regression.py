@@ -26,7 +26,7 @@ from mlpipe.predicting import NO_PROBABILITIES, predict_file
 from mlpipe.problem import CLASSIFICATION, REGRESSION, LabelStats, decide_task
 from mlpipe.storage import Store
 from tests.conftest import SAMPLE
-from tests.regression_datasets import RegressionCase, held_out_r2, regression_cases
+from tests.regression_datasets import FIXTURES, RegressionCase, held_out_r2, regression_cases
 from tests.stores import target as target_for
 
 URI = "memory://data.csv"
@@ -73,6 +73,18 @@ def test_the_rule_on_borderline_numeric_labels(distinct: int, fractional: bool, 
     assert decide_task("auto", stats.label).inputs == {"numeric": True, "distinct": distinct, "non_integer": fractional}
 
 
+def test_auto_reads_a_label_written_as_decimals_as_a_target_longleys_employment() -> None:
+    # 16 rows, 16 whole numbers written as floats (60323.0): the example, a target, not 16 classes
+    stats = validate_dataset([(FIXTURES / "longley.csv").read_bytes()], URI, min_class_rows=5)
+    assert stats.task == REGRESSION
+    assert stats.label is not None
+    assert (stats.label.distinct, stats.label.non_integer) == (16, True)
+    # the same values written as integers are 16 class codes (and too few rows of each for the folds)
+    integers = b"TOTEMP,YEAR\n" + b"".join(f"{60000 + i},{1947 + i}\n".encode() for i in range(16))
+    with pytest.raises(InvalidDatasetError, match="--task regression"):
+        validate_dataset([integers], URI, min_class_rows=5)
+
+
 def test_an_explicit_task_overrides_the_rule_and_the_decision_says_so() -> None:
     label = LabelStats(numeric=True, distinct=3)
     assert decide_task("regression", label).task == REGRESSION
@@ -85,7 +97,7 @@ def test_an_explicit_task_overrides_the_rule_and_the_decision_says_so() -> None:
 def test_auto_choosing_classes_for_a_numeric_label_with_rare_classes_suggests_task_regression() -> None:
     # linnerud's weights: 20 rows, integers, fewer than 21 distinct -> classes, each too small for the folds
     frame = datasets.load_linnerud(as_frame=True)
-    table = pd.concat([frame.data, frame.target[["Weight"]]], axis=1)
+    table = pd.concat([frame.data, frame.target[["Weight"]]], axis=1).astype(int)  # pounds, written as integers
     with pytest.raises(InvalidDatasetError, match=r"fewer than the 5 folds.*--task regression"):
         validate_dataset([csv_bytes(table)], URI, min_class_rows=5)
     assert validate_dataset([csv_bytes(table)], URI, min_class_rows=5, task="regression").task == REGRESSION

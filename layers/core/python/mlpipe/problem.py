@@ -6,8 +6,11 @@ label is a regression target when every value is a number and it does not look l
     every label a number AND (more than REGRESSION_MIN_DISTINCT (20) distinct values,
                               OR some non-integer value AND more than REGRESSION_MIN_DISTINCT_FRACTIONAL (10))
 
-else it is classification. So integers 0-9 (or 1-20) are classes, ``yes``/``no`` are classes, and
-prices, durations or a disease-progression score are targets. The download's streaming check
+else it is classification. A non-integer value is one that is not whole (2.5) or is written as a
+decimal (60323.0, as a column of floats is written; the validator never reads such a label as an
+integer class code either). So integers 0-9 (or 1-20) are classes, ``yes``/``no`` are classes, and
+prices, durations, statsmodels' longley employment (16 values written as 60323.0) or a
+disease-progression score are targets. The download's streaming check
 (``mlpipe.dataset``) gathers what the rule needs in ``LabelStats`` (``LabelTally`` per row, memory
 bounded by ``DISTINCT_CAP``); training decides again from the recorded stats (``decide_task``), so
 a run that asks for another task than the download's is decided by its own request. The model card
@@ -20,6 +23,7 @@ records the decision (``TaskDecision.to_dict``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +37,14 @@ TARGET_TRANSFORMS = ("none", "log")
 DEFAULT_TARGET_TRANSFORM = "none"
 REGRESSION_MIN_DISTINCT = 20
 REGRESSION_MIN_DISTINCT_FRACTIONAL = 10
+INTEGER_TEXT = re.compile(r"[+-]?\d+", re.ASCII)
 # Distinct label values the check counts (with their rows) before it stops: a numeric label beyond
 # it is a regression target under auto, and memory stays flat in the file's size.
 DISTINCT_CAP = 10_000
 RULE = (
     f"regression when every label is a number and there are more than {REGRESSION_MIN_DISTINCT} distinct values, "
-    f"or some value is not an integer and there are more than {REGRESSION_MIN_DISTINCT_FRACTIONAL}; "
+    f"or some value is not an integer (or is written as a decimal: 1.0) and there are more than "
+    f"{REGRESSION_MIN_DISTINCT_FRACTIONAL}; "
     "else classification"
 )
 # A numeric label with this many distinct values or more, some class too small for the folds: perhaps a target.
@@ -92,8 +98,8 @@ class LabelTally:
             return
         if value <= 0 and self.first_non_positive is None:
             self.first_non_positive = (line_no, label)
-        if not self.non_integer and not value.is_integer():
-            self.non_integer = True
+        if not self.non_integer and (not value.is_integer() or not INTEGER_TEXT.fullmatch(label)):
+            self.non_integer = True  # 2.5, or 60323.0: written as a decimal, as a float column is (never a class code)
         self.minimum = min(self.minimum, value)
         self.maximum = max(self.maximum, value)
 
