@@ -26,6 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from sklearn import datasets
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, cross_validate
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.svm import SVR, LinearSVR
+
+from pipeline_local.runner import serve_directory
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "regression"
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
@@ -47,7 +60,6 @@ class Case:
 
 def builtin_cases(workdir: Path) -> list[Case]:
     """diabetes (written from scikit-learn here), grunfeld and longley (the repository's fixtures)."""
-    from sklearn import datasets
 
     diabetes = workdir / "diabetes.csv"
     datasets.load_diabetes(as_frame=True, scaled=False).frame.to_csv(diabetes, index=False, header=False)
@@ -60,7 +72,7 @@ def builtin_cases(workdir: Path) -> list[Case]:
             estimator="random_forest",
             target_transform="log",
             flags=["--label-column", "invest"],
-        ),  # fmt: skip
+        ),
         Case(
             "longley",
             FIXTURES / "longley.csv",
@@ -68,16 +80,14 @@ def builtin_cases(workdir: Path) -> list[Case]:
             estimator="ridge",
             cv_folds=3,
             flags=["--label-column", "TOTEMP"],
-        ),  # fmt: skip
+        ),
     ]
 
 
 def run_pipeline(case: Case, url: str, cwd: Path) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     """``pipeline run --json`` on the served file: the command, its summary and the model's card."""
-    command = [
-        "pipeline", "run", "--json", "--run-date", "2026-11-25", "--source-url", url, "--task", "auto",
-        "--estimator", case.estimator, "--cv-folds", str(case.cv_folds), *case.flags,
-    ]  # fmt: skip
+    command = ["pipeline", "run", "--json", "--run-date", "2026-11-25", "--source-url", url, "--task", "auto"]
+    command += ["--estimator", case.estimator, "--cv-folds", str(case.cv_folds), *case.flags]
     if case.target_transform != "none":
         command += ["--target-transform", case.target_transform]
     result = subprocess.run([PIPELINE, *command[1:]], cwd=cwd, capture_output=True, text=True, check=False)
@@ -93,15 +103,6 @@ def run_pipeline(case: Case, url: str, cwd: Path) -> tuple[list[str], dict[str, 
 
 def sklearn_cv(case: Case) -> dict[str, float]:
     """The same estimator, cross-validated by scikit-learn alone on the same file."""
-    import numpy as np
-    import pandas as pd
-    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold, cross_validate
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-    from sklearn.svm import SVR, LinearSVR
 
     frame = pd.read_csv(case.path, header=0 if case.header else None)
     label = case.label if case.header else frame.columns[int(case.label)]
@@ -144,7 +145,6 @@ def sklearn_cv(case: Case) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Train each case with ``pipeline run`` and scikit-learn; print the comparison."""
-    from pipeline_local.runner import serve_directory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", default=[], help="NAME=PATH:LABEL (a CSV with a header)")
@@ -167,13 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                 cwd.mkdir()
                 command, summary, card = run_pipeline(case, f"http://127.0.0.1:{port}/{case.name}.csv", cwd)
                 plain = sklearn_cv(case)
-                score = card["score"]
+                score, rmse = card["score"], card["cv_metrics"]["by_fold"]["rmse"]["mean"]
                 print(f"== {case.name}: {card['rows']} rows, {card['task_decision']['reason']}")
                 print("   $ " + " ".join(command).replace(f"127.0.0.1:{port}", "127.0.0.1:PORT"))
                 print(f"   summary: {summary['status']}; gate: {summary.get('gate', {}).get('reason')}")
                 print(
                     f"   card:    {card['estimator']['class']} cv_r2 {score['value']:.4f} ± {score['std']:.4f} "
-                    f"(mean predictor {score['baseline']:.4f}), RMSE {card['cv_metrics']['by_fold']['rmse']['mean']:.4f}"
+                    f"(mean predictor {score['baseline']:.4f}), RMSE {rmse:.4f}"
                 )
                 print(
                     f"   sklearn: cross_validate  r2 {plain['r2_mean']:.4f} ± {plain['r2_std']:.4f}, "

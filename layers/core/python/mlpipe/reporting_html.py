@@ -27,6 +27,7 @@ import html
 import math
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,20 @@ def _ticks(low: float, high: float) -> tuple[float, float, float]:
     return math.floor(low / step) * step, math.ceil(high / step) * step, step
 
 
+def _y_scale(
+    lowest: float, highest: float, top: float, plot_h: float
+) -> tuple[float, float, float, Callable[[float], float]]:
+    """The y axis's rounded range and step (``_ticks``) and the function from a value to its y coordinate."""
+    low, high, step = _ticks(lowest, highest)
+    if high <= low:
+        high = low + step
+
+    def y_of(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_h
+
+    return low, high, step, y_of
+
+
 def accuracy_chart(points: list[dict[str, Any]]) -> str:
     """An SVG scatter chart: run dates across, CV accuracy up, one circle per complete model with a CV accuracy."""
     shown = [p for p in points if isinstance(p["cv_accuracy"], int | float) and p["kind"] != "incomplete"]
@@ -259,13 +274,7 @@ def accuracy_chart(points: list[dict[str, Any]]) -> str:
     left, right, top, bottom = 64, 24, 24, 90
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [float(p["cv_accuracy"]) for p in shown]
-    low, high, step = _ticks(min(values) - 0.01, min(1.0, max(values) + 0.01))
-    if high <= low:
-        high = low + step
-
-    def y_of(value: float) -> float:
-        return top + (high - value) / (high - low) * plot_h
-
+    low, high, step, y_of = _y_scale(min(values) - 0.01, min(1.0, max(values) + 0.01), top, plot_h)
     slot = plot_w / len(dates)
     out = [
         f'<svg class="chart cv-chart" role="img" aria-label="CV accuracy by run date" width="{width}" '
@@ -316,13 +325,7 @@ def score_chart(points: list[dict[str, Any]], key: str, label: str) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [float(p[key]) for p in shown]
     pad = max((max(values) - min(values)) * 0.05, 0.01 * max(1.0, abs(max(values))))
-    low, high, step = _ticks(min(values) - pad, max(values) + pad)
-    if high <= low:
-        high = low + step
-
-    def y_of(value: float) -> float:
-        return top + (high - value) / (high - low) * plot_h
-
+    low, high, step, y_of = _y_scale(min(values) - pad, max(values) + pad, top, plot_h)
     slot = plot_w / len(dates)
     out = [
         f'<svg class="chart score-chart chart-{_e(key)}" role="img" aria-label="{_e(label)} by run date" '

@@ -833,19 +833,12 @@ def measure(fitted: Fitted, task: str = CLASSIFICATION) -> Measures:
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-    classes, scores = fitted.classes, fitted.scores
+    classes = fitted.classes
     evaluated = np.sort(np.concatenate([test_rows for _, test_rows in fitted.splits]))
     truth, guessed = fitted.codes[evaluated], fitted.predicted[evaluated]
     positions = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, guessed, labels=positions, zero_division=0)
-    cv_accuracy = {
-        "mean": float(np.mean(scores)),
-        "std": float(np.std(scores)),
-        "folds": len(fitted.splits),
-        "scores": [float(s) for s in scores],
-        "method": fitted.method,
-        "rows_evaluated": len(evaluated),
-    }
+    cv_accuracy = _fold_scores(fitted, len(evaluated))
     cv_metrics = {
         "balanced_accuracy": float(balanced_accuracy_score(truth, guessed)),
         "macro_f1": float(f1_score(truth, guessed, labels=positions, average="macro", zero_division=0)),
@@ -870,6 +863,21 @@ def measure(fitted: Fitted, task: str = CLASSIFICATION) -> Measures:
     return Measures(cv_accuracy, cv_metrics, score)
 
 
+def _fold_scores(fitted: Fitted, evaluated: int) -> dict[str, Any]:
+    """The card's section of the primary score per split (``cv_accuracy`` or ``cv_r2``): mean, std, each, how."""
+    import numpy as np
+
+    scores = fitted.scores
+    return {
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "folds": len(fitted.splits),
+        "scores": [float(s) for s in scores],
+        "method": fitted.method,
+        "rows_evaluated": evaluated,
+    }
+
+
 def measure_regression(fitted: Fitted) -> Measures:
     """The measure step of a regression: R² per split, and R², RMSE, MAE and the median absolute error of every
     held-out row's prediction, the mean predictor's, the residuals' summary and a sample of (actual, predicted)."""
@@ -886,15 +894,7 @@ def measure_regression(fitted: Fitted) -> Measures:
         baseline_rmse.append(float(np.sqrt(np.mean((fitted.codes[test_rows] - mean) ** 2))))
     residuals = truth - guessed
     quantiles = np.quantile(residuals, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
-    scores = fitted.scores
-    cv_r2 = {
-        "mean": float(np.mean(scores)),
-        "std": float(np.std(scores)),
-        "folds": len(fitted.splits),
-        "scores": [float(s) for s in scores],
-        "method": fitted.method,
-        "rows_evaluated": len(evaluated),
-    }
+    cv_r2 = _fold_scores(fitted, len(evaluated))
     cv_metrics = {
         "r2": float(r2_score(truth, guessed)),
         "rmse": float(root_mean_squared_error(truth, guessed)),
