@@ -117,7 +117,8 @@ def evaluate(
         reason = (
             f"model {model_uri} is rejected: its {words} {score:.4f} is {below} the threshold {floor:.4f} "
             f"({rule}){champion_text}. It stays in the artifacts for inspection; nothing was published and the "
-            "champion is unchanged. Lower the threshold (or turn its rule off) and rerun to publish it without retraining."
+            "champion is unchanged. Lower the threshold (or turn its rule off) and rerun to publish it without "
+            "retraining."
         )
     if notes:
         reason += "; " + "; ".join(notes)
