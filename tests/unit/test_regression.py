@@ -326,3 +326,15 @@ def test_predict_returns_numbers_and_the_metrics_on_the_label_column(tmp_path: P
     shown = result.as_dict()
     assert shown["note"] == NO_PROBABILITIES
     assert "accuracy" not in shown
+
+
+def test_regression_splits_are_shuffled_kfold_and_a_plain_holdout_from_50000_rows() -> None:
+    target = np.linspace(0.0, 1.0, 100)  # sorted: unshuffled folds would each hold one range of the target
+    splits, method = training.cv_splits(target, target.reshape(-1, 1), 5, REGRESSION)
+    assert method == "5-fold, shuffled (seed 0)"
+    assert [len(test) for _, test in splits] == [20] * 5
+    assert all(np.ptp(target[test]) > 0.5 for _, test in splits)
+    big = np.arange(60_000, dtype=float)
+    ((train_rows, test_rows),) = training.cv_splits(big, None, 5, REGRESSION)[0]
+    assert (len(train_rows), len(test_rows)) == (48_000, 12_000)
+    assert training.cv_splits(big, None, 5, REGRESSION)[1] == "20% holdout (seed 0)"
