@@ -50,7 +50,7 @@ def test_a_regression_run_through_the_state_machine_is_gated_on_r2_and_promoted(
     gate = published["gate"]
     assert gate["passed"] is True
     assert gate["score"] > 0.8 > gate["baseline"] + 0.5
-    manifest = read_champion(f"s3://{MODELS}/iris", store=Store.on_this_machine())
+    manifest = read_champion(f"s3://{MODELS}/iris/iris", store=Store.on_this_machine())
     assert manifest is not None
     assert manifest["metrics"]["score_name"] == "cv_r2"
     assert manifest["metrics"]["score"] == pytest.approx(gate["score"])

@@ -301,9 +301,21 @@ def test_max_regression_compares_r2_with_a_regression_champion_only() -> None:
     assert worse["passed"] is False
     assert worse["threshold"] == pytest.approx(0.7)
     classifier = {"identity": "published-y", "classes": ["a"], "metrics": {"cv_accuracy": 0.99}}
+    # A regressor after a classifier changes what consumers get: a schema change, whatever its score.
     other = evaluate(card_with(0.6, 0.0), classifier, model_uri="m", min_cv_accuracy=None, max_regression=0.1)
-    assert other["passed"] is True
-    assert "another task" in other["reason"]
+    assert (other["passed"], other["error"]) == (False, "SchemaChangedError")
+    assert "the task changes: classification -> regression" in other["reason"]
+    # Accepted, the scores are not compared across tasks.
+    accepted = evaluate(
+        card_with(0.6, 0.0),
+        classifier,
+        model_uri="m",
+        min_cv_accuracy=None,
+        max_regression=0.1,
+        accept_schema_change=True,
+    )
+    assert accepted["passed"] is True
+    assert "another task" in accepted["reason"]
 
 
 # --- predicting --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The gate reads the card's primary score (``card_score``): CV accuracy for classification, CV R²
 for regression (both higher-is-better, in the card's ``score``; an older card's
-``cv_accuracy.mean``). Three rules, the first two off unless set (deploy-time ``MinCvAccuracy`` /
+``cv_accuracy.mean``). Four rules, the first two off unless set (deploy-time ``MinCvAccuracy`` /
 ``MaxRegression`` / ``MinLiftOverBaseline``, or per run):
 
 - ``min_cv_accuracy``: a model whose score is below it is not published (for regression it is the
@@ -12,6 +12,9 @@ for regression (both higher-is-better, in the card's ``score``; an older card's
 - ``min_lift_over_baseline`` (``baseline_rule``; default 0, null: off): the score must be above
   the trivial predictor's (the majority class, or the mean predictor, under the same splits) by
   more than this; with 0, the model must beat the baseline strictly.
+- the schema rule (always on): a model whose label set or feature schema differs from the
+  champion's is refused (``schema_changed``, ``error: SchemaChangedError``), whatever its score: a
+  consumer of the champion would break (``schema_rule``).
 
 Pure: ``evaluate`` decides on a card and the champion's manifest given to it; a run's gate (with
 the champion read from its publish location) is ``mlpipe.planning.model_gate``, the one place the
@@ -25,25 +28,37 @@ from __future__ import annotations
 
 from typing import Any
 
+# The card's score (``{"name", "value", ...}``); older cards have only ``cv_accuracy``.
+FALLBACK_SCORE = "cv_accuracy"
 SCORE_WORDS = {"cv_accuracy": "CV accuracy", "cv_r2": "CV R²"}
 
 
-def card_score(card: dict[str, Any]) -> tuple[str, float]:
-    """The card's primary score ``(name, value)``: its ``score``, or for an older card ``cv_accuracy.mean``."""
+def section(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """``document[name]`` when it is an object, else an empty one (a card or manifest from an older version)."""
+    found = document.get(name)
+    return found if isinstance(found, dict) else {}
+
+
+def card_score(card: dict[str, Any]) -> tuple[str, float | None]:
+    """``(name, value)`` of a card's score: its ``score``, else (an older card) its mean CV accuracy."""
     score = card.get("score")
     if isinstance(score, dict) and isinstance(score.get("value"), int | float):
-        return str(score.get("name") or "cv_accuracy"), float(score["value"])
-    return "cv_accuracy", float((card.get("cv_accuracy") or {}).get("mean", 0.0))
+        return str(score.get("name") or FALLBACK_SCORE), float(score["value"])
+    mean = section(card, "cv_accuracy").get("mean")
+    return FALLBACK_SCORE, float(mean) if isinstance(mean, int | float) else None
 
 
-def champion_score(champion: dict[str, Any]) -> tuple[str, float | None]:
-    """The champion manifest's score ``(name, value)``: ``metrics.score``, or for an older one ``cv_accuracy``."""
-    metrics = champion.get("metrics") or {}
-    value = metrics.get("score")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(metrics.get("score_name") or "cv_accuracy"), float(value)
-    value = metrics.get("cv_accuracy")
-    return "cv_accuracy", float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def manifest_score(manifest: dict[str, Any]) -> tuple[str, float | None]:
+    """``(name, value)`` of a champion manifest's score: ``metrics.score``, else (older) ``metrics.cv_accuracy``."""
+    metrics = section(manifest, "metrics")
+    value = metrics.get("score", metrics.get("cv_accuracy"))
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return str(metrics.get("score_name") or FALLBACK_SCORE), None if number is None else float(number)
+
+
+def score_words(name: str) -> str:
+    """A score's name in words (``cv_accuracy`` → "CV accuracy")."""
+    return SCORE_WORDS.get(name, name)
 
 
 def baseline_rule(card: dict[str, Any], min_lift: float | None) -> tuple[float, str] | None:
@@ -57,6 +72,84 @@ def baseline_rule(card: dict[str, Any], min_lift: float | None) -> tuple[float, 
     )
 
 
+def card_schema(card: dict[str, Any]) -> dict[str, Any]:
+    """What a consumer of the model relies on: ``{"task", "classes": [...], "features": [[column, kind], ...]}`` from
+    its card."""
+    kinds = section(section(section(card, "dataset"), "resolved"), "kinds")
+    columns = section(card, "input").get("columns")
+    # A list of [column, kind], in the model's order: a JSON object written with sorted keys would lose the order.
+    features = [[str(c), str(kinds.get(c, "unknown"))] for c in columns] if isinstance(columns, list) else None
+    return {"task": task_of(card), "classes": card.get("classes"), "features": features}
+
+
+def task_of(document: dict[str, Any]) -> str | None:
+    """The task of a card or champion manifest: its ``task``, else what its score's name says (None: not known)."""
+    task = document.get("task")
+    if isinstance(task, str):
+        return task
+    name = (document.get("score") or {}).get("name") if isinstance(document.get("score"), dict) else None
+    metrics = section(document, "metrics")
+    name = name or metrics.get("score_name") or ("cv_accuracy" if "cv_accuracy" in metrics else None)
+    return {"cv_r2": "regression", "cv_accuracy": "classification"}.get(str(name)) if name else None
+
+
+def _features(value: Any) -> dict[str, str] | None:
+    """``[[column, kind], ...]`` as an ordered ``{column: kind}``; None when it is not that."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        return None
+    return {str(name): str(kind) for name, kind in value}
+
+
+def schema_changes(champion: dict[str, Any] | None, schema: dict[str, Any]) -> list[str]:
+    """Each difference between the champion's label set and feature schema and ``schema``'s (``card_schema``),
+    in words; empty when they agree, there is no champion, or the champion does not record them."""
+    if champion is None:
+        return []
+    changes = []
+    before_task, after_task = task_of(champion), schema.get("task")
+    if before_task and after_task and before_task != after_task:
+        # Predictions change kind (class labels or numbers): the label sets are not comparable.
+        return [f"the task changes: {before_task} -> {after_task} (its predictions are of another kind)"]
+    theirs, ours = champion.get("classes"), schema.get("classes")
+    if isinstance(theirs, list) and isinstance(ours, list) and sorted(map(str, theirs)) != sorted(map(str, ours)):
+        gone = sorted(set(map(str, theirs)) - set(map(str, ours)))
+        new = sorted(set(map(str, ours)) - set(map(str, theirs)))
+        changes.append(
+            "the label set changes"
+            + (f": classes no longer predicted {', '.join(map(repr, gone))}" if gone else "")
+            + (f"; new classes {', '.join(map(repr, new))}" if new else "")
+        )
+    before, after = _features(champion.get("features")), _features(schema.get("features"))
+    if before is not None and after is not None:
+        missing = [c for c in before if c not in after]
+        added = [c for c in after if c not in before]
+        kinds = [f"{c!r} {before[c]} -> {after[c]}" for c in before if c in after and before[c] != after[c]]
+        if missing:
+            changes.append(f"feature column(s) no longer taken: {', '.join(map(repr, missing))}")
+        if added:
+            changes.append(f"new feature column(s) required: {', '.join(map(repr, added))}")
+        if kinds:
+            changes.append(f"feature kind(s) change: {', '.join(kinds)}")
+        if not (missing or added) and list(before) != list(after):
+            changes.append("the feature columns' order changes (a consumer passing rows as lists must reorder them)")
+    return changes
+
+
+def schema_rule(card: dict[str, Any], champion: dict[str, Any] | None, *, model_uri: str) -> str | None:
+    """The schema-change rule: why the model is refused (SchemaChangedError) when its label set or feature schema
+    differs from the champion's, else None. Such a model is never promoted automatically, whatever its score."""
+    changes = schema_changes(champion, card_schema(card))
+    if not changes or champion is None:
+        return None
+    return (
+        f"model {model_uri} is refused: its schema differs from the champion {champion.get('identity')}'s: "
+        f"{'; '.join(changes)}. A consumer of this model's champion would break, so it is never promoted "
+        "automatically; nothing was published and the champion is unchanged. Train it as another model "
+        "(--model NEW_NAME, with its own champion), or rerun with on_schema_change accept, which publishes it "
+        "without promoting it, and make it the champion by hand (pipeline promote), which lists these changes"
+    )
+
+
 def evaluate(
     card: dict[str, Any],
     champion: dict[str, Any] | None,
@@ -65,15 +158,17 @@ def evaluate(
     min_cv_accuracy: float | None,
     max_regression: float | None,
     min_lift_over_baseline: float | None = None,
+    accept_schema_change: bool = False,
 ) -> dict[str, Any]:
     """``{"score", "score_name", "cv_accuracy", "threshold", "min_cv_accuracy", "max_regression",
     "min_lift_over_baseline", "baseline", "champion_*", "passed", "reason"}``."""
-    score_name, score = card_score(card)
-    words = SCORE_WORDS.get(score_name, score_name)
+    score_name, found = card_score(card)
+    score = found if found is not None else 0.0
+    words = score_words(score_name)
     champion_value = None
     same_labels, other = False, "another label set"
     if champion is not None:
-        champion_name, champion_value = champion_score(champion)
+        champion_name, champion_value = manifest_score(champion)
         same_labels = sorted(map(str, champion.get("classes") or [])) == sorted(map(str, card.get("classes") or []))
         if champion_name != score_name:
             same_labels, other = False, f"another task (its score is {champion_name})"
@@ -122,6 +217,9 @@ def evaluate(
         )
     if notes:
         reason += "; " + "; ".join(notes)
+    refused = None if accept_schema_change else schema_rule(card, champion, model_uri=model_uri)
+    if refused is not None:
+        passed, reason = False, refused
     return {
         "score": score,
         "score_name": score_name,
@@ -132,8 +230,10 @@ def evaluate(
         "min_lift_over_baseline": min_lift_over_baseline,
         "baseline": (card.get("score") or {}).get("baseline") if isinstance(card.get("score"), dict) else None,
         "champion_identity": champion.get("identity") if champion else None,
-        "champion_cv_accuracy": champion_value if champion and champion_score(champion)[0] == "cv_accuracy" else None,
+        "champion_cv_accuracy": champion_value if champion and manifest_score(champion)[0] == "cv_accuracy" else None,
         "champion_score": champion_value,
         "passed": passed,
         "reason": reason,
+        "schema_changed": refused is not None,
+        "error": "SchemaChangedError" if refused is not None else None,
     }

@@ -21,6 +21,7 @@ from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.gate import card_score
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
+from mlpipe.modelconfig import with_model_config
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
 from mlpipe.redaction import redact_url
@@ -55,11 +56,13 @@ def plan(
     store: Store,
     execution_id: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve the execution's input into a run and decide, top-down, which tasks must run.
+    """Resolve the execution's input (over its model's configuration document, ``mlpipe.modelconfig``) into a run
+    and decide, top-down, which tasks must run.
 
     When the run trains on SageMaker and training will run, the plan also stages the training code
     (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
     """
+    execution_input = with_model_config(execution_input, settings, store=store)
     run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store)
     planned = plan_run(run, store=store)
     if run.train_on == "sagemaker" and run.training_output_uri and planned["start_at"] in {"download", "train"}:
@@ -197,6 +200,7 @@ def promote(run: Run, *, store: Store, settings: Settings) -> dict[str, Any]:
         run.run_date,
         promoted_by=run.execution_id or "pipeline",
         max_regression=run.max_regression,
+        model=run.model,
         store=store,
     )
     outcome = result.as_dict(run.publish_root) | {"event": None}
@@ -215,7 +219,7 @@ def announce(manifest: dict[str, Any], bus: str) -> str:
                 {
                     "Source": "mlpipe",
                     "DetailType": "Model promoted",
-                    "Detail": json.dumps(manifest, allow_nan=False),
+                    "Detail": json.dumps(manifest, allow_nan=False),  # names the model: its "model"
                     "EventBusName": bus,
                 }
             ]
