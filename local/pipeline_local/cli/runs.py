@@ -108,6 +108,9 @@ def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_regression",
         "on_schema_change",
         "max_drift",
+        "task",
+        "target_transform",
+        "min_lift_over_baseline",
     ):
         if getattr(args, key, None) is not None:
             execution_input[key] = getattr(args, key)

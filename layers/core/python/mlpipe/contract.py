@@ -235,12 +235,11 @@ class DataWatch:
             else:
                 entry |= _frequencies(sketch.counts)
             columns[name] = entry
-        label: dict[str, Any] = {"column": layout.label_name, "kind": stats.label_kind}
-        if len(stats.class_counts) <= CATEGORY_CAP:
+        label: dict[str, Any] = {"column": layout.label_name, "kind": stats.label_kind, "task": stats.task}
+        if stats.class_counts and len(stats.class_counts) <= CATEGORY_CAP:
             label["values"] = sorted(stats.class_counts)
-        numbers = [_number(value) for value in stats.class_counts]
-        if numbers and all(number is not None for number in numbers):
-            label["min"], label["max"] = min(numbers), max(numbers)  # type: ignore[type-var]
+        if stats.label is not None and stats.label.numeric:  # the label's range (mlpipe.problem.LabelStats)
+            label["min"], label["max"] = stats.label.minimum, stats.label.maximum
         return {
             "rows": stats.rows,
             "sha256": stats.sha256,

@@ -76,6 +76,9 @@ class FetchPolicy:
     allow_loopback: bool = False
     min_class_rows: int = 1  # the run's cv_folds, so a dataset training would refuse is never stored
     time_budget: float | None = None
+    # The run's task and target transform (mlpipe.problem): the label is checked as training will read it.
+    task: str = "auto"
+    target_transform: str = "none"
 
 
 def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = False) -> None:
@@ -407,7 +410,9 @@ def _fetch_once(
                 f"source {shown!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(shown, description, policy.min_class_rows, watch)  # errors name where the data is
+        validator = DatasetValidator(  # errors name where the data is
+            shown, description, policy.min_class_rows, policy.task, policy.target_transform, watch
+        )
         # A compressed body's Content-Length is not the size of what it decodes to: no percent then.
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         progress = DownloadProgress(int(length) if length.isdigit() and not encoded else None, clock)

@@ -83,6 +83,7 @@ def model_gate(run: Run, card: dict[str, Any], *, store: Store) -> dict[str, Any
         min_cv_accuracy=run.min_cv_accuracy,
         max_regression=run.max_regression,
         accept_schema_change=run.on_schema_change == "accept",  # published, then kept from promotion
+        min_lift_over_baseline=run.min_lift_over_baseline,
     )
     drifted = drift_rule(card, run.max_drift)
     gate["max_drift"] = run.max_drift

@@ -81,6 +81,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--identity", type=_decode_object, default=None, help="the model's identity, from the plan")
     parser.add_argument("--execution_id", default=None)
     parser.add_argument("--max_runtime_seconds", type=float, default=None)
+    parser.add_argument("--task", default="auto", help="auto, classification or regression (mlpipe.problem)")
+    parser.add_argument("--target_transform", default="none")
     return parser.parse_args(list(argv))
 
 
@@ -171,4 +173,6 @@ def _train(
         known=known_stats(store.target(args.dataset_uri), description),
         # The download's profile of the data (mlpipe.contract), from the dataset's profile.json in S3 likewise.
         sections=card_sections(read_profile(store.target(args.dataset_uri))),
+        task=args.task,
+        target_transform=args.target_transform,
     )

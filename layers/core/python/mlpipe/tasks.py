@@ -22,6 +22,7 @@ from mlpipe.contract import DataWatch, card_sections, contract_for, contract_uri
 from mlpipe.dataset import validate_dataset
 from mlpipe.exceptions import MissingInputError, TargetExistsError
 from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.gate import card_score
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.modelconfig import with_model_config
 from mlpipe.planning import model_gate, plan_run
@@ -97,6 +98,8 @@ def download(
         backoff_seconds=settings.source_backoff_seconds,
         allow_loopback=settings.allow_loopback_sources,
         min_class_rows=run.cv_folds,
+        task=run.task,
+        target_transform=run.target_transform,
         time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
@@ -183,11 +186,15 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
         time_left=time_left,
         known=known_stats(dataset, description),
         sections=data_sections(dataset, run),
+        task=run.task,
+        target_transform=run.target_transform,
     )
+    score_name, score = card_score(result.metrics)
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],
-        "cv_accuracy": result.metrics["cv_accuracy"]["mean"],
+        "task": result.metrics["task"],
+        score_name: score,
         "sha256": result.metrics["model_sha256"],
         "gate": model_gate(run, result.metrics, store=store),
     }
