@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
 from mlpipe.exceptions import InvalidRequestError
-from mlpipe.fetch import check_source_url
+from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
+from mlpipe.sources import HTTP, check_source, source_kind, source_locations
 from mlpipe.steps import STEPS, TASKS
 from mlpipe.storage import Store, join_uri
 
@@ -145,6 +146,10 @@ class Settings:
     train_on: str = "lambda"
     training_job_prefix: str = DEFAULT_TRAINING_JOB_PREFIX
     sagemaker_root: str | None = None
+    # The S3 locations a deployment's runs may read (s3://bucket/prefix; SourceBucket/SourcePrefixes), and how long
+    # the state machine waits for a source that is not there yet (SourceWaitSeconds; 0: fail at once).
+    source_locations: tuple[str, ...] = ()
+    source_wait_seconds: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +165,7 @@ class Settings:
             connect_timeout = float(env.get("SOURCE_CONNECT_TIMEOUT_SECONDS", 5.0))
             read_timeout = float(env.get("SOURCE_READ_TIMEOUT_SECONDS", 30.0))
             backoff = float(env.get("SOURCE_BACKOFF_SECONDS", 0.5))
+            wait = int(env.get("SOURCE_WAIT_SECONDS") or 0)
         except ValueError as exc:
             raise InvalidRequestError(f"a numeric setting is not a number: {exc}") from exc
         train_on = (env.get("TRAIN_ON") or "lambda").strip().lower()
@@ -189,9 +195,33 @@ class Settings:
             train_on=train_on,
             training_job_prefix=env.get("TRAINING_JOB_PREFIX") or DEFAULT_TRAINING_JOB_PREFIX,
             sagemaker_root=env.get("SAGEMAKER_ROOT") or None,
+            source_locations=source_locations(env.get("SOURCE_BUCKET", ""), env.get("SOURCE_PREFIXES", "")),
+            source_wait_seconds=_positive_int(wait, "SOURCE_WAIT_SECONDS", minimum=0, maximum=86400),
         )
         settings.tz()  # fail fast on an unknown timezone
         return settings
+
+    def check_source(self, url: str) -> None:
+        """InvalidRequestError unless a run of this deployment may read ``url`` (``mlpipe.sources.check_source``)."""
+        check_source(
+            url,
+            local_run=self.allow_local_storage,
+            allow_loopback=self.allow_loopback_sources,
+            locations=self.source_locations,
+        )
+
+    def fetch_policy(self, max_bytes: int, min_class_rows: int = 1, time_budget: float | None = None) -> FetchPolicy:
+        """How hard a download (or the plan's HEAD) tries, from these settings."""
+        return FetchPolicy(
+            max_bytes=max_bytes,
+            connect_timeout=self.source_connect_timeout,
+            read_timeout=self.source_read_timeout,
+            attempts=self.source_attempts,
+            backoff_seconds=self.source_backoff_seconds,
+            allow_loopback=self.allow_loopback_sources,
+            min_class_rows=min_class_rows,
+            time_budget=time_budget,
+        )
 
     def hyperparameters_for(self, estimator: str) -> dict[str, Any]:
         """The deploy-time hyperparameters, which belong to the deploy-time estimator: a run that picks another
@@ -227,6 +257,8 @@ class Run:
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     execution_id: str | None = None
     source_id: str | None = None
+    # The source's version the plan saw (mlpipe.sources.source_version): the download reads exactly it.
+    source_version: dict[str, Any] | None = None
     force: str | None = None
     # Each target's identity and the inputs it is made from, by task (mlpipe.identity): recorded in
     # the lineage written beside each output.
@@ -255,7 +287,7 @@ class Run:
     def fetch_url(self, settings: Settings) -> str:
         """The URL the download fetches: the run's, or the deployment's when the run carries that one without
         its secrets (``resolve_run`` keeps a deploy-time credential out of the run the state machine records)."""
-        deployed = settings.source_url.replace(RUN_DATE_PLACEHOLDER, self.run_date)
+        deployed = fill_date(settings.source_url, self.run_date)
         if deployed != self.source_url and redact_url(deployed) == self.source_url:
             return deployed
         return self.source_url
@@ -292,7 +324,9 @@ class Run:
                 raise InvalidRequestError(f"{name} must be a string, got {given[name]!r}")
         parse_run_date(event.get("run_date"))
         if given.get("source_url"):
-            check_source_url(given["source_url"], allow_loopback=settings.allow_loopback_sources)
+            settings.check_source(given["source_url"])
+        if not isinstance(given.get("source_version", {}), dict):
+            raise InvalidRequestError(f"source_version must be an object (the plan's), got {given['source_version']!r}")
         for name in ("dataset_uri", "model_uri", "published_uri", "publish_root", "code_uri", "training_output_uri"):
             if name in given:
                 store.check(given[name])
@@ -363,11 +397,16 @@ def resolve_run(
     *,
     execution_id: str | None = None,
     store: Store | None = None,
+    versions: Callable[[str, str], dict[str, Any] | None] | None = None,
 ) -> Run:
     """Merge an execution's input over the settings and derive every target URI of the run.
 
     ``execution_id`` (the Step Functions execution) travels in the run so that every function can
     log it as its correlation id. ``store`` checks the roots (default: the settings' store).
+    ``versions(url, kind)`` looks up the source's version (the plan's ``mlpipe.sources.source_version``;
+    None here: no lookup, the source's name alone). It is not asked for an http(s) source the input
+    names with ``source_id`` (the user's name is the identity); an S3 or local source's version is
+    always read, so the download reads exactly it, and enters the identity unless ``source_id`` is given.
     """
     store = store or Store.from_settings(settings)
     if execution_input is None:
@@ -387,6 +426,9 @@ def resolve_run(
     description = DatasetDescription.from_value(execution_input.get("dataset"), base=settings.dataset)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
+    named = bool(execution_input.get("source_id"))
+    found = source_kind(source_url)
+    version = versions(source_url, found) if versions and not (named and found == HTTP) else None
     identities = run_identities(
         run_date=run_date,
         source_id=source_id,
@@ -396,6 +438,7 @@ def resolve_run(
         cv_folds=cv_folds,
         force=force,
         nonce=execution_id or f"uuid:{uuid.uuid4()}",
+        source_version=None if named else version,
     )
     targets = {
         candidate.output.field: store.join(
@@ -416,6 +459,7 @@ def resolve_run(
         max_source_bytes=max_bytes,
         execution_id=execution_id,
         source_id=source_id if source_id != source_url else None,
+        source_version=version,
         force=force,
         publish_root=roots["publish_uri"],
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
@@ -441,15 +485,23 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
     if not isinstance(source_url, str):
         raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
     # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
-    source_url = source_url.replace(RUN_DATE_PLACEHOLDER, run_date)
-    check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
+    source_url = fill_date(source_url, run_date)
+    settings.check_source(source_url)
     source_id = execution_input.get("source_id") or source_url
     if isinstance(source_id, str):
-        source_id = redact_url(source_id.replace(RUN_DATE_PLACEHOLDER, run_date))
+        source_id = redact_url(fill_date(source_id, run_date))
     if not isinstance(source_id, str) or len(source_id) > 2048:
         shown = redact_url(source_id) if isinstance(source_id, str) else source_id
         raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {shown!r}")
     return source_url, source_id, source_url if given else redact_url(source_url)
+
+
+def fill_date(template: str, run_date: str) -> str:
+    """``template`` with ``{run_date}`` (YYYY-MM-DD), ``{yyyy}``, ``{mm}`` and ``{dd}`` filled in from ``run_date``."""
+    year, month, day = run_date.split("-")
+    for name, value in ((RUN_DATE_PLACEHOLDER, run_date), ("{yyyy}", year), ("{mm}", month), ("{dd}", day)):
+        template = template.replace(name, value)
+    return template
 
 
 def _roots(execution_input: Mapping[str, Any], settings: Settings, store: Store) -> dict[str, str]:

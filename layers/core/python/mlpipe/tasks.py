@@ -16,14 +16,14 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
-from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.config import Run, Settings, check_max_source_bytes, resolve_run
 from mlpipe.exceptions import MissingInputError, TargetExistsError
-from mlpipe.fetch import FetchPolicy, fetch_dataset
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import stage_source
+from mlpipe.sources import read_source, source_version
 from mlpipe.steps import made_by
 from mlpipe.storage import Store, Target
 from mlpipe.training import train_model
@@ -59,12 +59,23 @@ def plan(
     When the run trains on SageMaker and training will run, the plan also stages the training code
     (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
     """
-    run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store)
+    policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
+
+    def versions(url: str, _kind: str) -> dict[str, Any] | None:
+        return source_version(url, store=store, policy=policy)
+
+    run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store, versions=versions)
     planned = plan_run(run, store=store)
     if run.train_on == "sagemaker" and run.training_output_uri and planned["start_at"] in {"download", "train"}:
         root = run.training_output_uri.rsplit("/", 1)[0]  # <sagemaker root>/output: the code goes to <root>/code
         planned["run"]["code_uri"] = stage_source(root, store=store)
     return planned
+
+
+def _field(execution_input: Any, name: str, settings: Settings) -> Any:
+    """A field of the execution input, or the setting of that name (the input is checked by resolve_run)."""
+    given = execution_input.get(name) if isinstance(execution_input, dict) else None
+    return getattr(settings, name) if given is None else given
 
 
 def download(
@@ -83,26 +94,23 @@ def download(
     if target.exists():
         return TaskOutcome("present", target.uri)
     source_url = run.fetch_url(settings)
-    policy = FetchPolicy(
-        max_bytes=run.max_source_bytes,
-        connect_timeout=settings.source_connect_timeout,
-        read_timeout=settings.source_read_timeout,
-        attempts=settings.source_attempts,
-        backoff_seconds=settings.source_backoff_seconds,
-        allow_loopback=settings.allow_loopback_sources,
+    policy = settings.fetch_policy(
+        run.max_source_bytes,
         min_class_rows=run.cv_folds,
         time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
     try:
-        stats = fetch_dataset(source_url, target, policy, description=description)
+        stats = read_source(
+            source_url, target, store=store, policy=policy, description=description, version=run.source_version
+        )
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
     record = lineage_record(
         run.identity("download"),
         execution_id=run.execution_id,
-        input_targets=[{"uri": redact_url(source_url), "sha256": stats.sha256}],
+        input_targets=[{"uri": redact_url(source_url), "sha256": stats.sha256, "version": run.source_version}],
         output={
             "uri": target.uri,
             "sha256": stats.sha256,
