@@ -92,3 +92,81 @@ def test_local_file_is_read_in_place(aws: Any, pipeline: LocalPipeline, tmp_path
     assert states(by_uri) == dict.fromkeys(TASKS, "ran")
     dataset = aws.get_object(Bucket=ARTIFACTS, Key=_key(by_uri["tasks"]["download"]["target"]))["Body"].read()
     assert dataset == SAMPLE.read_bytes()
+
+
+def _entered(pipeline: LocalPipeline, state: str) -> int:
+    arn = pipeline.sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"][0]["executionArn"]
+    return sum(1 for event in pipeline.history(arn) if (event.get("stateEnteredEventDetails") or {}).get("name") == state)
+
+
+def test_missing_object_fails_at_once_by_default_with_nothing_written(aws: Any, pipeline: LocalPipeline) -> None:
+    aws.create_bucket(Bucket=SOURCES)
+    summary = pipeline.run(_input(f"s3://{SOURCES}/{KEY}"))
+    assert summary["status"] == "FAILED"
+    assert summary["error"]["task"] == "plan"
+    assert summary["error"]["type"] == "SourceNotReadyError"
+    assert f"s3://{SOURCES}/{KEY} is not there" in summary["error"]["message"]
+    assert "SourceWaitSeconds" in summary["error"]["message"]
+    assert s3_keys_all(aws) == []
+
+
+def test_late_object_is_waited_for_and_then_read(aws: Any) -> None:
+    # Given a deployment that waits up to 150 s for its source (Wait states scaled to 0 here)
+    pipeline = LocalPipeline(env={"SOURCE_WAIT_SECONDS": "150"}, retry_delay_scale=0.0)
+    aws.create_bucket(Bucket=SOURCES)
+    plan = pipeline.lambdas.handlers["plan"]
+    looks: list[int] = []
+
+    def plan_and_upload_after_two_looks(event: Any, context: Any) -> Any:
+        looks.append(1)
+        if len(looks) == 3:  # the file lands while the execution waits
+            aws.put_object(Bucket=SOURCES, Key=KEY, Body=SAMPLE.read_bytes())
+        return plan(event, context)
+
+    pipeline.lambdas.handlers["plan"] = plan_and_upload_after_two_looks
+    summary = pipeline.run(_input(f"s3://{SOURCES}/{KEY}"))
+    assert summary["status"] == "SUCCEEDED", summary
+    assert states(summary) == dict.fromkeys(TASKS, "ran")
+    assert _entered(pipeline, "Wait for the source") == 2
+    # And when it never lands: the wait is used up (60 + 60 + 30 s), then the run fails with that name
+    pipeline.lambdas.handlers["plan"] = plan
+    late = pipeline.run(_input(f"s3://{SOURCES}/other.csv"))
+    assert late["error"]["type"] == "SourceNotReadyError"
+    assert "waited 150 s" in late["error"]["message"]
+
+
+def test_object_replaced_during_the_download_is_planned_again(aws: Any, pipeline: LocalPipeline) -> None:
+    # Given an unversioned source bucket whose object is replaced after the plan read its ETag
+    aws.create_bucket(Bucket=SOURCES)
+    aws.put_object(Bucket=SOURCES, Key=KEY, Body=SAMPLE.read_bytes())
+    rows = SAMPLE.read_bytes().splitlines(keepends=True)
+    replaced = b"".join(rows[:-5])
+    plan = pipeline.lambdas.handlers["plan"]
+    plans: list[dict[str, Any]] = []
+
+    def plan_then_replace(event: Any, context: Any) -> Any:
+        planned = plan(event, context)
+        plans.append(planned)
+        if len(plans) == 1:
+            aws.put_object(Bucket=SOURCES, Key=KEY, Body=replaced)
+        return planned
+
+    pipeline.lambdas.handlers["plan"] = plan_then_replace
+    summary = pipeline.run(_input(f"s3://{SOURCES}/{KEY}"))
+    # Then the download refused the new bytes under the old version's identity, the plan named the new one
+    assert summary["status"] == "SUCCEEDED", summary
+    assert [name for name, _ in pipeline.lambdas.invocations].count("download") == 2
+    assert _entered(pipeline, "Source changed: plan again") == 1
+    first_dataset, dataset = plans[0]["run"]["dataset_uri"], summary["tasks"]["download"]["target"]
+    assert dataset != first_dataset
+    assert _key(first_dataset) not in s3_keys_all(aws)
+    assert aws.get_object(Bucket=ARTIFACTS, Key=_key(dataset))["Body"].read() == replaced
+
+
+def s3_keys_all(aws: Any) -> list[str]:
+    """Every object version ever written to the artifacts and models buckets."""
+    found = []
+    for bucket in (ARTIFACTS, MODELS):
+        listing = aws.list_object_versions(Bucket=bucket)
+        found += [v["Key"] for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
+    return sorted(found)

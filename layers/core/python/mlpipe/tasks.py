@@ -17,7 +17,13 @@ from typing import Any, Literal
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
 from mlpipe.config import Run, Settings, check_max_source_bytes, resolve_run
-from mlpipe.exceptions import MissingInputError, TargetExistsError
+from mlpipe.exceptions import (
+    InvalidRequestError,
+    MissingInputError,
+    SourceChangedError,
+    SourceNotReadyError,
+    TargetExistsError,
+)
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
@@ -31,6 +37,10 @@ from mlpipe.training import train_model
 LOG = logging.getLogger(__name__)
 # What a download leaves of the function's remaining time to fail cleanly: abort the upload, return its error.
 DOWNLOAD_CLEANUP_SECONDS = 10.0
+# How long the state machine waits between two looks at a source that is not there yet (at most).
+SOURCE_POLL_SECONDS = 60
+# How many times in a row the plan names a new version after the source changed during the download.
+MAX_SOURCE_REPLANS = 3
 
 
 @dataclass(frozen=True)
@@ -53,23 +63,63 @@ def plan(
     *,
     store: Store,
     execution_id: str | None = None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Resolve the execution's input into a run and decide, top-down, which tasks must run.
 
     When the run trains on SageMaker and training will run, the plan also stages the training code
     (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
+
+    ``source`` is the state machine's count of the plan's loops (``{"replans", "waited"}``): a source
+    that is not there yet is waited for (``start_at`` "wait", ``source.wait_seconds``) until
+    ``settings.source_wait_seconds`` are used up, then SourceNotReadyError; after MAX_SOURCE_REPLANS
+    changes of the source during its download in a row, SourceChangedError.
     """
+    replans, waited = _loops(source)
+    if replans > MAX_SOURCE_REPLANS:
+        raise SourceChangedError(
+            f"the source changed during each of the last {replans} downloads (it is being rewritten while it is "
+            "read); upload it in one piece (S3 PutObject or a rename) and run again"
+        )
     policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
 
     def versions(url: str, _kind: str) -> dict[str, Any] | None:
         return source_version(url, store=store, policy=policy)
 
-    run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store, versions=versions)
+    loops = {"replans": replans, "waited": waited, "wait_seconds": 0}
+    try:
+        run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store, versions=versions)
+    except SourceNotReadyError as exc:
+        left = settings.source_wait_seconds - waited
+        if left <= 0:
+            if settings.source_wait_seconds:
+                raise SourceNotReadyError(f"{exc} (waited {waited} s, the deployment's SourceWaitSeconds)") from exc
+            raise
+        pause = min(left, SOURCE_POLL_SECONDS)
+        LOG.info("the source is not there yet; looking again in %d s: %s", pause, exc)
+        return {
+            "run": None,
+            "tasks": {},
+            "start_at": "wait",
+            "source": loops | {"waited": waited + pause, "wait_seconds": pause},
+        }
     planned = plan_run(run, store=store)
     if run.train_on == "sagemaker" and run.training_output_uri and planned["start_at"] in {"download", "train"}:
         root = run.training_output_uri.rsplit("/", 1)[0]  # <sagemaker root>/output: the code goes to <root>/code
         planned["run"]["code_uri"] = stage_source(root, store=store)
-    return planned
+    return planned | {"source": loops}
+
+
+def _loops(source: Any) -> tuple[int, int]:
+    """``(replans, waited)`` from the state machine's ``source`` (absent: a first plan)."""
+    if source is None:
+        return 0, 0
+    if not isinstance(source, dict):
+        raise InvalidRequestError(f"source must be an object (the state machine's), got {source!r}")
+    values = source.get("replans", 0), source.get("waited", 0)
+    if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in values):
+        raise InvalidRequestError(f"source's replans and waited must be counts, got {source!r}")
+    return values
 
 
 def _field(execution_input: Any, name: str, settings: Settings) -> Any:
