@@ -96,7 +96,9 @@ def test_local_file_is_read_in_place(aws: Any, pipeline: LocalPipeline, tmp_path
 
 def _entered(pipeline: LocalPipeline, state: str) -> int:
     arn = pipeline.sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"][0]["executionArn"]
-    return sum(1 for event in pipeline.history(arn) if (event.get("stateEnteredEventDetails") or {}).get("name") == state)
+    return sum(
+        1 for event in pipeline.history(arn) if (event.get("stateEnteredEventDetails") or {}).get("name") == state
+    )
 
 
 def test_missing_object_fails_at_once_by_default_with_nothing_written(aws: Any, pipeline: LocalPipeline) -> None:

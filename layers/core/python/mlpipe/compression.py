@@ -113,7 +113,9 @@ def zip_member(handle: IO[bytes], shown: str) -> tuple[str, IO[bytes]]:
             )
         member = members[0]
         if member.flag_bits & 0x1:
-            raise SourceFormatError(f"source {shown!r}: {member.filename!r} in the zip is encrypted; zip it unencrypted")
+            raise SourceFormatError(
+                f"source {shown!r}: {member.filename!r} in the zip is encrypted; zip it unencrypted"
+            )
         return member.filename, archive.open(member)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise SourceFormatError(

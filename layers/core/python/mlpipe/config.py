@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ INPUT_FIELDS = frozenset(
         "run_date",
         "scheduled_time",
         "trigger",
+        "uploaded_at",
         "source_url",
         "source_id",
         "force",
@@ -146,10 +148,12 @@ class Settings:
     train_on: str = "lambda"
     training_job_prefix: str = DEFAULT_TRAINING_JOB_PREFIX
     sagemaker_root: str | None = None
-    # The S3 locations a deployment's runs may read (s3://bucket/prefix; SourceBucket/SourcePrefixes), and how long
+    # The S3 locations a deployment's runs may read (s3://bucket/prefix; SourceLocations), and how long
     # the state machine waits for a source that is not there yet (SourceWaitSeconds; 0: fail at once).
     source_locations: tuple[str, ...] = ()
     source_wait_seconds: int = 0
+    # `pipeline invoke --offline` only: no HEAD of an http(s) source (its version is then unknown, as before).
+    offline: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,8 +199,9 @@ class Settings:
             train_on=train_on,
             training_job_prefix=env.get("TRAINING_JOB_PREFIX") or DEFAULT_TRAINING_JOB_PREFIX,
             sagemaker_root=env.get("SAGEMAKER_ROOT") or None,
-            source_locations=source_locations(env.get("SOURCE_BUCKET", ""), env.get("SOURCE_PREFIXES", "")),
+            source_locations=source_locations(env.get("SOURCE_LOCATIONS", "")),
             source_wait_seconds=_positive_int(wait, "SOURCE_WAIT_SECONDS", minimum=0, maximum=86400),
+            offline=_flag(env, "MLPIPE_OFFLINE"),
         )
         settings.tz()  # fail fast on an unknown timezone
         return settings
@@ -373,10 +378,11 @@ def parse_run_date(value: Any) -> dt.date:
 
 
 def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt.datetime | None = None) -> str:
-    """The run date: ``run_date``, else the schedule's ``scheduled_time`` in its timezone, else today (UTC)."""
+    """The run date: ``run_date``, else the schedule's ``scheduled_time`` (or an upload's ``uploaded_at``) in the
+    schedule's timezone, else today (UTC)."""
     if execution_input.get("run_date") is not None:
         return parse_run_date(execution_input["run_date"]).isoformat()
-    scheduled = execution_input.get("scheduled_time")
+    scheduled = execution_input.get("scheduled_time") or execution_input.get("uploaded_at")
     if scheduled is not None:
         if not isinstance(scheduled, str):
             raise InvalidRequestError(f"scheduled_time must be an ISO-8601 string, got {scheduled!r}")
@@ -412,6 +418,8 @@ def resolve_run(
     if execution_input is None:
         execution_input = {}
     check_object(execution_input, INPUT_FIELDS, "the execution input")
+    if execution_input.get("trigger") == "upload":
+        execution_input = upload_input(execution_input, settings)
     run_date = run_date_for(execution_input, settings, now)
     source_url, source_id, carried_url = _source(execution_input, settings, run_date)
     force = execution_input.get("force")
@@ -494,6 +502,50 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
         shown = redact_url(source_id) if isinstance(source_id, str) else source_id
         raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {shown!r}")
     return source_url, source_id, source_url if given else redact_url(source_url)
+
+
+class UploadIgnored(Exception):
+    """An upload that is not the deployment's source (its key does not match SourceUrl): no run, and no failure."""
+
+
+_DATE_FIELDS = {"{run_date}": r"(?P<run_date>\d{4}-\d{2}-\d{2})", "{yyyy}": r"(?P<yyyy>\d{4})"}
+_DATE_FIELDS |= {"{mm}": r"(?P<mm>\d{2})", "{dd}": r"(?P<dd>\d{2})"}
+
+
+def upload_input(execution_input: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The input of a run started by an upload (``trigger`` "upload"): its ``run_date`` taken from the object's key
+    by the deployment's SourceUrl (``{run_date}`` or ``{yyyy}``/``{mm}``/``{dd}`` in it), else from ``uploaded_at``.
+
+    UploadIgnored when the object is not one the SourceUrl names (another key under the bucket).
+    """
+    given = execution_input.get("source_url")
+    template = settings.source_url
+    if not isinstance(given, str) or not template.startswith("s3://"):
+        raise UploadIgnored(f"the upload {given!r} is not an S3 object of the deployment's SourceUrl {template!r}")
+    pattern = re.escape(template)
+    for placeholder, group in _DATE_FIELDS.items():
+        pattern = pattern.replace(re.escape(placeholder), group, 1).replace(
+            re.escape(placeholder), f"(?P={group[4 : group.index('>')]})"
+        )
+    match = re.fullmatch(pattern, given)
+    if match is None:
+        raise UploadIgnored(
+            f"the uploaded object {given} does not match the SourceUrl {template}: not this pipeline's data"
+        )
+    found = match.groupdict()
+    if found.get("run_date"):
+        run_date = found["run_date"]
+    elif found.get("yyyy") and found.get("mm") and found.get("dd"):
+        run_date = f"{found['yyyy']}-{found['mm']}-{found['dd']}"
+    else:
+        return dict(execution_input)  # no date in the key: the upload's time decides (run_date_for)
+    try:
+        parse_run_date(run_date)
+    except InvalidRequestError:
+        raise UploadIgnored(f"the uploaded object {given}: {run_date!r} in its key is not a date") from None
+    if fill_date(template, run_date) != given:  # {run_date} and {yyyy}... disagree
+        raise UploadIgnored(f"the uploaded object {given}: the dates in its key disagree")
+    return dict(execution_input) | {"run_date": run_date}
 
 
 def fill_date(template: str, run_date: str) -> str:

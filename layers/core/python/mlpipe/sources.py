@@ -3,7 +3,7 @@
 Three questions, asked of every source the same way:
 
 - may the run read it (``check_source``): http(s) through the address guard of ``mlpipe.fetch``; an
-  S3 object only under the deployment's source locations (``SourceBucket``/``SourcePrefixes``; a
+  S3 object only under the deployment's source locations (``SourceLocations``; a
   local run without them reads any object its credentials can); a local path only in local runs;
 - which version is it (``source_version``, by the plan): an S3 object's ETag and version id (a
   HEAD), an HTTP resource's strong ETag or Last-Modified (a HEAD), a local file's size and
@@ -62,16 +62,20 @@ def source_kind(url: str) -> str:
     )
 
 
-def source_locations(bucket: str, prefixes: str) -> tuple[str, ...]:
-    """The allowed S3 source locations, ``s3://bucket/prefix``, from the deployment's SourceBucket and its
-    comma-separated SourcePrefixes (none given: the whole bucket); () when no bucket is set."""
-    bucket = bucket.strip()
-    if not bucket:
-        return ()
+def source_locations(value: str) -> tuple[str, ...]:
+    """The allowed S3 source locations as ``s3://bucket/prefix``, from the deployment's SourceLocations: comma-separated
+    ``bucket/prefix`` entries (``s3://`` optional; ``bucket/`` is the whole bucket); () when empty."""
     found = []
-    for prefix in (prefixes or "").split(","):
-        uri = f"s3://{bucket}/{prefix.strip().lstrip('/')}"
-        parse_uri(uri)  # a valid bucket and key
+    for entry in (value or "").split(","):
+        entry = entry.strip().removeprefix("s3://")
+        if not entry:
+            continue
+        if "/" not in entry or "*" in entry:
+            raise InvalidRequestError(
+                f"SOURCE_LOCATIONS entry {entry!r} must be bucket/prefix (bucket/ for the whole bucket), without '*'"
+            )
+        uri = f"s3://{entry}"
+        parse_uri(uri)  # a valid bucket name and key
         found.append(uri)
     return tuple(dict.fromkeys(found))
 
@@ -86,7 +90,7 @@ def check_source(url: str, *, local_run: bool, allow_loopback: bool, locations: 
         if not local_run:
             raise InvalidRequestError(
                 f"source {url!r} is a local path: in AWS a function's disk is its own, private and temporary, and "
-                "holds no data of yours; put the file in S3 (s3://bucket/key under the SourceBucket) or serve it "
+                "holds no data of yours; put the file in S3 (s3://bucket/key under SourceLocations) or serve it "
                 "over https"
             )
         parse_uri(url)
@@ -96,13 +100,13 @@ def check_source(url: str, *, local_run: bool, allow_loopback: bool, locations: 
         if local_run:
             return  # the user's own credentials decide; the allow-list belongs to a deployment
         raise InvalidRequestError(
-            f"source {url!r}: this deployment reads no S3 source; deploy with SourceBucket (and SourcePrefixes) "
+            f"source {url!r}: this deployment reads no S3 source; deploy with SourceLocations (bucket/prefix) "
             "naming where the data is"
         )
     if not any(url.startswith(location) for location in locations):
         raise InvalidRequestError(
             f"source {url!r} is outside the S3 locations this deployment may read ({', '.join(locations)}); "
-            "move the data there, or deploy with SourceBucket/SourcePrefixes naming its location"
+            "move the data there, or deploy with SourceLocations naming its location"
         )
 
 
@@ -117,11 +121,13 @@ def source_version(url: str, *, store: Store, policy: FetchPolicy) -> dict[str, 
     if found == S3:
         target = store.target(url)
         assert isinstance(target, S3Target)
-        head = target.head()
+        # The roles may read the source locations but not list them: S3 says 403 for a missing key then.
+        head = target.head(denied_is_missing=True)
         if head is None:
             raise SourceNotReadyError(
-                f"source {url} is not there (no such object); check the key (and its {{run_date}}), or deploy with "
-                "SourceWaitSeconds to wait for data that arrives late"
+                f"source {url} is not there (no such object; S3 answers 403 for a key that is missing where the "
+                "role may not list); check the key (and its {run_date}), or deploy with SourceWaitSeconds to wait "
+                "for data that arrives late"
             )
         return head
     return _local_version(_local_path(url))

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
-from mlpipe.config import Run, Settings, check_max_source_bytes, resolve_run
+from mlpipe.config import Run, Settings, UploadIgnored, check_max_source_bytes, resolve_run
 from mlpipe.exceptions import (
     InvalidRequestError,
     MissingInputError,
@@ -29,7 +29,7 @@ from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import stage_source
-from mlpipe.sources import read_source, source_version
+from mlpipe.sources import HTTP, read_source, source_version
 from mlpipe.steps import made_by
 from mlpipe.storage import Store, Target
 from mlpipe.training import train_model
@@ -73,7 +73,8 @@ def plan(
     ``source`` is the state machine's count of the plan's loops (``{"replans", "waited"}``): a source
     that is not there yet is waited for (``start_at`` "wait", ``source.wait_seconds``) until
     ``settings.source_wait_seconds`` are used up, then SourceNotReadyError; after MAX_SOURCE_REPLANS
-    changes of the source during its download in a row, SourceChangedError.
+    changes of the source during its download in a row, SourceChangedError. An upload (``trigger``
+    "upload") of an object the deployment's SourceUrl does not name is ignored: ``start_at`` "ignore".
     """
     replans, waited = _loops(source)
     if replans > MAX_SOURCE_REPLANS:
@@ -83,12 +84,15 @@ def plan(
         )
     policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
 
-    def versions(url: str, _kind: str) -> dict[str, Any] | None:
-        return source_version(url, store=store, policy=policy)
+    def versions(url: str, kind: str) -> dict[str, Any] | None:
+        return None if settings.offline and kind == HTTP else source_version(url, store=store, policy=policy)
 
     loops = {"replans": replans, "waited": waited, "wait_seconds": 0}
     try:
         run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store, versions=versions)
+    except UploadIgnored as exc:  # an upload the deployment's SourceUrl does not name: logged, not a failure
+        LOG.warning("ignored: %s", exc)
+        return {"run": None, "tasks": {}, "start_at": "ignore", "source": loops | {"ignored": str(exc)}}
     except SourceNotReadyError as exc:
         left = settings.source_wait_seconds - waited
         if left <= 0:

@@ -237,13 +237,17 @@ class S3Target(Target):
         except Exception as exc:
             raise storage_error(exc, f"cannot delete {self.uri}") from exc
 
-    def head(self) -> dict[str, str | None] | None:
+    def head(self, *, denied_is_missing: bool = False) -> dict[str, str | None] | None:
         """``{"etag", "version_id"}`` of the object (``version_id`` None when the bucket keeps no versions), or
-        None when there is no such object; a HeadObject, which ``s3:GetObject`` allows."""
+        None when there is no such object; a HeadObject, which ``s3:GetObject`` allows.
+
+        S3 answers 403, not 404, for a missing key to a caller that may not list the bucket: with
+        ``denied_is_missing`` (a caller that may read the key but not list) a 403 is "missing" too."""
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
-            if _error_code(exc) in _S3_MISSING:
+            code = _error_code(exc)
+            if code in _S3_MISSING or (denied_is_missing and code in {"403", "AccessDenied", "Forbidden"}):
                 return None
             raise storage_error(exc, f"cannot read {self.uri}") from exc
         version = response.get("VersionId")
