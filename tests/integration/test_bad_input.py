@@ -71,7 +71,9 @@ class Case:
 
 
 SOURCE_CASES = {
-    "http-404": Case(exceptions.SourceRejectedError, ("HTTP 404", "check the source URL"), respond(404)),
+    "http-404": Case(
+        exceptions.SourceNotReadyError, ("HTTP 404", "not there (yet)", "SourceWaitSeconds"), respond(404)
+    ),
     "http-403": Case(exceptions.SourceRejectedError, ("HTTP 403", "publicly readable"), respond(403)),
     "http-500": Case(exceptions.SourceUnavailableError, ("HTTP 500",), respond(500)),
     "http-503": Case(exceptions.SourceUnavailableError, ("HTTP 503",), respond(503)),

@@ -288,9 +288,8 @@ def test_the_download_role_reads_the_source_location_and_nothing_else(
         # And outside it, in the same bucket or another, it may not
         for source in (f"s3://{SOURCES}/private/{DATE}.csv", f"s3://{SOURCES}-other/exports/{DATE}.csv"):
             name = source.split("/")[2] + "-" + source.split("/")[3]
-            assert "cannot read" in denied(
-                lambda: invoke("download", run_event(http_server, source_url=source, dataset_uri=dataset(name)))
-            )
+            event = run_event(http_server, source_url=source, dataset_uri=dataset(name))
+            assert "cannot read" in denied(lambda event=event: invoke("download", event))
     etag = aws.head_object(Bucket=SOURCES, Key=f"exports/{DATE}.csv")["ETag"]
     event = json.loads((EVENTS / "plan.json").read_text()) | {
         "artifact_root": f"s3://{ARTIFACTS}/artifacts",

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlpipe.steps import TASKS
 from pipeline_local.runner import LocalPipeline
+from tests.cfn import template
 from tests.conftest import ARTIFACTS, MODELS, SAMPLE, s3_versions
 from tests.integration.conftest import DATE, states
 
@@ -172,3 +173,81 @@ def s3_keys_all(aws: Any) -> list[str]:
         listing = aws.list_object_versions(Bucket=bucket)
         found += [v["Key"] for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
     return sorted(found)
+
+
+# --- a run when the data lands (TriggerOnUpload) ------------------------------------------------
+def _object_created(bucket: str, key: str, time: str = "2026-11-25T06:12:00Z") -> dict[str, Any]:
+    """An S3 "Object Created" event as EventBridge delivers it (docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events)."""
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 4551, "etag": "d41d8cd98f00b204e9800998ecf8427e", "sequencer": "1"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+        "ingestion-time": "2026-11-25T06:12:01Z",
+    }
+
+
+def _through_the_rule(event: dict[str, Any], source_url: str) -> dict[str, Any] | None:
+    """The template's UploadTriggerRule applied to ``event`` by moto's events backend (its pattern matching and its
+    input transformer): the execution input it starts the pipeline with, or None when the rule does not match.
+
+    moto's rules cannot target a state machine (``Rule.send_to_targets`` raises NotImplementedError for
+    ``states``), so the test starts the execution with what the transformer made."""
+    from moto.events.models import EventPattern  # noqa: PLC0415 - moto internals, imported where used
+    from moto.events.utils import EventTemplateParser  # noqa: PLC0415
+
+    rule = template()["Resources"]["UploadTriggerRule"]["Properties"]
+    pattern = json.loads(json.dumps(rule["EventPattern"]))
+    select = pattern["detail"]["bucket"]["name"][0]["Select"]  # !Select [2, !Split ["/", !Ref SourceUrl]]
+    assert select[1] == {"Split": ["/", {"Ref": "SourceUrl"}]}
+    pattern["detail"]["bucket"]["name"] = [source_url.split("/")[int(select[0])]]
+    if not EventPattern.load(json.dumps(pattern)).matches_event(event):
+        return None
+    (target,) = rule["Targets"]
+    transformer = target["InputTransformer"]
+    return dict(EventTemplateParser.parse(transformer["InputTemplate"], transformer["InputPathsMap"], event))
+
+
+def test_an_upload_starts_a_run_for_its_date_once_and_other_objects_are_ignored(aws: Any) -> None:
+    # Given a deployment whose source is the day's export in S3, started by uploads
+    source_url = f"s3://{SOURCES}/exports/{{run_date}}.csv"
+    pipeline = LocalPipeline(env={"SOURCE_URL": source_url}, retry_delay_scale=0.0)
+    aws.create_bucket(Bucket=SOURCES)
+    aws.put_object(Bucket=SOURCES, Key="exports/2026-11-24.csv", Body=SAMPLE.read_bytes())
+    roots = {"artifact_root": f"s3://{ARTIFACTS}/runs", "publish_uri": f"s3://{MODELS}/iris"}
+    upload = _through_the_rule(_object_created(SOURCES, "exports/2026-11-24.csv"), source_url)
+    assert upload == {
+        "trigger": "upload",
+        "source_url": f"s3://{SOURCES}/exports/2026-11-24.csv",
+        "uploaded_at": "2026-11-25T06:12:00Z",
+    }
+    # When it runs: the run date is the key's, not the upload's
+    first = pipeline.run(upload | roots)
+    assert first["status"] == "SUCCEEDED", first
+    assert first["run_date"] == "2026-11-24"
+    assert states(first) == dict.fromkeys(TASKS, "ran")
+    # And the same object announced again (S3 may deliver an event twice): nothing is made again
+    again = pipeline.run(_through_the_rule(_object_created(SOURCES, "exports/2026-11-24.csv"), source_url) | roots)
+    assert states(again) == dict.fromkeys(TASKS, "present")
+    # An object the SourceUrl does not name: the execution succeeds, ignored, with the reason; nothing written
+    before = s3_keys_all(aws)
+    other = _through_the_rule(_object_created(SOURCES, "exports/readme.txt"), source_url)
+    assert other is not None
+    ignored = pipeline.run(other | roots)
+    assert ignored["status"] == "IGNORED"
+    assert "exports/readme.txt does not match the SourceUrl" in ignored["reason"]
+    assert s3_keys_all(aws) == before
+    # An object in another bucket does not even start an execution
+    assert _through_the_rule(_object_created("someone-elses-bucket", "exports/2026-11-24.csv"), source_url) is None

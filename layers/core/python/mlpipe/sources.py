@@ -66,8 +66,8 @@ def source_locations(value: str) -> tuple[str, ...]:
     """The allowed S3 source locations as ``s3://bucket/prefix``, from the deployment's SourceLocations: comma-separated
     ``bucket/prefix`` entries (``s3://`` optional; ``bucket/`` is the whole bucket); () when empty."""
     found = []
-    for entry in (value or "").split(","):
-        entry = entry.strip().removeprefix("s3://")
+    for given in (value or "").split(","):
+        entry = given.strip().removeprefix("s3://")
         if not entry:
             continue
         if "/" not in entry or "*" in entry:
