@@ -22,7 +22,6 @@ from mlpipe.exceptions import (
     InvalidRequestError,
     PipelineError,
     SourceNotReadyError,
-    SourceRejectedError,
     SourceUnavailableError,
 )
 from mlpipe.redaction import has_secrets, redact_text, redact_url
