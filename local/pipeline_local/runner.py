@@ -470,7 +470,7 @@ def _retry_delays(scale: float, on_retry: Callable[[RetryNotice], None] | None =
 
     namespace["time"] = stand_in
     retrier_class._eval_body = eval_body  # type: ignore[method-assign,assignment]
-    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -177,7 +177,8 @@ def s3_keys_all(aws: Any) -> list[str]:
 
 # --- a run when the data lands (TriggerOnUpload) ------------------------------------------------
 def _object_created(bucket: str, key: str, time: str = "2026-11-25T06:12:00Z") -> dict[str, Any]:
-    """An S3 "Object Created" event as EventBridge delivers it (docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events)."""
+    """An S3 "Object Created" event as EventBridge delivers it (the S3 user guide's "EventBridge event message
+    structure")."""
     return {
         "version": "0",
         "id": "17793124-05d4-b198-2fde-7ededc63b103",

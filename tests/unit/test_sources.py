@@ -70,7 +70,7 @@ def test_without_source_locations_a_deployment_reads_no_s3_but_a_local_run_reads
 
 @pytest.mark.parametrize("value", ["just-a-bucket", "bucket/prefix*", "Bad_Bucket/x"])
 def test_a_malformed_source_location_is_refused_at_start(value: str) -> None:
-    with pytest.raises(exceptions.InvalidRequestError, match="SOURCE_LOCATIONS|bucket"):
+    with pytest.raises(exceptions.InvalidRequestError, match=r"SOURCE_LOCATIONS|bucket"):
         Settings.from_env({"SOURCE_LOCATIONS": value})
 
 
@@ -81,7 +81,7 @@ def test_a_local_path_is_refused_in_aws_with_the_reason(path: str) -> None:
 
 
 def test_an_unknown_scheme_names_the_schemes_allowed() -> None:
-    with pytest.raises(exceptions.InvalidRequestError, match="ftp.*http\\(s\\)://.*s3://bucket/key"):
+    with pytest.raises(exceptions.InvalidRequestError, match=r"ftp.*http\(s\)://.*s3://bucket/key"):
         resolve_run(_input("ftp://example.org/iris.csv"), LOCAL)
 
 
@@ -177,7 +177,7 @@ def test_a_corrupt_gzip_is_refused_with_where_it_broke(sources: Any) -> None:
     packed = gzip.compress(SAMPLE.read_bytes())
     broken = packed[:200] + bytes(b ^ 0xFF for b in packed[200:260]) + packed[260:]
     sources.put_object(Bucket=SOURCES, Key="broken.csv.gz", Body=broken)
-    with pytest.raises(exceptions.SourceFormatError, match="not a valid gzip stream.*compressed byte") as raised:
+    with pytest.raises(exceptions.SourceFormatError, match=r"not a valid gzip stream.*compressed byte") as raised:
         _plan_and_download(f"s3://{SOURCES}/broken.csv.gz")
     assert "upload it again" in str(raised.value)
     _nothing_written(sources)

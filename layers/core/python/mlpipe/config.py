@@ -24,9 +24,9 @@ from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
-from mlpipe.sources import HTTP, check_source, source_kind, source_locations
+from mlpipe.sources import HTTP, LOCAL, check_source, source_kind, source_locations
 from mlpipe.steps import STEPS, TASKS
-from mlpipe.storage import Store, join_uri
+from mlpipe.storage import Store, join_uri, parse_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
@@ -495,6 +495,8 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
     # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
     source_url = fill_date(source_url, run_date)
     settings.check_source(source_url)
+    if source_kind(source_url) == LOCAL:  # ./data.csv and file:///…/data.csv: the one absolute path they name
+        source_url = parse_uri(source_url)[1]
     source_id = execution_input.get("source_id") or source_url
     if isinstance(source_id, str):
         source_id = redact_url(fill_date(source_id, run_date))

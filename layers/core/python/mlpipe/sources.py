@@ -21,12 +21,13 @@ never towards keeping stale data. The bytes' sha256 is in the lineage all the sa
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from mlpipe.compression import decoded, kind, read_chunks, zip_member
 from mlpipe.dataset import DatasetStats
@@ -203,10 +204,10 @@ def _open(
     if found == S3:
         target = store.target(url)
         assert isinstance(target, S3Target)
-        named = dict(version or {}) or target.head()
-        if named is None:
+        head: dict[str, Any] | None = dict(version or {}) or target.head()
+        if head is None:
             raise SourceNotReadyError(f"source {url} is not there any more (no such object); check the key")
-        with target.open_version(str(named["etag"]), named.get("version_id")) as handle:
+        with target.open_version(str(head["etag"]), head.get("version_id")) as handle:
             try:
                 handle.peek(1)  # the first GET: the named version, or TargetChangedError now
             except TargetChangedError as exc:
@@ -214,7 +215,7 @@ def _open(
             yield handle, None, lambda: None
         return
     path = _local_path(url)
-    named = dict(version or {}) or _local_version(path)
+    named: dict[str, Any] = dict(version or {}) or _local_version(path)
     with _open_local(path) as handle:
 
         def unchanged() -> None:
@@ -227,7 +228,7 @@ def _open(
 
 
 @contextlib.contextmanager
-def _open_local(path: Path) -> Iterator[IO[bytes]]:
+def _open_local(path: Path) -> Iterator[io.BufferedReader]:
     try:
         handle = path.open("rb")
     except IsADirectoryError:

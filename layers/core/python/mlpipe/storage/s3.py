@@ -163,7 +163,7 @@ class S3Target(Target):
             yield handle
 
     @contextlib.contextmanager
-    def open_version(self, etag: str, version_id: str | None = None) -> Iterator[IO[bytes]]:
+    def open_version(self, etag: str, version_id: str | None = None) -> Iterator[io.BufferedReader[Any]]:
         """``open_read`` of exactly one version: the object's ``version_id`` (when the bucket keeps versions)
         whose ETag is ``etag``; TargetChangedError at the first GET that finds another (or none)."""
         reader = _ObjectReader(self, etag=etag, version_id=version_id)
