@@ -157,11 +157,14 @@ def test_a_local_directory_is_refused_in_the_plan(aws: Any, tmp_path: Path) -> N
     _nothing_written(aws)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file: there is no unreadable file to try")
-def test_an_unreadable_local_file_is_refused_in_the_plan(aws: Any, tmp_path: Path) -> None:
+def test_an_unreadable_local_file_is_refused_in_the_plan(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "secret.csv"
     data.write_bytes(SAMPLE.read_bytes())
     data.chmod(0)
+    if os.geteuid() == 0:  # root reads every file: make this one unreadable to the check as it is to anyone else
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != data)
     with pytest.raises(exceptions.InvalidRequestError, match="not readable by this user; check its permissions"):
         _plan_and_download(str(data))
     _nothing_written(aws)

@@ -445,9 +445,8 @@ def _fetch_once(
             decoded(received(), shown),
             target,
             shown=shown,
-            max_bytes=policy.max_bytes,
+            policy=policy,
             description=description,
-            min_class_rows=policy.min_class_rows,
             progress=progress,
             check=check,
         )
@@ -458,19 +457,20 @@ def store_stream(
     target: Target,
     *,
     shown: str,
-    max_bytes: int,
+    policy: FetchPolicy,
     description: DatasetDescription,
-    min_class_rows: int,
     progress: DownloadProgress,
     check: Callable[[], None] = lambda: None,
 ) -> DatasetStats:
     """Validate ``chunks`` (the source's bytes, decompressed) while writing them to ``target``; return the stats.
 
-    Every source goes through here. The size limit applies to these bytes; ``check`` runs after every
+    Every source goes through here. ``policy.max_bytes`` limits these bytes and ``policy.min_class_rows`` is
+    the validator's; ``check`` runs after every
     chunk and once at the end, and may raise (a deadline, a source that changed). The validator's
     end-of-file checks run inside the write, so nothing appears at ``target`` unless all of it passed.
     """
-    validator = DatasetValidator(shown, description, min_class_rows)  # errors name where the data is
+    validator = DatasetValidator(shown, description, policy.min_class_rows)  # errors name where the data is
+    max_bytes = policy.max_bytes
     with target.stream_write() as sink:
 
         def body() -> Iterator[bytes]:

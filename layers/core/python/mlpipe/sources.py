@@ -186,9 +186,8 @@ def read_source(
                 chunks,
                 target,
                 shown=shown,
-                max_bytes=policy.max_bytes,
+                policy=policy,
                 description=description,
-                min_class_rows=policy.min_class_rows,
                 progress=progress,
                 check=unchanged,
             )
