@@ -247,3 +247,18 @@ def test_gunzip_reads_several_members_as_one_stream() -> None:
     data = SAMPLE.read_bytes()
     packed = gzip.compress(data[:1000]) + gzip.compress(data[1000:])
     assert b"".join(gunzip((packed[i : i + 7] for i in range(0, len(packed), 7)), "x")) == data
+
+
+def test_a_missing_http_source_is_waited_for_even_when_named(aws: Any, http_server: Any) -> None:
+    waiting = Settings(allow_local_storage=True, allow_loopback_sources=True, source_wait_seconds=90)
+    store = Store.from_settings(waiting)
+    missing = _input(http_server.url("/later.csv"), source_id="partner:daily")
+    first = plan(missing, waiting, store=store)
+    assert (first["start_at"], first["source"]) == ("wait", {"replans": 0, "waited": 60, "wait_seconds": 60})
+    second = plan(missing, waiting, store=store, source=first["source"])
+    assert second["source"] == {"replans": 0, "waited": 90, "wait_seconds": 30}
+    with pytest.raises(exceptions.SourceNotReadyError, match=r"HTTP 404.*\(waited 90 s"):
+        plan(missing, waiting, store=store, source=second["source"])
+    # Without a wait, a named http(s) source is not asked for its version at all (no HEAD): the download finds it
+    assert plan(missing, LOCAL, store=store)["start_at"] == "download"
+    _nothing_written(aws)

@@ -24,7 +24,7 @@ from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
-from mlpipe.sources import HTTP, LOCAL, check_source, source_kind, source_locations
+from mlpipe.sources import LOCAL, check_source, source_kind, source_locations
 from mlpipe.steps import STEPS, TASKS
 from mlpipe.storage import Store, join_uri, parse_uri
 
@@ -403,16 +403,16 @@ def resolve_run(
     *,
     execution_id: str | None = None,
     store: Store | None = None,
-    versions: Callable[[str, str], dict[str, Any] | None] | None = None,
+    versions: Callable[[str, str, bool], dict[str, Any] | None] | None = None,
 ) -> Run:
     """Merge an execution's input over the settings and derive every target URI of the run.
 
     ``execution_id`` (the Step Functions execution) travels in the run so that every function can
     log it as its correlation id. ``store`` checks the roots (default: the settings' store).
-    ``versions(url, kind)`` looks up the source's version (the plan's ``mlpipe.sources.source_version``;
-    None here: no lookup, the source's name alone). It is not asked for an http(s) source the input
-    names with ``source_id`` (the user's name is the identity); an S3 or local source's version is
-    always read, so the download reads exactly it, and enters the identity unless ``source_id`` is given.
+    ``versions(url, kind, named)`` looks up the source's version (the plan's, ``mlpipe.sources.source_version``;
+    None here: no lookup, the source's name alone); ``named`` says the input gave a ``source_id``, which
+    is then the dataset's identity alone: the version enters it only without one. The version always
+    travels in the run, so that the download reads exactly it.
     """
     store = store or Store.from_settings(settings)
     if execution_input is None:
@@ -436,7 +436,7 @@ def resolve_run(
     max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
     named = bool(execution_input.get("source_id"))
     found = source_kind(source_url)
-    version = versions(source_url, found) if versions and not (named and found == HTTP) else None
+    version = versions(source_url, found, named) if versions else None
     identities = run_identities(
         run_date=run_date,
         source_id=source_id,

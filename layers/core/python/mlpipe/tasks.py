@@ -84,8 +84,12 @@ def plan(
         )
     policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
 
-    def versions(url: str, kind: str) -> dict[str, Any] | None:
-        return None if settings.offline and kind == HTTP else source_version(url, store=store, policy=policy)
+    def versions(url: str, kind: str, named: bool) -> dict[str, Any] | None:
+        # An http(s) source the user named (source_id) is not asked for its version, unless the deployment waits for
+        # sources (the HEAD then finds one that is not there yet); `pipeline invoke --offline` asks no server.
+        if kind == HTTP and (settings.offline or (named and not settings.source_wait_seconds)):
+            return None
+        return source_version(url, store=store, policy=policy)
 
     loops = {"replans": replans, "waited": waited, "wait_seconds": 0}
     try:
