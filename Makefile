@@ -90,10 +90,11 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 # Cheapest first, so that a typo fails in seconds: lint, types, the template; then both Lambda
-# builds, their sizes and an import of each built handler (~40 s); the test suite (~55 s) last.
+# builds, their sizes and an import of each built handler (~40 s); the test suite (~4 min on 2 cores,
+# one pytest-xdist worker per core) last.
 test: lint typecheck validate build-all check-size check-imports browser pytest
 
 # tests/integration/test_report.py opens the report in headless Chromium (tests/cdp.py drives it over

@@ -274,7 +274,7 @@ def test_cli_backfill_exits_non_zero_when_a_date_failed(tmp_path: Path, invoke: 
     assert summary["totals"] == {"ran": 2, "present": 2, "failed": 1}
     assert [run["run_date"] for run in summary["runs"]] == DATES
     failed = summary["runs"][3]
-    assert set(failed) == {"status", "run_date", "tasks", "gate", "champion", "error"}
+    assert set(failed) == {"status", "model", "run_date", "tasks", "gate", "champion", "error"}
     assert (failed["error"]["task"], failed["error"]["type"]) == ("train", "InvalidDatasetError")
     for run in summary["runs"][:3] + summary["runs"][4:]:
         published = Path(unquote(urlparse(run["tasks"]["upload"]["target"]).path))

@@ -312,7 +312,7 @@ BAD_INPUTS = {
     "publish-uri-missing-bucket": (
         {"publish_uri": "s3://no-such-mlpipe-models/iris"},
         exceptions.StorageError,
-        "s3://no-such-mlpipe-models/iris/2026-11-25/published-",
+        "s3://no-such-mlpipe-models/iris/iris/2026-11-25/published-",
     ),
     "publish-uri-under-a-file": (
         {"publish_uri": "/etc/hostname/models"},
@@ -493,7 +493,7 @@ def test_a_publish_bucket_that_cannot_be_written_fails_the_upload_and_the_fixed_
     failed = pipeline.run(run_input())
     assert states(failed) == {"download": "ran", "train": "ran", "upload": "failed"}
     assert failed["error"]["type"] == "StorageError"
-    assert f"cannot write s3://{MODELS}/iris/{DATE}/" in failed["error"]["message"]
+    assert f"cannot write s3://{MODELS}/iris/iris/{DATE}/" in failed["error"]["message"]
     assert stores_empty(aws)[MODELS] == []
     s3_faults.fail("PutObject", bucket=MODELS)  # the role is fixed
     s3_faults.always.clear()

@@ -22,7 +22,8 @@ from tests.integration.conftest import DATE, states
 from tests.stores import store as new_store
 
 Input = Callable[..., dict[str, Any]]
-PUBLISH = f"s3://{MODELS}/iris"
+ROOT = f"s3://{MODELS}/iris"  # the runs' publish root
+PUBLISH = f"{ROOT}/iris"  # model iris's published location there: its champion
 
 
 def trainings(pipeline: LocalPipeline) -> int:
@@ -113,9 +114,9 @@ def test_a_promotion_that_never_happened_is_resumed_by_the_next_run(
     aws: Any, pipeline: LocalPipeline, run_input: Input
 ) -> None:
     first = pipeline.run(run_input())
-    aws.delete_object(Bucket=MODELS, Key="iris/champion.json")
+    aws.delete_object(Bucket=MODELS, Key="iris/iris/champion.json")
     for entry in s3_keys(aws, MODELS):
-        if entry.startswith("iris/champion-history/"):
+        if entry.startswith("iris/iris/champion-history/"):
             aws.delete_object(Bucket=MODELS, Key=entry)
     resumed = pipeline.run(run_input())
     assert states(resumed) == dict.fromkeys(TASKS, "present")
@@ -208,16 +209,16 @@ def test_load_champion_refuses_a_deleted_or_corrupted_champion_naming_it(
     aws: Any, pipeline: LocalPipeline, run_input: Input
 ) -> None:
     summary = pipeline.run(run_input())
-    model, _ = loading.load_champion(PUBLISH)
+    model, _ = loading.load_champion(ROOT)
     assert list(model.predict([[5.1, 3.5, 1.4, 0.2]])) == ["Iris-setosa"]
     key = summary["tasks"]["upload"]["target"].split("/", 3)[3]
-    identity = key.split("/")[2]
+    identity = key.split("/")[3]
     aws.put_object(Bucket=MODELS, Key=key, Body=b"corrupted")
     with pytest.raises(IntegrityError, match=f"the champion {identity}.*sha256"):
-        loading.load_champion(PUBLISH)
+        loading.load_champion(ROOT)
     aws.delete_object(Bucket=MODELS, Key=key)
     with pytest.raises(IntegrityError, match=f"the champion {identity}.*no model"):
-        loading.load_champion(PUBLISH)
+        loading.load_champion(ROOT)
 
 
 def test_a_promotion_is_announced_on_eventbridge(aws: Any, run_input: Input, monkeypatch: pytest.MonkeyPatch) -> None:

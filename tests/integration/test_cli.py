@@ -32,7 +32,7 @@ def test_json_summary_then_everything_present_on_the_second_run(tmp_path: Path) 
     assert summary["error"] is None
     assert {k: v["state"] for k, v in summary["tasks"].items()} == dict.fromkeys(TASKS, "ran")
     published = summary["tasks"]["upload"]["target"]
-    assert published.startswith((tmp_path / ".pipeline/published/2026-11-25/published-").as_uri())
+    assert published.startswith((tmp_path / ".pipeline/published/iris/2026-11-25/published-").as_uri())
     assert published.endswith("/model.pkl")
     second = pipeline("--json", "--run-date", "2026-11-25", cwd=tmp_path)
     assert second.returncode == 0
@@ -85,10 +85,10 @@ def test_s3_roots_go_to_the_server_named_by_aws_endpoint_url(tmp_path: Path, s3_
         env={"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"},
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models", Prefix="iris/2026-11-25/")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="local-models", Prefix="iris/iris/2026-11-25/")["Contents"]]
     assert [key.rsplit("/", 1)[1] for key in keys] == ["metrics.json", "model.pkl"]
-    assert keys[0].startswith("iris/2026-11-25/published-")
-    assert s3.head_object(Bucket="local-models", Key="iris/champion.json")["ContentLength"] > 0
+    assert keys[0].startswith("iris/iris/2026-11-25/published-")
+    assert s3.head_object(Bucket="local-models", Key="iris/iris/champion.json")["ContentLength"] > 0
 
 
 UNREACHABLE = "http://127.0.0.1:9/iris.data"  # the discard port: nothing listens, the connection is refused
@@ -291,7 +291,7 @@ def test_dataset_flags_and_another_estimator_make_the_run(tmp_path: Path, http_s
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    (card_path,) = (tmp_path / ".pipeline/published/2026-11-25").glob("published-*/metrics.json")
+    (card_path,) = (tmp_path / ".pipeline/published/iris/2026-11-25").glob("published-*/metrics.json")
     card = json.loads(card_path.read_text())
     assert card["estimator"]["class"] == "sklearn.ensemble.RandomForestClassifier"
     assert card["estimator"]["hyperparameters"]["n_estimators"] == 20

@@ -219,10 +219,10 @@ def test_two_executions_of_one_date_write_each_target_once_and_both_succeed(
         assert sorted(s["tasks"][task]["state"] for s in summaries) == ["present", "ran"], task
     # and nothing was overwritten: every object has exactly one version
     written = stores_empty(aws)
-    history = [key for key in written[MODELS] if key.startswith("iris/champion-history/")]
+    history = [key for key in written[MODELS] if key.startswith("iris/iris/champion-history/")]
     assert written == {
         ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY]),
-        MODELS: sorted([PUBLISHED_METRICS_KEY, PUBLISHED_KEY, "iris/champion.json", *history]),
+        MODELS: sorted([PUBLISHED_METRICS_KEY, PUBLISHED_KEY, "iris/iris/champion.json", *history]),
     }
     # and the model became the champion once: the second promotion found it champion already
     assert len(history) == 1

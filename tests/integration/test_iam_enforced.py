@@ -223,8 +223,8 @@ def test_the_promote_role_moves_the_champion(aws: Any, http_server: Any, invoke:
         result = invoke("promote", run_event(http_server))
     assert result["promoted"] is True
     keys = written(aws)[MODELS]
-    assert f"{PUBLISH_PREFIX}/champion.json" in keys
-    assert any(k.startswith(f"{PUBLISH_PREFIX}/champion-history/") for k in keys)
+    assert f"{PUBLISH_PREFIX}/iris/champion.json" in keys
+    assert any(k.startswith(f"{PUBLISH_PREFIX}/iris/champion-history/") for k in keys)
 
 
 def test_the_promote_role_cannot_write_models_or_artifacts(aws: Any, as_role: AsRole) -> None:

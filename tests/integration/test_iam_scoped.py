@@ -36,10 +36,13 @@ from tests.integration.test_iam_enforced import (  # noqa: F401 (as_role is a fi
 MODEL_FOLDER = MODEL_KEY.rsplit("/", 1)[0]
 DATASET_FOLDER = DATASET_KEY.rsplit("/", 1)[0]
 PUBLISHED_FOLDER = PUBLISHED_KEY.rsplit("/", 1)[0]
-CHAMPION_KEY = f"{PUBLISH_PREFIX}/champion.json"
+CHAMPION_KEY = f"{PUBLISH_PREFIX}/iris/champion.json"  # model iris's
 HISTORY_KEYS = [
-    f"{PUBLISH_PREFIX}/champion-history/20261125T030000.000000Z-published-0123456789ab-abcdef.json",
-    f"{PUBLISH_PREFIX}/champion-history/published-0123456789ab/model.pkl",  # matches <prefix>/*/published-*/*
+    f"{PUBLISH_PREFIX}/iris/champion-history/20261125T030000.000000Z-published-0123456789ab-abcdef.json",
+    f"{PUBLISH_PREFIX}/iris/champion-history/published-0123456789ab/model.pkl",  # matches <prefix>/*/published-*/*
+    # and where they were before models had names (pipeline models migrate reads them)
+    f"{PUBLISH_PREFIX}/champion.json",
+    f"{PUBLISH_PREFIX}/champion-history/published-0123456789ab/model.pkl",
 ]
 
 

@@ -104,7 +104,7 @@ def test_a_published_model_traces_back_to_the_dataset_bytes_and_parameters(
     dataset_uri, model_uri, published_uri = (summary["tasks"][t]["target"] for t in TASKS)
     published = card(aws, published_uri)
     publication = published["publication"]
-    assert publication["identity"] == key(published_uri).split("/")[2]
+    assert publication["identity"] == key(published_uri).split("/")[-2]
     assert publication["inputs"] == {"model": key(model_uri).split("/")[2]}
     assert publication["input_targets"][0]["uri"] == model_uri
     assert publication["input_targets"][0]["sha256"] == published["model_sha256"]

@@ -54,7 +54,7 @@ def test_outputs_land_under_odd_roots_and_are_found_again(tmp_path: Path, roots:
         assert targets[task].is_file()
     for model in (targets["train"], targets["upload"]):
         assert model.with_name("metrics.json").is_file()
-    assert (published / "champion.json").is_file()
+    assert (published / "iris" / "champion.json").is_file()
     everything = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert everything == {artifacts / f for f in _files(artifacts)} | {published / f for f in _files(published)}
     # And status, champion and predict find them there

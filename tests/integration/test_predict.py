@@ -33,7 +33,7 @@ class Published:
 def _published(root: Path, *args: str) -> Published:
     summary = run_pipeline("--run-date", DATE, *args, cwd=root)
     published = summary["tasks"]["upload"]["target"]
-    publish_uri = str(root / ".pipeline" / "published")
+    publish_uri = str(root / ".pipeline" / "published" / "iris")  # model iris's location
     promote(publish_uri, published, DATE, promoted_by="test", store=Store.on_this_machine())
     return Published(root, publish_uri, published)
 
@@ -116,7 +116,7 @@ def wine_input(tmp_path: Path, *, drop: str | None = None) -> tuple[Path, list[s
 
 def test_a_header_file_with_a_categorical_column_is_read_by_its_names(wine: Published, tmp_path: Path) -> None:
     path, truth = wine_input(tmp_path)
-    result = pipeline("predict", "--json", "--model", wine.model_uri, "--input", str(path), cwd=tmp_path)
+    result = pipeline("predict", "--json", "--model-uri", wine.model_uri, "--input", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["model_uri"] == wine.model_uri
@@ -129,7 +129,7 @@ def test_a_header_file_with_a_categorical_column_is_read_by_its_names(wine: Publ
         assert sum(row) == pytest.approx(1.0)
         assert found["classes"][row.index(max(row))] == predicted
     # As a CSV: the prediction, then one probability column per class
-    as_csv = pipeline("predict", "--model", wine.model_uri, "--input", str(path), cwd=tmp_path)
+    as_csv = pipeline("predict", "--model-uri", wine.model_uri, "--input", str(path), cwd=tmp_path)
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert list(rows[0]) == ["prediction", *(f"proba_{label}" for label in found["classes"])]
     assert [r["prediction"] for r in rows] == found["predictions"]
@@ -137,7 +137,7 @@ def test_a_header_file_with_a_categorical_column_is_read_by_its_names(wine: Publ
 
 def test_a_missing_feature_column_is_an_error_naming_it_and_the_expected_ones(wine: Published, tmp_path: Path) -> None:
     path, _ = wine_input(tmp_path, drop="alcohol")
-    result = pipeline("predict", "--model", wine.model_uri, "--input", str(path), cwd=tmp_path)
+    result = pipeline("predict", "--model-uri", wine.model_uri, "--input", str(path), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout == ""
     assert "InvalidDatasetError" in result.stderr
@@ -147,15 +147,15 @@ def test_a_missing_feature_column_is_an_error_naming_it_and_the_expected_ones(wi
 
 def test_a_corrupted_model_is_refused_naming_it(iris: Published, tmp_path: Path) -> None:
     # Given a copy of the publish location whose champion's model.pkl is changed after promotion
-    copy = tmp_path / "published"
+    copy = tmp_path / "published" / "iris"
     shutil.copytree(iris.publish_uri, copy, ignore=shutil.ignore_patterns("champion*"))
     relative = Path(iris.model_uri.removeprefix("file://")).relative_to(iris.publish_uri)
     model = copy / relative
     promote(str(copy), model.as_uri(), DATE, promoted_by="test", store=Store.on_this_machine())
     model.write_bytes(model.read_bytes() + b"tampered")
     # When the champion predicts, or the model by its URI
-    by_champion = pipeline("predict", "--publish-uri", str(copy), "--input", str(SAMPLE), cwd=tmp_path)
-    by_uri = pipeline("predict", "--model", str(model), "--input", str(SAMPLE), cwd=tmp_path)
+    by_champion = pipeline("predict", "--publish-uri", str(copy.parent), "--input", str(SAMPLE), cwd=tmp_path)
+    by_uri = pipeline("predict", "--model-uri", str(model), "--input", str(SAMPLE), cwd=tmp_path)
     # Then both are refused with exit status 1, naming the model, and nothing is predicted
     for result in (by_champion, by_uri):
         assert result.returncode == 1

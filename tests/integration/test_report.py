@@ -37,7 +37,7 @@ class History:
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     # Given: models for two dates and two hyperparameter sets, each promoted as it is published, then a rollback
     root = tmp_path_factory.mktemp("history")
-    publish_uri = str(root / ".pipeline" / "published")
+    publish_uri = str(root / ".pipeline" / "published" / "iris")  # model iris's location
     published = {}
     for name, args in (
         ("first", ["--run-date", "2026-11-25"]),

@@ -28,6 +28,7 @@ def test_fresh_run_runs_all_three_tasks(aws: Any, pipeline: LocalPipeline, run_i
     summary = pipeline.run(run_input())
     assert summary == {
         "status": "SUCCEEDED",
+        "model": "iris",
         "run_date": DATE,
         "tasks": {
             "download": {"state": "ran", "target": f"s3://{ARTIFACTS}/{DATASET_KEY}"},
@@ -147,6 +148,6 @@ def test_local_directory_store_behaves_like_s3(tmp_path: Any, pipeline: LocalPip
     second = pipeline.run(local)
     assert states(first) == dict.fromkeys(TASKS, "ran")
     assert states(second) == dict.fromkeys(TASKS, "present")
-    (published,) = (tmp_path / "published" / DATE).glob("published-*/model.pkl")
+    (published,) = (tmp_path / "published" / "iris" / DATE).glob("published-*/model.pkl")
     assert first["tasks"]["upload"]["target"] == published.as_uri()
     assert (published.parent / "metrics.json").is_file()

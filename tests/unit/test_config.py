@@ -41,7 +41,7 @@ def test_every_target_is_keyed_by_the_run_date_and_its_identity() -> None:
     ids = {task: entry["identity"] for task, entry in run.identities.items()}
     assert run.dataset_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['download']}/dataset.csv"
     assert run.model_uri == f"s3://artifacts-bucket/artifacts/2026-01-02/{ids['train']}/model.pkl"
-    assert run.published_uri == f"s3://models-bucket/iris/2026-01-02/{ids['upload']}/model.pkl"
+    assert run.published_uri == f"s3://models-bucket/iris/iris/2026-01-02/{ids['upload']}/model.pkl"
     assert {task: ids[task].split("-")[0] for task in TASKS} == FAMILIES
 
 

@@ -27,6 +27,7 @@ def gate(
     min_cv_accuracy: float | None = None,
     max_regression: float | None = None,
     classes: Sequence[Any] = ("setosa", "versicolor"),
+    accept_schema_change: bool = False,
 ) -> dict[str, Any]:
     return evaluate(
         card(accuracy, classes),
@@ -34,6 +35,7 @@ def gate(
         model_uri=MODEL,
         min_cv_accuracy=min_cv_accuracy,
         max_regression=max_regression,
+        accept_schema_change=accept_schema_change,
     )
 
 
@@ -74,14 +76,16 @@ def test_max_regression_compares_labels_as_text() -> None:
 
 
 def test_max_regression_does_not_apply_against_a_champion_of_another_label_set_and_says_so() -> None:
-    result = gate(0.5, champion(0.97, ["setosa", "virginica"]), max_regression=0.05)
+    result = gate(0.5, champion(0.97, ["setosa", "virginica"]), max_regression=0.05, accept_schema_change=True)
     assert result["threshold"] is None
     assert result["passed"] is True
     assert result["reason"].endswith("; max_regression does not apply: the champion was trained on another label set")
 
 
 def test_another_label_set_leaves_min_cv_accuracy_as_the_rule_and_still_says_why() -> None:
-    result = gate(0.85, champion(0.97, ["x", "y", "z"]), min_cv_accuracy=0.8, max_regression=0.01)
+    result = gate(
+        0.85, champion(0.97, ["x", "y", "z"]), min_cv_accuracy=0.8, max_regression=0.01, accept_schema_change=True
+    )
     assert result["threshold"] == 0.8
     assert result["passed"] is True
     assert "(min_cv_accuracy 0.8000)" in result["reason"]
@@ -138,3 +142,42 @@ def test_the_result_carries_the_rules_and_a_card_without_accuracy_counts_as_zero
         "passed": False,
     }
     assert {name: result[name] for name in expected} == expected
+
+
+def test_another_label_set_is_refused_as_a_schema_change_whatever_the_score() -> None:
+    result = gate(0.99, champion(0.5, ["setosa", "virginica"]))
+    assert result["passed"] is False
+    assert result["schema_changed"] is True
+    assert result["error"] == "SchemaChangedError"
+    assert "no longer predicted 'virginica'" in result["reason"]
+    assert "new classes 'versicolor'" in result["reason"]
+
+
+def test_a_changed_feature_schema_names_each_difference() -> None:
+    ours = card(0.9) | {
+        "input": {"columns": ["a", "c", "d"]},
+        "dataset": {"resolved": {"kinds": {"a": "numeric", "c": "categorical", "d": "numeric"}}},
+    }
+    theirs = champion(0.9) | {"features": [["a", "numeric"], ["b", "numeric"], ["c", "numeric"]]}
+    result = evaluate(ours, theirs, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)
+    assert result["schema_changed"] is True
+    assert "no longer taken: 'b'" in result["reason"]
+    assert "new feature column(s) required: 'd'" in result["reason"]
+    assert "'c' numeric -> categorical" in result["reason"]
+
+
+def test_the_same_schema_and_an_older_champion_without_features_pass() -> None:
+    assert gate(0.9, champion(0.95))["schema_changed"] is False
+    assert gate(0.9, None)["error"] is None
+
+
+def test_the_same_features_in_the_same_order_pass_and_another_order_is_named() -> None:
+    ours = card(0.9) | {
+        "input": {"columns": ["b", "a"]},
+        "dataset": {"resolved": {"kinds": {"a": "numeric", "b": "numeric"}}},
+    }
+    same = champion(0.9) | {"features": [["b", "numeric"], ["a", "numeric"]]}
+    swapped = champion(0.9) | {"features": [["a", "numeric"], ["b", "numeric"]]}
+    assert evaluate(ours, same, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)["passed"] is True
+    refused = evaluate(ours, swapped, model_uri=MODEL, min_cv_accuracy=None, max_regression=None)
+    assert "the feature columns' order changes" in refused["reason"]

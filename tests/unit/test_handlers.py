@@ -154,7 +154,7 @@ def test_plan_starts_at_download_when_nothing_exists(aws: Any, http_server: Any,
     assert plan["start_at"] == "download"
     ids = {task: entry["identity"] for task, entry in plan["run"]["identities"].items()}
     assert plan["run"]["dataset_uri"] == f"s3://{ARTIFACTS}/runs/{DATE}/{ids['download']}/dataset.csv"
-    assert plan["run"]["published_uri"] == f"s3://{MODELS}/iris/{DATE}/{ids['upload']}/model.pkl"
+    assert plan["run"]["published_uri"] == f"s3://{MODELS}/iris/iris/{DATE}/{ids['upload']}/model.pkl"
     assert {name: task["state"] for name, task in plan["tasks"].items()} == dict.fromkeys(TASKS, "pending")
 
 
@@ -175,6 +175,7 @@ def test_report_marks_the_failed_task_and_what_did_not_run(invoke: Invoke) -> No
     report = invoke("report", state)
     assert report["summary"] == {
         "status": "FAILED",
+        "model": None,
         "run_date": DATE,
         "tasks": {
             "download": {"state": "ran", "target": "d"},

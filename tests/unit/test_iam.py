@@ -100,7 +100,7 @@ def test_download_and_train_write_only_under_artifacts() -> None:
             assert "PublishBucket" not in resource
         outside = [r for r in s3["s3:GetObject"] if "/artifacts/*" not in r]
         # train reads the champion's manifest (the gate compares with it), and nothing else outside artifacts
-        assert all(r.count("${PublishPrefix}/champion.json") == 1 for r in outside), outside
+        assert all(r.count("${PublishPrefix}/*/champion.json") == 1 for r in outside), outside
         assert role == "TrainRole" or not outside
 
 
@@ -295,7 +295,7 @@ def test_promote_writes_only_the_champion_and_announces_only_promotions() -> Non
     assert set(s3) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
     written = json.loads(s3["s3:PutObject"][0])
     assert [entry["Fn::Sub"][0].rsplit("/", 2)[-2:] for entry in written] == [
-        ["${PublishPrefix}", "champion.json"],
+        ["*", "champion.json"],  # <prefix>/<model>/champion.json: each model's
         ["champion-history", "*"],
     ]
     assert all("artifacts" not in r for r in s3["s3:GetObject"])
@@ -310,7 +310,7 @@ def test_promote_writes_only_the_champion_and_announces_only_promotions() -> Non
 def test_train_reads_only_the_champions_manifest_outside_artifacts() -> None:
     listed = [s for s in statements("TrainRole") if "s3:ListBucket" in s["Action"]]
     prefixes = sorted(json.dumps(s["Condition"]["StringLike"]["s3:prefix"]) for s in listed)
-    assert prefixes == ['"artifacts/*"', '{"Fn::Sub": "${PublishPrefix}/champion.json"}']
+    assert prefixes == ['"artifacts/*"', '{"Fn::Sub": "${PublishPrefix}/*/champion.json"}']
 
 
 def test_nothing_of_sagemaker_is_deployed_with_train_on_lambda() -> None:

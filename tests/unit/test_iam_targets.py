@@ -21,17 +21,19 @@ from tests.integration.test_iam_enforced import PUBLISH_PREFIX, resolve
 
 DATE = "2026-11-25"
 P = PUBLISH_PREFIX
+M = f"{P}/iris"  # model iris's published location
 # One key of every kind the pipeline writes, and one a hostile writer would want.
 KEYS = {
     "dataset": (ARTIFACTS, f"artifacts/{DATE}/dataset-0123456789ab/dataset.csv"),
     "lineage": (ARTIFACTS, f"artifacts/{DATE}/dataset-0123456789ab/lineage.json"),
     "model": (ARTIFACTS, f"artifacts/{DATE}/model-0123456789ab/model.pkl"),
     "model card": (ARTIFACTS, f"artifacts/{DATE}/model-0123456789ab/metrics.json"),
-    "published": (MODELS, f"{P}/{DATE}/published-0123456789ab/model.pkl"),
-    "published card": (MODELS, f"{P}/{DATE}/published-0123456789ab/metrics.json"),
-    "champion": (MODELS, f"{P}/champion.json"),
-    "history": (MODELS, f"{P}/champion-history/20261125T030000.000000Z-published-0123456789ab-abcdef.json"),
-    "history look-alike": (MODELS, f"{P}/champion-history/published-0123456789ab/model.pkl"),
+    "published": (MODELS, f"{M}/{DATE}/published-0123456789ab/model.pkl"),
+    "published card": (MODELS, f"{M}/{DATE}/published-0123456789ab/metrics.json"),
+    "champion": (MODELS, f"{M}/champion.json"),
+    "history": (MODELS, f"{M}/champion-history/20261125T030000.000000Z-published-0123456789ab-abcdef.json"),
+    "history look-alike": (MODELS, f"{M}/champion-history/published-0123456789ab/model.pkl"),
+    "model config": (MODELS, "model-configs/iris.json"),
     "sagemaker code": (ARTIFACTS, "sagemaker/code/sourcedir-0123456789ab.tar.gz"),
     "sagemaker output": (ARTIFACTS, "sagemaker/output/mlpipe-x-0/output/model.tar.gz"),
     "artifacts elsewhere": (ARTIFACTS, f"artifacts/{DATE}/other/model.pkl"),
@@ -107,6 +109,8 @@ def test_the_upload_role_is_explicitly_refused_the_champion() -> None:
     assert len(denials) == 1
     assert set(denials[0]["Action"]) == set(WRITES)
     assert sorted(denials[0]["Resource"]) == [
+        f"arn:aws:s3:::{MODELS}/{P}/*/champion-history/*",
+        f"arn:aws:s3:::{MODELS}/{P}/*/champion.json",
         f"arn:aws:s3:::{MODELS}/{P}/champion-history/*",
         f"arn:aws:s3:::{MODELS}/{P}/champion.json",
     ]
@@ -118,8 +122,8 @@ def test_each_role_still_reads_what_it_checks(role: str) -> None:
         "PlanRole": set(KEYS) - {"sagemaker code", "sagemaker output"},  # the plan reads every target
         "DownloadRole": {"dataset", "lineage"},
         "TrainRole": {"dataset", "lineage", "model", "model card", "champion"},
-        "UploadRole": {"model", "model card"} | {k for k, (bucket, _) in KEYS.items() if bucket == MODELS},
-        "PromoteRole": {k for k, (bucket, _) in KEYS.items() if bucket == MODELS},
+        "UploadRole": {"model", "model card"} | {k for k, (b, _) in KEYS.items() if b == MODELS} - {"model config"},
+        "PromoteRole": {k for k, (bucket, _) in KEYS.items() if bucket == MODELS} - {"model config"},
     }[role]
     readable = {kind for kind, (bucket, key) in KEYS.items() if allowed(role, "s3:GetObject", bucket, key)}
     assert readable == reads, json.dumps(sorted(readable ^ reads))

@@ -23,7 +23,7 @@ PINS: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
         (
             "2026-01-02/dataset-aac16181c5c8/dataset.csv",
             "2026-01-02/model-f04c39ab679b/model.pkl",
-            "2026-01-02/published-61cb656f4cac/model.pkl",
+            "iris/2026-01-02/published-61cb656f4cac/model.pkl",
         ),
     ),
     (
@@ -39,7 +39,7 @@ PINS: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
         (
             "2026-03-04/dataset-c9b1e6ee8c77/dataset.csv",
             "2026-03-04/model-99c78152d881/model.pkl",
-            "2026-03-04/published-c79829744832/model.pkl",
+            "iris/2026-03-04/published-c79829744832/model.pkl",
         ),
     ),
     (
@@ -48,7 +48,7 @@ PINS: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
         (
             "2026-01-02/dataset-aac16181c5c8/dataset.csv",
             "2026-01-02/model-d55235a4f087/model.pkl",
-            "2026-01-02/published-4eebf1e83c00/model.pkl",
+            "iris/2026-01-02/published-4eebf1e83c00/model.pkl",
         ),
     ),
 ]
@@ -79,4 +79,4 @@ def test_the_same_inputs_keep_their_local_targets(tmp_path: Path) -> None:
     run = resolve_run(execution_input, settings, execution_id=EXECUTION)
     assert run.dataset_uri == (tmp_path / "artifacts/2026-12-01/dataset-8fc7f2071d69/dataset.csv").as_uri()
     assert run.model_uri == (tmp_path / "artifacts/2026-12-01/model-9912d303fde3/model.pkl").as_uri()
-    assert run.published_uri == (tmp_path / "models/2026-12-01/published-adc096b6a024/model.pkl").as_uri()
+    assert run.published_uri == (tmp_path / "models/iris/2026-12-01/published-adc096b6a024/model.pkl").as_uri()

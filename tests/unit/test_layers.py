@@ -17,13 +17,13 @@ from tools.module_map import MODULES, graph, imports, rewrite
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("exceptions", "version", "steps", "gate", "redaction"),
     ("storage.base", "storage.uris", "description", "scaling", "compression"),
-    ("storage.local", "storage.s3", "dataset", "estimators"),
+    ("storage.local", "storage.s3", "dataset", "estimators", "naming"),
     ("storage.store",),
     ("storage",),
     ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability"),
     ("sources",),
     ("config", "champion", "publishing", "training"),
-    ("planning", "loading", "report", "status"),
+    ("planning", "loading", "report", "status", "modelconfig"),
     ("tasks", "predicting", "reporting_html", "backfill"),
     ("sagemaker_job", ""),  # "": the package itself (mlpipe/__init__.py), which states the public names
 )

@@ -17,7 +17,7 @@ def test_a_failed_plan_still_reports_the_run_date_and_targets_from_the_input() -
     run = resolve_run(state["input"], SETTINGS)
     assert summary["tasks"]["download"] == {"state": "not_run", "target": run.dataset_uri}
     assert summary["tasks"]["upload"]["target"] == run.published_uri
-    assert run.published_uri.startswith("s3://models-bucket/iris/2026-02-02/published-")
+    assert run.published_uri.startswith("s3://models-bucket/iris/iris/2026-02-02/published-")
     assert summary["error"] == {"task": "plan", "type": "StorageError", "message": "bucket missing"}
 
 

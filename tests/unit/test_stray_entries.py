@@ -212,8 +212,8 @@ def test_promotion_due_reads_only_history_entries(tmp_path: Path) -> None:
 def test_pipeline_promote_and_champion_work_beside_strays(tmp_path: Path) -> None:
     store = Store.on_this_machine()
     published = str(tmp_path / "published")
-    put_model(store, published, DATE, PUBLISHED)
-    strays(store, str(tmp_path / "artifacts"), published)
+    put_model(store, f"{published}/iris", DATE, PUBLISHED)  # model iris's published location
+    strays(store, str(tmp_path / "artifacts"), f"{published}/iris")
     result = pipeline("promote", "--run-date", DATE, "--publish-uri", published, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)

@@ -74,8 +74,9 @@ def hostile(marker: Path) -> bytes:
 
 @pytest.fixture
 def publish(tmp_path: Path) -> Path:
-    """A publish location whose champion is an honest model (a plain dict, pickled), promoted by the pipeline."""
-    root = tmp_path / "published"
+    """Model iris's published location (under the publish root ``published``) whose champion is an honest model
+    (a plain dict, pickled), promoted by the pipeline."""
+    root = tmp_path / "published" / "iris"
     model = write_model(root / DATE / IDENTITY, pickle.dumps({"an": "honest model"}))
     champion.promote(str(root), str(model), DATE, promoted_by="test", store=Store.on_this_machine())
     return root
@@ -89,7 +90,7 @@ def plant(publish: Path, hostile: bytes) -> Path:
 def test_load_champion_checks_the_manifest_before_unpickling(publish: Path, hostile: bytes, marker: Path) -> None:
     plant(publish, hostile)
     with pytest.raises(IntegrityError, match=r"champion\.json records") as raised:
-        loading.load_champion(str(publish), store=Store.on_this_machine())
+        loading.load_champion(str(publish.parent), store=Store.on_this_machine())
     assert not marker.exists()
     assert str(publish / "champion.json") in str(raised.value)
 
@@ -111,7 +112,7 @@ def test_load_champion_refuses_a_card_that_disagrees_with_the_manifest(publish: 
     card = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps(card | {"model_sha256": "0" * 64}))
     with pytest.raises(IntegrityError, match="card"):
-        loading.load_champion(str(publish), store=Store.on_this_machine())
+        loading.load_champion(str(publish.parent), store=Store.on_this_machine())
 
 
 @pytest.mark.parametrize("recorded", [None, 5, "not-a-digest", ""])
@@ -122,7 +123,7 @@ def test_a_manifest_without_a_valid_sha256_loads_nothing(
     manifest = json.loads((publish / "champion.json").read_text())
     (publish / "champion.json").write_text(json.dumps(manifest | {"sha256": recorded}))
     with pytest.raises(IntegrityError, match=r"champion\.json"):
-        loading.load_champion(str(publish), store=Store.on_this_machine())
+        loading.load_champion(str(publish.parent), store=Store.on_this_machine())
     assert not marker.exists()
 
 
@@ -151,7 +152,7 @@ def test_the_checked_bytes_are_the_unpickled_bytes(publish: Path, monkeypatch: p
         return target
 
     monkeypatch.setattr(Store, "target", counting)
-    model, _ = loading.load_champion(str(publish), store=Store.on_this_machine())
+    model, _ = loading.load_champion(str(publish.parent), store=Store.on_this_machine())
     assert model == {"an": "honest model"}
     assert len(reads) == 1
 

@@ -7,6 +7,9 @@ pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
 pipeline status [--run-date D | --from D1 --to D2] [--json]
 pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
 
+pipeline models put NAME --config FILE | list | remove NAME [--stack STACK | --configs-uri URI]
+pipeline models migrate --publish-uri URI [--model NAME]
+
 ``parser`` (with ``options``) makes the parser; the commands are in ``runs`` (run, backfill), ``models``
 (status, champion, promote, rollback, predict, report) and ``invoke``. A command's module is imported
 when it runs (``COMMANDS``): they import mlpipe and the runner, which ``pipeline --help`` never needs.
@@ -39,6 +42,7 @@ COMMANDS = {
     "rollback": "models:champion",
     "predict": "models:predict",
     "report": "models:report",
+    "models": "registry:models",
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 DEFAULT_ROOT = Path(".pipeline")
 DEFAULT_ARTIFACTS = str(DEFAULT_ROOT / "artifacts")
 DEFAULT_PUBLISHED = str(DEFAULT_ROOT / "published")
+DEFAULT_CONFIGS = str(DEFAULT_ROOT / "model-configs")  # the models' documents of local runs (pipeline models put)
 # The bundled sample is served on a new port each run; it enters the dataset's identity under this
 # name instead, with its own checksum, so that editing the file makes a new dataset.
 SAMPLE_SOURCE_ID = (

@@ -12,6 +12,8 @@ import sys
 
 from mlpipe import champion as champions
 from mlpipe.exceptions import PipelineError
+from mlpipe.gate import manifest_score, score_words
+from mlpipe.naming import choose_model, model_location
 from mlpipe.predicting import predict_file
 from mlpipe.reporting_html import write_report
 from mlpipe.status import collect_status, format_status
@@ -25,7 +27,8 @@ def status(args: argparse.Namespace) -> int:
 
     first, last = (args.run_date, args.run_date) if args.run_date else (args.first, args.last)
     try:
-        found = collect_status(args.artifact_root, args.publish_uri, first=first, last=last, store=store)
+        location = model_location(args.publish_uri, choose_model(args.publish_uri, args.model, store=store))
+        found = collect_status(args.artifact_root, location, first=first, last=last, store=store)
     except PipelineError as exc:
         return failed(args.command, exc)
     print(json.dumps(found, indent=2) if args.json else format_status(found))
@@ -38,10 +41,10 @@ def champion(args: argparse.Namespace) -> int:
 
     who = f"pipeline {args.command} ({os.environ.get('USER', 'someone')})"
     try:
+        name = choose_model(args.publish_uri, args.model, store=store)
+        location = model_location(args.publish_uri, name)
         if args.command == "promote":
-            runs = collect_status(
-                args.publish_uri, args.publish_uri, first=args.run_date, last=args.run_date, store=store
-            )["runs"]
+            runs = collect_status(location, location, first=args.run_date, last=args.run_date, store=store)["runs"]
             published = [p for run in runs for p in run["published"] if p["state"] == "present"]
             chosen = [p for p in published if args.identity in (None, p["identity"])]
             if len(chosen) != 1:
@@ -52,23 +55,26 @@ def champion(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILED
-            result = champions.set_champion(args.publish_uri, chosen[0]["uri"], promoted_by=who, store=store)
+            result = champions.set_champion(location, chosen[0]["uri"], promoted_by=who, model=name, store=store)
             print(result.reason, file=sys.stderr)
         elif args.command == "rollback":
-            print(champions.rollback(args.publish_uri, promoted_by=who, store=store).reason, file=sys.stderr)
-        current = champions.read_champion(args.publish_uri, store=store)
-        history = champions.champion_history(args.publish_uri, store=store)
+            print(champions.rollback(location, promoted_by=who, store=store).reason, file=sys.stderr)
+        current = champions.read_champion(location, store=store)
+        history = champions.champion_history(location, store=store)
     except PipelineError as exc:
         return failed(args.command, exc)
     if args.json:
         print(json.dumps({"champion": current, "history": history}, indent=2))
         return 0
     if current is None:
-        print(f"no champion yet under {args.publish_uri}")
+        print(f"no champion yet of model {name} under {location}")
         return 0
-    accuracy = (current.get("metrics") or {}).get("cv_accuracy")
-    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-    print(f"champion: {current['identity']} ({current['run_date']}, cv {shown}) {current['model_uri']}")
+    score_name, score = manifest_score(current)
+    shown = f"{score:.4f}" if score is not None else "-"
+    print(
+        f"champion of model {name}: {current['identity']} ({current['run_date']}, {score_words(score_name)} {shown}) "
+        f"{current['model_uri']}"
+    )
     print("history, newest first:")
     for entry in reversed(history):
         when, action, identity = entry["promoted_at"], entry["action"], entry["identity"]
@@ -77,13 +83,14 @@ def champion(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    """``pipeline predict``: the champion's (or ``--model``'s) prediction for every row of a CSV."""
+    """``pipeline predict``: the champion's (or ``--model-uri``'s) prediction for every row of a CSV."""
     store = Store.on_this_machine()
 
     try:
-        result = predict_file(
-            args.input, model_uri=args.model, publish_uri=None if args.model else args.publish_uri, store=store
-        )
+        location = None
+        if not args.model_uri:
+            location = model_location(args.publish_uri, choose_model(args.publish_uri, args.model, store=store))
+        result = predict_file(args.input, model_uri=args.model_uri, publish_uri=location, store=store)
     except (PipelineError, OSError) as exc:
         return failed(args.command, exc)
     if result.accuracy is not None:
@@ -108,7 +115,8 @@ def report(args: argparse.Namespace) -> int:
     store = Store.on_this_machine()
 
     try:
-        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=args.publish_uri, store=store)
+        location = model_location(args.publish_uri, choose_model(args.publish_uri, args.model, store=store))
+        summary = write_report(args.html, artifact_root=args.artifact_root, publish_uri=location, store=store)
     except (PipelineError, OSError) as exc:
         return failed(args.command, exc)
     print(

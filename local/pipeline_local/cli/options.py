@@ -36,6 +36,17 @@ def add_roots(command: argparse.ArgumentParser, *, artifacts: bool = True) -> No
     command.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="default: %(default)s")
 
 
+def add_model(command: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """``--model NAME``: which named model (its own published location, champion and history)."""
+    command.add_argument(
+        "--model",
+        type=_model_name,
+        help="the model's name, [a-z0-9][a-z0-9-]{0,62} (default: iris)"
+        if run
+        else "the model's name (default: the only model under the publish location, else iris; with several, name one)",
+    )
+
+
 def add_run_date(command: argparse.ArgumentParser, **kwargs: Any) -> None:
     """``--run-date``, checked to be a date YYYY-MM-DD."""
     command.add_argument("--run-date", type=_run_date, **kwargs)
@@ -60,6 +71,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
         default=DEFAULT_PUBLISHED,
         help="where the model is published: a directory or s3://bucket/prefix (default: %(default)s)",
     )
+    add_model(parser, run=True)
     if run_date:
         add_run_date(parser, help="YYYY-MM-DD (default: today, UTC)")
     parser.add_argument(
@@ -160,6 +172,16 @@ def _run_date(text: str) -> str:
 
     try:
         return parse_run_date(text).isoformat()
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _model_name(text: str) -> str:
+    from mlpipe.exceptions import PipelineError
+    from mlpipe.naming import check_model_name
+
+    try:
+        return check_model_name(text, "--model")
     except PipelineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

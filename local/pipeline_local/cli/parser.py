@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline_local.cli.common import DEFAULT_PUBLISHED
-from pipeline_local.cli.options import add_roots, add_run_arguments, add_run_date, add_verbose, add_version
+from pipeline_local.cli.common import DEFAULT_CONFIGS, DEFAULT_PUBLISHED
+from pipeline_local.cli.options import add_model, add_roots, add_run_arguments, add_run_date, add_verbose, add_version
 from pipeline_local.lambdas import FUNCTIONS
 
 DESCRIPTION = (
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_champion_commands(commands)
     _add_predict_command(commands)
     _add_report_command(commands)
+    _add_models_command(commands)
     return parser
 
 
@@ -114,6 +115,7 @@ def _add_status_command(commands: Any) -> None:
     dates.add_argument("--from", dest="first", help="the first date of a range, YYYY-MM-DD")
     status.add_argument("--to", dest="last", help="the last date of a range, YYYY-MM-DD (with --from)")
     add_roots(status)
+    add_model(status)
     status.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
 
 
@@ -139,6 +141,7 @@ def _add_champion_commands(commands: Any) -> None:
     )
     for command in (champion, promote, rollback):
         add_roots(command, artifacts=False)
+        add_model(command)
         command.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -146,15 +149,17 @@ def _add_predict_command(commands: Any) -> None:
     """``pipeline predict``: the champion's (or a given model's) prediction for every row of a CSV."""
     predict = commands.add_parser(
         "predict",
-        help="predict every row of a CSV with the champion (or --model), read like the model's training data",
-        description="Load the champion under --publish-uri (or the model at --model), checked against its card "
-        "(sha256, scikit-learn version), read the CSV with the model's dataset description (delimiter, header, "
-        "column names) and write one prediction per row, with class probabilities where the model has them. When "
-        "the label column is in the file, it is not used to predict and the accuracy on it is reported.",
+        help="predict every row of a CSV with the champion (or --model-uri), read like the model's training data",
+        description="Load the champion of --model under --publish-uri (or the model at --model-uri), checked "
+        "against its card (sha256, scikit-learn version), read the CSV with the model's dataset description "
+        "(delimiter, header, column names) and write one prediction per row, with class probabilities where the "
+        "model has them. When the label column is in the file, it is not used to predict and the accuracy on it is "
+        "reported.",
     )
     source = predict.add_mutually_exclusive_group()
-    source.add_argument("--model", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
+    source.add_argument("--model-uri", help="a model.pkl: a path, file:// or s3:// URI (default: the champion)")
     source.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="where the champion is (default: %(default)s)")
+    add_model(predict)
     predict.add_argument("--input", required=True, type=Path, help="the CSV to predict")
     predict.add_argument("--output", type=Path, help="write the predictions' CSV here (default: stdout)")
     predict.add_argument(
@@ -175,3 +180,39 @@ def _add_report_command(commands: Any) -> None:
     )
     report.add_argument("--html", required=True, type=Path, help="the HTML file to write")
     add_roots(report)
+    add_model(report)
+
+
+def _add_models_command(commands: Any) -> None:
+    """``pipeline models put|list|remove|migrate``: the models of a deployment (docs/models.md)."""
+    models = commands.add_parser(
+        "models",
+        help="the models of a deployment: their configuration documents and schedules (put, list, remove, migrate)",
+        description="Manage the models of a deployment without editing template.yaml: a configuration document per "
+        "model (source, dataset description, estimator, hyperparameters, gate, schedule), checked offline with the "
+        "plan's own checks; with --stack, each document's schedule is a schedule of the stack's group.",
+    )
+    actions = models.add_subparsers(dest="models_command", required=True, parser_class=_SubcommandParser)
+    put = actions.add_parser("put", help="add or change a model: check its document, write it, schedule it")
+    put.add_argument("name", help="the model's name, [a-z0-9][a-z0-9-]{0,62}")
+    put.add_argument("--config", required=True, type=Path, help="the model's configuration document (JSON)")
+    listed = actions.add_parser("list", help="the models with a document, and their schedules")
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    remove = actions.add_parser("remove", help="remove a model's document and schedule (its published models stay)")
+    remove.add_argument("name", help="the model's name")
+    for action in (put, listed, remove):
+        where = action.add_mutually_exclusive_group()
+        where.add_argument(
+            "--stack", help="a deployed stack: its ModelConfigsUri, schedule group, schedule role and dead-letter queue"
+        )
+        where.add_argument(
+            "--configs-uri", default=DEFAULT_CONFIGS, help="where the documents are (default: %(default)s)"
+        )
+    migrate = actions.add_parser(
+        "migrate",
+        help="copy a publish location from before models had names to one model's location",
+        description="Copy <publish uri>/champion.json, its history and every published model to <publish uri>/<model>/ "
+        "(the manifests then name the copies); the old objects stay until you delete them.",
+    )
+    migrate.add_argument("--publish-uri", default=DEFAULT_PUBLISHED, help="default: %(default)s")
+    migrate.add_argument("--model", default="iris", help="the model it becomes (default: %(default)s)")

@@ -7,12 +7,22 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlpipe.backfill import expand_backfill, outcome
 from mlpipe.exceptions import InvalidRequestError
+from mlpipe.modelconfig import config_uri
 from mlpipe.observability import progress_on_console
-from pipeline_local.cli.common import EXIT_FAILED, EXIT_USAGE, RETRY_DELAY_SCALE_ENV, SAMPLE_SOURCE_ID
+from mlpipe.report import decision_lines
+from mlpipe.storage import Store
+from pipeline_local.cli.common import (
+    DEFAULT_CONFIGS,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    RETRY_DELAY_SCALE_ENV,
+    SAMPLE_SOURCE_ID,
+)
 from pipeline_local.runner import LocalBackfill, LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
 
 DATASET_FLAGS = (
@@ -35,13 +45,18 @@ def run(args: argparse.Namespace) -> int:
     def show_retry(notice: RetryNotice) -> None:
         print(f"{' ' * 14}{notice.describe()}", file=sys.stderr, flush=True)
 
+    configs = str(Path(DEFAULT_CONFIGS).resolve())
+    documented = bool(args.model) and Store.on_this_machine().target(config_uri(configs, args.model)).exists()
     with contextlib.ExitStack() as stack:
         stack.enter_context(progress_on_console())  # a long download shows its progress on the console
-        execution_input["source_url"] = args.source_url or stack.enter_context(serve_sample())
-        if not args.source_url:  # served on a new port each run: named so that its identity stays the same
-            execution_input["source_id"] = SAMPLE_SOURCE_ID
+        if args.source_url:
+            execution_input["source_url"] = args.source_url
+        elif not documented:  # a model with a document (pipeline models put) has its own source there
+            execution_input["source_url"] = stack.enter_context(serve_sample())
+            execution_input["source_id"] = SAMPLE_SOURCE_ID  # served on a new port each run: the same identity
         stack.enter_context(local_aws(real_s3=real_s3))
-        pipeline = LocalPipeline(env={"TRAIN_ON": args.train_on}, retry_delay_scale=_retry_delay_scale())
+        env = {"TRAIN_ON": args.train_on, "MODEL_CONFIGS_URI": configs}
+        pipeline = LocalPipeline(env=env, retry_delay_scale=_retry_delay_scale())
         summary = pipeline.run(
             execution_input, on_event=None if args.json else _show, on_retry=None if args.json else show_retry
         )
@@ -82,6 +97,7 @@ def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The execution input that the run options give (without ``source_url``, which may need a server first)."""
     execution_input: dict[str, Any] = {"artifact_root": args.artifact_root, "publish_uri": args.publish_uri}
     for key in (
+        "model",
         "run_date",
         "estimator",
         "hyperparameters",
@@ -111,15 +127,12 @@ def dataset_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as text, like Luigi's execution summary."""
-    lines = ["", f"===== Summary of run {summary.get('run_date')} ====="]
+    model = f" of model {summary['model']}" if summary.get("model") else ""
+    lines = ["", f"===== Summary of run {summary.get('run_date')}{model} ====="]
     for name, task in summary.get("tasks", {}).items():
         lines.append(f"  {name:<9} {task['state']:<8} {task.get('target') or ''}")
-    gate = summary.get("gate")
-    if isinstance(gate, dict) and not summary.get("error"):
-        lines.append(f"  gate:     {gate.get('reason')}")
-    champion = summary.get("champion")
-    if isinstance(champion, dict):
-        lines.append(f"  champion: {champion.get('reason')}")
+    if summary.get("tasks"):
+        lines.extend(f"  {label + ':':<10} {text}" for label, text in decision_lines(summary))
     error = summary.get("error")
     if error:
         lines.append(f"  FAILED in {error.get('task')}: {error.get('type')}: {error.get('message')}")

@@ -14,8 +14,11 @@ write lost: each change is also recorded as its own object under ``champion-hist
 
 Promotion rules (``promote``, called after a publish): a model that passed the gate becomes the
 champion when its run date is the newest so far (a backfill of older dates publishes them but
-does not move the champion; a second model for the same date, from changed hyperparameters or a
-force, does). ``set_champion`` (``pipeline promote``) and ``rollback`` set it by hand.
+does not move the champion); a second model on the same dataset (same dataset identity: changed
+hyperparameters, another estimator, a force) does only when its score is at least the champion's
+(``score_rule``); a model whose label set or feature schema differs from the champion's never does
+(``mlpipe.gate.schema_changes``). ``set_champion`` (``pipeline promote``) and ``rollback`` set it by
+hand. Each named model has its own (``mlpipe.naming``): the publish location here is the model's.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from mlpipe.exceptions import (
     TargetChangedError,
     TargetExistsError,
 )
+from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words, section
 from mlpipe.storage import Store, Target, join_uri
 
 CHAMPION_FILE = "champion.json"
@@ -142,17 +146,28 @@ def history_name(relative: str) -> tuple[dt.datetime, str] | None:
 
 
 def manifest_for(
-    published: Target, card: dict[str, Any], *, run_date: str, promoted_by: str, action: str
+    published: Target,
+    card: dict[str, Any],
+    *,
+    run_date: str,
+    promoted_by: str,
+    action: str,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """A manifest naming the published model ``published`` (with its card ``card``) as champion."""
+    """A manifest naming the published model ``published`` (with its card ``card``) as champion of ``model``."""
     publication = card.get("publication") or {}
-    metrics = {name: _metric(card, name) for name in METRICS}
+    metrics: dict[str, Any] = {name: _metric(card, name) for name in METRICS}
+    metrics["score_name"], metrics["score"] = card_score(card)
+    inputs = section(section(card, "lineage"), "inputs")
     return {
+        "model": model,
         "model_uri": published.uri,
         "identity": publication.get("identity") or published.uri.rsplit("/", 2)[-2],
         "sha256": card["model_sha256"],
         "run_date": run_date,
         "classes": card.get("classes"),
+        "features": card_schema(card)["features"],
+        "dataset_identity": inputs.get("dataset"),
         "estimator": (card.get("estimator") or {}).get("name"),
         "metrics": metrics,
         "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -169,9 +184,11 @@ def promote(
     *,
     promoted_by: str,
     max_regression: float | None = None,
+    model: str | None = None,
     store: Store,
 ) -> Promotion:
-    """Make the published model the champion if its run date is the newest so far (compare-and-swap).
+    """Make the published model the champion if its run date is the newest so far and, on the same dataset,
+    its score is at least the champion's, and its schema is the champion's (compare-and-swap).
 
     With ``max_regression``, the gate's rule is checked again against the champion found at the
     swap (it may have changed since the gate looked): a model more than that below a champion of
@@ -189,7 +206,7 @@ def promote(
             f"{NOT_PROMOTED}; a new execution for this run date completes the publish and promotes it"
         )
     card = check_stored(published, consequence=NOT_PROMOTED)
-    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote")
+    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="promote", model=model)
 
     def decide(current: dict[str, Any] | None) -> str | None:
         if current is None:
@@ -198,36 +215,91 @@ def promote(
             if current.get("promoted_by") == promoted_by:
                 return ""  # this execution's own promotion, done on an earlier attempt
             return f"already the champion ({current['identity']})"
-        theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
-        same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
-        if (
-            max_regression is not None
-            and same_labels
-            and isinstance(theirs, int | float)
-            and isinstance(ours, int | float)
-            and ours < theirs - max_regression
-        ):
-            return (
-                f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
-                f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
-            )
-        if str(current.get("run_date")) > run_date:
-            newer = current.get("run_date")
-            return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
-        return None
+        return (
+            _schema_rule(current, manifest)
+            or _regression_rule(current, manifest, max_regression)
+            or _date_rule(current, run_date)
+            or score_rule(current, manifest)
+        )
 
     return _swap(publish_uri, manifest, decide, store=store)
 
 
-def set_champion(publish_uri: str, published_uri: str, *, promoted_by: str, store: Store) -> Promotion:
-    """Make a published model the champion by hand, whatever its date, after checking its bytes against its card."""
+def _schema_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """A model whose label set or feature schema differs from the champion's is never promoted automatically."""
+    changes = schema_changes(current, manifest)
+    if not changes:
+        return None
+    return (
+        f"not promoted: its schema differs from the champion {current.get('identity')}'s ({'; '.join(changes)}); "
+        "promote it by hand (pipeline promote) if consumers are ready for that"
+    )
+
+
+def _date_rule(current: dict[str, Any], run_date: str) -> str | None:
+    """A model of an older run date than the champion's (a backfill) is published, not promoted."""
+    if str(current.get("run_date")) > run_date:
+        newer = current.get("run_date")
+        return f"not promoted: the champion {current.get('identity')} is of a newer run date ({newer} > {run_date})"
+    return None
+
+
+def _regression_rule(current: dict[str, Any], manifest: dict[str, Any], max_regression: float | None) -> str | None:
+    """The gate's max_regression rule checked again against the champion found at the swap."""
+    theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
+    same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
+    if (
+        max_regression is not None
+        and same_labels
+        and isinstance(theirs, int | float)
+        and isinstance(ours, int | float)
+        and ours < theirs - max_regression
+    ):
+        return (
+            f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
+            f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
+        )
+    return None
+
+
+def score_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The same-dataset rule: why ``manifest``'s model does not replace the champion ``current`` trained on the same
+    dataset (same dataset identity) with a higher score, else None. Newer data is not compared here."""
+    same = manifest.get("dataset_identity")
+    if not same or current.get("dataset_identity") != same:
+        return None
+    name, ours = manifest_score(manifest)
+    their_name, theirs = manifest_score(current)
+    if ours is None or theirs is None or their_name != name or ours >= theirs:
+        return None
+    return (
+        f"not promoted: its {score_words(name)} {ours:.4f} is below the champion's {theirs:.4f} on the same dataset "
+        f"({same}; the champion is {current.get('identity')}); it stays published: pipeline promote makes it the "
+        "champion by hand"
+    )
+
+
+def set_champion(
+    publish_uri: str, published_uri: str, *, promoted_by: str, model: str | None = None, store: Store
+) -> Promotion:
+    """Make a published model the champion by hand, whatever its date or score, after checking its bytes against its
+    card. When its label set or feature schema differs from the champion's, the reason says what changes for
+    consumers."""
     published = store.target(published_uri)
     if not published.exists():
         raise InvalidRequestError(f"there is no published model at {published.uri}")
     card = check_stored(published, consequence=NOT_PROMOTED)
     run_date = published.uri.rsplit("/", 3)[-3]
-    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="manual")
-    return _swap(publish_uri, manifest, lambda current: None, store=store)
+    manifest = manifest_for(published, card, run_date=run_date, promoted_by=promoted_by, action="manual", model=model)
+    changes: list[str] = []
+
+    def decide(current: dict[str, Any] | None) -> None:
+        changes[:] = schema_changes(current, manifest)
+
+    result = _swap(publish_uri, manifest, decide, store=store)
+    if result.promoted and changes:
+        return Promotion(True, f"{result.reason}; for consumers of the champion: {'; '.join(changes)}", result.champion)
+    return result
 
 
 def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:

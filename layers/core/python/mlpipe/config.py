@@ -22,6 +22,7 @@ from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyper
 from mlpipe.exceptions import InvalidRequestError
 from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
+from mlpipe.naming import DEFAULT_MODEL, check_model_name, model_location
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
 from mlpipe.sources import LOCAL, check_source, source_kind, source_locations
@@ -43,6 +44,7 @@ DEFAULT_TRAINING_JOB_PREFIX = "mlpipe"
 # Keys an execution's input may carry. Anything else is a typo that would silently be ignored.
 INPUT_FIELDS = frozenset(
     {
+        "model",
         "run_date",
         "scheduled_time",
         "trigger",
@@ -119,6 +121,10 @@ class Settings:
     """Deploy-time configuration, from the function's environment (set by template.yaml's Parameters)."""
 
     source_url: str = UCI_IRIS_URL
+    # The model a run trains when its input names none (the ModelName parameter).
+    model_name: str = DEFAULT_MODEL
+    # Where the models' configuration documents are (<uri>/<name>.json, mlpipe.modelconfig); None = none.
+    model_configs_uri: str | None = None
     artifact_root: str | None = None
     publish_uri: str | None = None
     dataset: DatasetDescription = field(default_factory=DatasetDescription)
@@ -179,6 +185,8 @@ class Settings:
             raise InvalidRequestError("SOURCE_*_TIMEOUT_SECONDS must be > 0 and SOURCE_BACKOFF_SECONDS >= 0")
         settings = cls(
             source_url=env.get("SOURCE_URL") or UCI_IRIS_URL,
+            model_name=check_model_name(env.get("MODEL_NAME") or DEFAULT_MODEL, "MODEL_NAME"),
+            model_configs_uri=env.get("MODEL_CONFIGS_URI") or None,
             artifact_root=env.get("ARTIFACT_ROOT") or None,
             publish_uri=env.get("PUBLISH_URI") or None,
             dataset=description,
@@ -251,6 +259,8 @@ class Run:
     """
 
     run_date: str
+    # The model's name: its published location is <publish root>/<model> (publish_root below is that location).
+    model: str = DEFAULT_MODEL
     source_url: str = ""
     dataset_uri: str = ""
     model_uri: str = ""
@@ -324,10 +334,20 @@ class Run:
         if missing:
             raise InvalidRequestError(f"the event lacks {', '.join(missing)}")
         given = {name: value for name, value in event.items() if value is not None}
-        for name in ("run_date", "source_url", "dataset_uri", "model_uri", "published_uri", "source_id", "force"):
+        for name in (
+            "run_date",
+            "model",
+            "source_url",
+            "dataset_uri",
+            "model_uri",
+            "published_uri",
+            "source_id",
+            "force",
+        ):
             if name in given and not isinstance(given[name], str):
                 raise InvalidRequestError(f"{name} must be a string, got {given[name]!r}")
         parse_run_date(event.get("run_date"))
+        given["model"] = check_model_name(given.get("model") or settings.model_name)
         if given.get("source_url"):
             settings.check_source(given["source_url"])
         if not isinstance(given.get("source_version", {}), dict):
@@ -427,7 +447,9 @@ def resolve_run(
         raise InvalidRequestError(
             f"force must be one of {', '.join(TASKS)} (that task and every later one rerun), got {force!r}"
         )
+    model = check_model_name(execution_input.get("model") or settings.model_name)
     roots = _roots(execution_input, settings, store)
+    roots["publish_uri"] = model_location(roots["publish_uri"], model)  # the model's own: its champion is there
     estimator = check_estimator(execution_input.get("estimator") or settings.estimator)
     hyper = settings.hyperparameters_for(estimator)
     hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {})))
@@ -458,6 +480,7 @@ def resolve_run(
     sagemaker = _sagemaker_fields(settings, roots["artifact_root"], hyper, description, identities, execution_id)
     return Run(
         run_date=run_date,
+        model=model,
         source_url=carried_url,
         **targets,
         hyperparameters=hyper,

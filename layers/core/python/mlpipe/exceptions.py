@@ -23,6 +23,23 @@ class InvalidHyperparametersError(InvalidRequestError):
     """The estimator's hyperparameters have the wrong type, name or range."""
 
 
+class InvalidModelNameError(InvalidRequestError):
+    """A model name is not ``[a-z0-9][a-z0-9-]{0,62}`` (or is one a publish root uses for its own folders)."""
+
+
+class UnknownModelError(InvalidRequestError):
+    """No model of that name: no configuration document, or nothing published under that name (or no name given
+    where several models are)."""
+
+
+class InvalidModelConfigError(InvalidRequestError):
+    """A model's configuration document (``<models>/<name>.json``) fails the plan's validation."""
+
+
+class LegacyPublishLayoutError(InvalidRequestError):
+    """The publish root holds a champion from before models had names: migrate it (``pipeline models migrate``)."""
+
+
 class NoChampionError(InvalidRequestError):
     """There is no champion (no champion.json) under the publish location asked for: publish and promote one first."""
 
@@ -89,6 +106,10 @@ class IntegrityError(PipelineError):
 
 class ModelRejectedError(PipelineError):
     """The quality gate refused the model (the state machine's Choice; this class names it for the docs and tests)."""
+
+
+class SchemaChangedError(PipelineError):
+    """The model's label set or feature schema differs from the champion's: never promoted automatically."""
 
 
 class IncompatibleModelError(PipelineError):

@@ -4,7 +4,10 @@ Two rules, each off unless set (deploy-time ``MinCvAccuracy`` / ``MaxRegression`
 
 - ``min_cv_accuracy``: a model whose cross-validated accuracy is below it is not published;
 - ``max_regression``: a model is not published when its CV accuracy is more than this below the
-  current champion's, when both were trained on the same label set.
+  current champion's, when both were trained on the same label set;
+- the schema rule (always on): a model whose label set or feature schema differs from the
+  champion's is refused (``schema_changed``, ``error: SchemaChangedError``), whatever its score: a
+  consumer of the champion would break (``schema_rule``).
 
 Pure: ``evaluate`` decides on a card and the champion's manifest given to it; a run's gate (with
 the champion read from its publish location) is ``mlpipe.planning.model_gate``, the one place the
@@ -17,6 +20,100 @@ from __future__ import annotations
 
 from typing import Any
 
+# The card's score (``{"name", "value", ...}``); older cards have only ``cv_accuracy``.
+FALLBACK_SCORE = "cv_accuracy"
+SCORE_WORDS = {"cv_accuracy": "CV accuracy", "cv_r2": "CV R²"}
+
+
+def section(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """``document[name]`` when it is an object, else an empty one (a card or manifest from an older version)."""
+    found = document.get(name)
+    return found if isinstance(found, dict) else {}
+
+
+def card_score(card: dict[str, Any]) -> tuple[str, float | None]:
+    """``(name, value)`` of a card's score: its ``score``, else (an older card) its mean CV accuracy."""
+    score = card.get("score")
+    if isinstance(score, dict) and isinstance(score.get("value"), int | float):
+        return str(score.get("name") or FALLBACK_SCORE), float(score["value"])
+    mean = section(card, "cv_accuracy").get("mean")
+    return FALLBACK_SCORE, float(mean) if isinstance(mean, int | float) else None
+
+
+def manifest_score(manifest: dict[str, Any]) -> tuple[str, float | None]:
+    """``(name, value)`` of a champion manifest's score: ``metrics.score``, else (older) ``metrics.cv_accuracy``."""
+    metrics = section(manifest, "metrics")
+    value = metrics.get("score", metrics.get("cv_accuracy"))
+    return str(metrics.get("score_name") or FALLBACK_SCORE), float(value) if isinstance(value, int | float) else None
+
+
+def score_words(name: str) -> str:
+    """A score's name in words (``cv_accuracy`` → "CV accuracy")."""
+    return SCORE_WORDS.get(name, name)
+
+
+def card_schema(card: dict[str, Any]) -> dict[str, Any]:
+    """What a consumer of the model relies on: ``{"classes": [...], "features": [[column, kind], ...]}`` from its
+    card."""
+    kinds = section(section(section(card, "dataset"), "resolved"), "kinds")
+    columns = section(card, "input").get("columns")
+    # A list of [column, kind], in the model's order: a JSON object written with sorted keys would lose the order.
+    features = [[str(c), str(kinds.get(c, "unknown"))] for c in columns] if isinstance(columns, list) else None
+    return {"classes": card.get("classes"), "features": features}
+
+
+def _features(value: Any) -> dict[str, str] | None:
+    """``[[column, kind], ...]`` as an ordered ``{column: kind}``; None when it is not that."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        return None
+    return {str(name): str(kind) for name, kind in value}
+
+
+def schema_changes(champion: dict[str, Any] | None, schema: dict[str, Any]) -> list[str]:
+    """Each difference between the champion's label set and feature schema and ``schema``'s (``card_schema``),
+    in words; empty when they agree, there is no champion, or the champion does not record them."""
+    if champion is None:
+        return []
+    changes = []
+    theirs, ours = champion.get("classes"), schema.get("classes")
+    if isinstance(theirs, list) and isinstance(ours, list) and sorted(map(str, theirs)) != sorted(map(str, ours)):
+        gone = sorted(set(map(str, theirs)) - set(map(str, ours)))
+        new = sorted(set(map(str, ours)) - set(map(str, theirs)))
+        changes.append(
+            "the label set changes"
+            + (f": classes no longer predicted {', '.join(map(repr, gone))}" if gone else "")
+            + (f"; new classes {', '.join(map(repr, new))}" if new else "")
+        )
+    before, after = _features(champion.get("features")), _features(schema.get("features"))
+    if before is not None and after is not None:
+        missing = [c for c in before if c not in after]
+        added = [c for c in after if c not in before]
+        kinds = [f"{c!r} {before[c]} -> {after[c]}" for c in before if c in after and before[c] != after[c]]
+        if missing:
+            changes.append(f"feature column(s) no longer taken: {', '.join(map(repr, missing))}")
+        if added:
+            changes.append(f"new feature column(s) required: {', '.join(map(repr, added))}")
+        if kinds:
+            changes.append(f"feature kind(s) change: {', '.join(kinds)}")
+        if not (missing or added) and list(before) != list(after):
+            changes.append("the feature columns' order changes (a consumer passing rows as lists must reorder them)")
+    return changes
+
+
+def schema_rule(card: dict[str, Any], champion: dict[str, Any] | None, *, model_uri: str) -> str | None:
+    """The schema-change rule: why the model is refused (SchemaChangedError) when its label set or feature schema
+    differs from the champion's, else None. Such a model is never promoted automatically, whatever its score."""
+    changes = schema_changes(champion, card_schema(card))
+    if not changes or champion is None:
+        return None
+    return (
+        f"model {model_uri} is refused: its schema differs from the champion {champion.get('identity')}'s: "
+        f"{'; '.join(changes)}. A consumer of this model's champion would break, so it is never promoted "
+        "automatically; nothing was published and the champion is unchanged. Train it as another model "
+        "(--model NEW_NAME, with its own champion), or rerun with on_schema_change accept, which publishes it "
+        "without promoting it, and make it the champion by hand (pipeline promote), which lists these changes"
+    )
+
 
 def evaluate(
     card: dict[str, Any],
@@ -25,6 +122,7 @@ def evaluate(
     model_uri: str,
     min_cv_accuracy: float | None,
     max_regression: float | None,
+    accept_schema_change: bool = False,
 ) -> dict[str, Any]:
     """``{"cv_accuracy", "threshold", "min_cv_accuracy", "max_regression", "champion_*", "passed", "reason"}``."""
     accuracy = float((card.get("cv_accuracy") or {}).get("mean", 0.0))
@@ -70,6 +168,9 @@ def evaluate(
         )
     if notes:
         reason += "; " + "; ".join(notes)
+    refused = None if accept_schema_change else schema_rule(card, champion, model_uri=model_uri)
+    if refused is not None:
+        passed, reason = False, refused
     return {
         "cv_accuracy": accuracy,
         "threshold": threshold,
@@ -79,4 +180,6 @@ def evaluate(
         "champion_cv_accuracy": champion_accuracy,
         "passed": passed,
         "reason": reason,
+        "schema_changed": refused is not None,
+        "error": "SchemaChangedError" if refused is not None else None,
     }

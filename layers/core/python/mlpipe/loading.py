@@ -17,6 +17,7 @@ from typing import Any
 from mlpipe.artifacts import Record, read_checked
 from mlpipe.champion import champion_uri, read_champion
 from mlpipe.exceptions import IncompatibleModelError, IntegrityError, NoChampionError
+from mlpipe.naming import choose_model, model_location
 from mlpipe.storage import Store, Target
 
 
@@ -31,15 +32,23 @@ def load_model(uri: str, *, store: Store | None = None) -> tuple[Any, dict[str, 
     return _load((store or Store.on_this_machine()).target(uri), None)
 
 
-def load_champion(publish_uri: str, *, store: Store | None = None) -> tuple[Any, dict[str, Any]]:
-    """``(model, card)`` of the current champion: its bytes checked against champion.json's sha256, then its card's.
+def load_champion(
+    publish_uri: str, *, model: str | None = None, store: Store | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """``(model, card)`` of the current champion of ``model`` under the publish root ``publish_uri`` (its
+    champion.json is at ``<publish_uri>/<model>/``): its bytes checked against champion.json's sha256, then its card's.
+
+    Without ``model``: the only model under the root (``iris`` when there is none yet); UnknownModelError naming
+    them when there are several, or when ``model`` published nothing there.
 
     Raises NoChampionError when there is no champion yet, IntegrityError (naming the champion) when
     its model is missing, or its bytes or its card are not the ones champion.json records, and
     IncompatibleModelError as ``load_model`` does. Nothing is unpickled before every check passes.
     """
-    model, card, _ = load_champion_checked(publish_uri, store=store or Store.on_this_machine())
-    return model, card
+    store = store or Store.on_this_machine()
+    location = model_location(publish_uri, choose_model(publish_uri, model, store=store))
+    loaded, card, _ = load_champion_checked(location, store=store)
+    return loaded, card
 
 
 def load_champion_checked(publish_uri: str, *, store: Store) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -64,7 +73,7 @@ def no_champion(publish_uri: str) -> NoChampionError:
     return NoChampionError(
         f"there is no champion at {champion_uri(publish_uri)} yet: run the pipeline until a model passes the gate "
         "and is promoted, or make a published model the champion with `pipeline promote --run-date YYYY-MM-DD`; "
-        "or give a model by its URI (`pipeline predict --model`, `mlpipe.load_model`)"
+        "or give a model by its URI (`pipeline predict --model-uri`, `mlpipe.load_model`)"
     )
 
 

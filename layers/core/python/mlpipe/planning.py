@@ -11,9 +11,11 @@ import datetime as dt
 from typing import Any
 
 from mlpipe.artifacts import model_complete, read_metrics
-from mlpipe.champion import HISTORY_DIR, history_name, read_champion
+from mlpipe.champion import HISTORY_DIR, champion_uri, history_name, read_champion
 from mlpipe.config import Run
+from mlpipe.exceptions import LegacyPublishLayoutError
 from mlpipe.gate import evaluate
+from mlpipe.naming import legacy_champion_uri
 from mlpipe.steps import OUTPUTS, TASKS
 from mlpipe.storage import Store, Target
 
@@ -30,6 +32,8 @@ def plan_run(run: Run, *, store: Store) -> dict[str, Any]:
     targets = {name: getattr(run, output.field) for name, output in OUTPUTS.items()}
     for task in (TASKS[0], TASKS[-1]):  # fail before any work on a missing bucket or directory
         store.target(targets[task]).check_location()
+    if run.publish_root:
+        check_migrated(run, store=store)
     for uri in targets.values():  # what killed local writes left: <root>/<date>/<identity>/.<file>.….partial
         store.target(uri).sweep(empty_folders=2)
     present = {name: complete(store.target(targets[name]), name) for name in TASKS}
@@ -48,6 +52,19 @@ def plan_run(run: Run, *, store: Store) -> dict[str, Any]:
     elif start_at == "none" and run.publish_root and promotion_due(run, store=store):
         start_at = "promote"  # published, but never promoted (say the promote step failed): resume there
     return {"run": run.to_event(), "tasks": tasks, "start_at": start_at}
+
+
+def check_migrated(run: Run, *, store: Store) -> None:
+    """LegacyPublishLayoutError when the publish root still has its champion from before models had names and the
+    run's model has none yet: a run would start a second champion that no consumer of the first one reads."""
+    assert run.publish_root is not None
+    legacy = store.target(legacy_champion_uri(run.publish_root))
+    if legacy.exists() and not store.target(champion_uri(run.publish_root)).exists():
+        raise LegacyPublishLayoutError(
+            f"{legacy.uri} is a champion from before models had names (each model now has its own under "
+            f"<publish root>/<model>/); nothing was run. Move it to model {run.model!r} with `pipeline models "
+            f"migrate --publish-uri {legacy.uri.rsplit('/', 1)[0]} --model {run.model}` (docs/models.md, Migration)"
+        )
 
 
 def complete(target: Target, task: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mlpipe.config import Settings, resolve_run, run_date_for
 from mlpipe.exceptions import PipelineError
+from mlpipe.gate import FALLBACK_SCORE, score_words
 from mlpipe.redaction import redact_text
 from mlpipe.sagemaker import failure_type
 from mlpipe.steps import GATE, OUTPUTS, TASKS
@@ -54,15 +55,18 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
         error = {"task": GATE, "type": "ModelRejectedError", "message": str((gate or {}).get("reason"))}
     elif failed_task or state.get("error"):
         error = {"task": failed_task or "plan", **describe_error(state.get("error") or {})}
+    if failed_task == GATE and isinstance(gate, dict) and gate.get("error"):
+        error = {"task": GATE, "type": str(gate["error"]), "message": str(gate.get("reason"))}
     summary = {
         "status": "FAILED" if error else "SUCCEEDED",
+        "model": run.get("model"),
         "run_date": run.get("run_date"),
         "tasks": tasks,
         "gate": gate,
         "champion": champion,
         "error": error,
     }
-    cause = {key: summary[key] for key in ("error", "tasks", "run_date", "gate", "champion")}
+    cause = {key: summary[key] for key in ("error", "tasks", "model", "run_date", "gate", "champion")}
     return {"summary": summary, "cause": json.dumps(cause, allow_nan=False)}
 
 
@@ -116,6 +120,7 @@ def summary_from_failure(error: str | None, cause: str | None) -> dict[str, Any]
         parsed = json.loads(cause or "")
         return {
             "status": "FAILED",
+            "model": parsed.get("model"),
             "run_date": parsed.get("run_date"),
             "tasks": parsed["tasks"],
             "gate": parsed.get("gate"),
@@ -129,3 +134,36 @@ def summary_from_failure(error: str | None, cause: str | None) -> dict[str, Any]
             "tasks": {},
             "error": {"type": error or "FAILED", "message": cause or ""},
         }
+
+
+def decision_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """``[(label, text)]``, one each: the model's score and the champion's, what the gate decided, what the
+    promotion decided; for the text summary of a run."""
+    gate = summary.get("gate") if isinstance(summary.get("gate"), dict) else None
+    champion = summary.get("champion") if isinstance(summary.get("champion"), dict) else None
+    error = summary.get("error") if isinstance(summary.get("error"), dict) else None
+    if gate is None:
+        score = "no model was trained or checked in this run"
+        decided = "not run (the model was published already, or the run stopped before it)"
+    else:
+        name = str(gate.get("score_name") or FALLBACK_SCORE)
+        ours = gate.get("score", gate.get("cv_accuracy"))
+        theirs = gate.get("champion_score", gate.get("champion_cv_accuracy"))
+        score = f"{score_words(name)} {_number(ours)}; " + (
+            f"the champion {gate.get('champion_identity')}'s {_number(theirs)}"
+            if gate.get("champion_identity")
+            else "no champion yet"
+        )
+        rejected = bool(error and error.get("task") == GATE)
+        decided = f"{'refused' if rejected else 'passed'}: {gate.get('reason')}"
+    if champion is not None:
+        promoted = str(champion.get("reason"))
+    elif error and error.get("task") == "promote":
+        promoted = f"failed: {error.get('type')}: {error.get('message')}"
+    else:
+        promoted = "not run: the champion is unchanged"
+    return [("score", score), ("gate", decided), ("promotion", promoted)]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"

@@ -25,6 +25,7 @@ from mlpipe.exceptions import (
     TargetExistsError,
 )
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
+from mlpipe.modelconfig import with_model_config
 from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
 from mlpipe.redaction import redact_url
@@ -65,7 +66,8 @@ def plan(
     execution_id: str | None = None,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Resolve the execution's input into a run and decide, top-down, which tasks must run.
+    """Resolve the execution's input (over its model's configuration document, ``mlpipe.modelconfig``) into a run
+    and decide, top-down, which tasks must run.
 
     When the run trains on SageMaker and training will run, the plan also stages the training code
     (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
@@ -82,6 +84,7 @@ def plan(
             f"the source changed during each of the last {replans} downloads (it is being rewritten while it is "
             "read); upload it in one piece (S3 PutObject or a rename) and run again"
         )
+    execution_input = with_model_config(execution_input, settings, store=store)
     policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
 
     def versions(url: str, kind: str, named: bool) -> dict[str, Any] | None:
@@ -256,6 +259,7 @@ def promote(run: Run, *, store: Store, settings: Settings) -> dict[str, Any]:
         run.run_date,
         promoted_by=run.execution_id or "pipeline",
         max_regression=run.max_regression,
+        model=run.model,
         store=store,
     )
     outcome = result.as_dict(run.publish_root) | {"event": None}
@@ -274,7 +278,7 @@ def announce(manifest: dict[str, Any], bus: str) -> str:
                 {
                     "Source": "mlpipe",
                     "DetailType": "Model promoted",
-                    "Detail": json.dumps(manifest, allow_nan=False),
+                    "Detail": json.dumps(manifest, allow_nan=False),  # names the model: its "model"
                     "EventBusName": bus,
                 }
             ]
