@@ -262,3 +262,29 @@ def test_a_missing_http_source_is_waited_for_even_when_named(aws: Any, http_serv
     # Without a wait, a named http(s) source is not asked for its version at all (no HEAD): the download finds it
     assert plan(missing, LOCAL, store=store)["start_at"] == "download"
     _nothing_written(aws)
+
+
+def test_an_http_gzip_is_told_by_its_bytes_with_or_without_content_encoding(aws: Any, http_server: Any) -> None:
+    packed = gzip.compress(SAMPLE.read_bytes())
+    (http_server.root / "plain-name.csv").write_bytes(packed)  # gzip bytes under a plain name, no Content-Encoding
+
+    def encoded_twice(handler: Any) -> None:  # a .gz file sent with Content-Encoding: gzip on top
+        body = gzip.compress(packed)
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    http_server.routes["/twice.csv.gz"] = encoded_twice
+    for number, path in enumerate(("/plain-name.csv", "/twice.csv.gz")):
+        result = _plan_and_download(http_server.url(path), run_date=f"2026-11-2{number}", source_id=path)
+        dataset = aws.get_object(Bucket=ARTIFACTS, Key=result["target"].split("/", 3)[3])["Body"].read()
+        assert dataset == SAMPLE.read_bytes(), path
+
+
+def test_a_zip_over_http_is_refused_saying_where_a_zip_is_read(aws: Any, http_server: Any) -> None:
+    (http_server.root / "iris.zip").write_bytes(_zip("iris.csv"))
+    with pytest.raises(exceptions.SourceFormatError, match="read only from S3 or a local file"):
+        _plan_and_download(http_server.url("/iris.zip"))
+    _nothing_written(aws)
