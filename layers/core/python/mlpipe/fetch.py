@@ -562,13 +562,14 @@ class DownloadProgress:
     def _log(self, now: float, *, done: bool) -> None:
         seconds = max(now - self._started, 0.0)
         rate = self.received / MB / seconds if seconds > 0 else None
-        percent = round(100 * self.received / self.total, 1) if self.total else None
+        # A gzip body without Content-Encoding announces its compressed size: past it, no percent
+        percent = round(100 * self.received / self.total, 1) if self.total and self.received <= self.total else None
         numbers = {"task": "download", "bytes": self.received, "total_bytes": self.total, "percent": percent}
         numbers |= {"seconds": round(seconds, 3), "mb_per_second": round(rate, 2) if rate is not None else None}
         at = f" at {rate:.1f} MB/s" if rate is not None else ""
         if done:
             message = f"download: {self.received / MB:.1f} MB in {seconds:.1f} s{at}"
-        elif self.total:
+        elif percent is not None and self.total:
             message = f"download: {self.received / MB:.1f} MB of {self.total / MB:.1f} MB ({percent:.0f}%){at}"
         else:
             message = f"download: {self.received / MB:.1f} MB{at}"
