@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
-from mlpipe.exceptions import InvalidRequestError
+from mlpipe.exceptions import InvalidRequestError, UploadIgnored
 from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.naming import DEFAULT_MODEL, check_model_name, model_location
@@ -527,10 +527,6 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
         shown = redact_url(source_id) if isinstance(source_id, str) else source_id
         raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {shown!r}")
     return source_url, source_id, source_url if given else redact_url(source_url)
-
-
-class UploadIgnored(Exception):
-    """An upload that is not the deployment's source (its key does not match SourceUrl): no run, and no failure."""
 
 
 _DATE_FIELDS = {"{run_date}": r"(?P<run_date>\d{4}-\d{2}-\d{2})", "{yyyy}": r"(?P<yyyy>\d{4})"}

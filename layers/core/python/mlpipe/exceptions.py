@@ -71,6 +71,10 @@ class SourceChangedError(PipelineError):
     retryable = True
 
 
+class UploadIgnored(PipelineError):
+    """An upload that is not the deployment's source (its key does not match SourceUrl); internal: ignored."""
+
+
 class SourceFormatError(PipelineError):
     """The source's container cannot be read: a corrupt gzip stream, a zip without exactly one file in it."""
 

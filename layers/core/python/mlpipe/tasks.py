@@ -16,13 +16,14 @@ from typing import Any, Literal
 
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
-from mlpipe.config import Run, Settings, UploadIgnored, check_max_source_bytes, resolve_run
+from mlpipe.config import Run, Settings, check_max_source_bytes, resolve_run
 from mlpipe.exceptions import (
     InvalidRequestError,
     MissingInputError,
     SourceChangedError,
     SourceNotReadyError,
     TargetExistsError,
+    UploadIgnored,
 )
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.modelconfig import with_model_config
