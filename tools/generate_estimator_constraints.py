@@ -3,7 +3,8 @@
     .venv/bin/python tools/generate_estimator_constraints.py          # (re)write the file
     .venv/bin/python tools/generate_estimator_constraints.py --check  # exit 1 if it is stale
 
-For each estimator of ``mlpipe.estimators.ESTIMATORS``: the class's ``_parameter_constraints``,
+For each estimator of ``mlpipe.estimators.ESTIMATORS`` (and, under ``regressors``, of ``REGRESSORS``): the
+class's ``_parameter_constraints``,
 serialised as the module docstring of ``mlpipe.estimators`` describes, and ``get_params()`` of a
 default instance. The output is deterministic (sorted keys, option sets sorted, indent 2, a final
 newline), so a diff shows exactly what an upgrade of scikit-learn changed. An unknown kind of
@@ -27,7 +28,7 @@ from sklearn.utils import _param_validation as pv
 
 # This checkout's mlpipe, whichever one the venv has installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core" / "python"))
-from mlpipe.estimators import ESTIMATORS
+from mlpipe.estimators import ESTIMATORS, REGRESSORS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "layers" / "core" / "python"
@@ -166,6 +167,7 @@ def build() -> dict[str, Any]:
     return {
         "scikit_learn_version": sklearn.__version__,
         "estimators": {name: describe_estimator(spec.class_path) for name, spec in ESTIMATORS.items()},
+        "regressors": {name: describe_estimator(spec.class_path) for name, spec in REGRESSORS.items()},
     }
 
 

@@ -345,7 +345,7 @@ def test_the_manifest_takes_its_numbers_from_the_card_and_its_identity_from_the_
         "balanced_accuracy": 0.85,
         "macro_f1": 0.8,
         "training_accuracy": 0.99,
-        "score": 0.9,
+        "score": 0.9,  # an older card without "score": its cv_accuracy
         "score_name": "cv_accuracy",
     }
     assert (result["estimator"], result["sha256"], result["action"]) == ("svc", found["model_sha256"], "manual")

@@ -43,7 +43,7 @@ def test_no_rule_has_no_threshold_and_passes_any_model() -> None:
     result = gate(0.1, champion(0.99))
     assert result["threshold"] is None
     assert result["passed"] is True
-    assert result["reason"] == "no gate applies (min_cv_accuracy and max_regression are off)"
+    assert result["reason"] == "no gate applies (min_cv_accuracy, max_regression and min_lift_over_baseline are off)"
 
 
 @pytest.mark.parametrize(("accuracy", "passed"), [(0.95, True), (0.9, True), (0.8999, False)])

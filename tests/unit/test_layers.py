@@ -16,7 +16,7 @@ from tools.module_map import MODULES, graph, imports, rewrite
 # docs/architecture.md shows the same table.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("exceptions", "version", "steps", "gate", "redaction"),
-    ("storage.base", "storage.uris", "description", "scaling", "compression"),
+    ("storage.base", "storage.uris", "description", "scaling", "problem", "compression"),
     ("storage.local", "storage.s3", "dataset", "estimators", "naming"),
     ("storage.store",),
     ("storage",),

@@ -359,6 +359,9 @@ def test_measure_agrees_with_a_real_fit(tmp_path: Path) -> None:
 # --- write the card ------------------------------------------------------------------------------
 CARD_KEYS = [
     "card_version",
+    "task",
+    "task_decision",
+    "score",
     "rows",
     "classes",
     "class_counts",

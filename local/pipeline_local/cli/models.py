@@ -14,7 +14,7 @@ from mlpipe import champion as champions
 from mlpipe.exceptions import PipelineError
 from mlpipe.gate import manifest_score, score_words
 from mlpipe.naming import choose_model, model_location
-from mlpipe.predicting import predict_file
+from mlpipe.predicting import NO_PROBABILITIES, predict_file
 from mlpipe.reporting_html import write_report
 from mlpipe.status import collect_status, format_status
 from mlpipe.storage import Store
@@ -93,6 +93,16 @@ def predict(args: argparse.Namespace) -> int:
         result = predict_file(args.input, model_uri=args.model_uri, publish_uri=location, store=store)
     except (PipelineError, OSError) as exc:
         return failed(args.command, exc)
+    if result.task == "regression":
+        print(f"{NO_PROBABILITIES}; predicting with {result.model_uri}", file=sys.stderr)
+    if result.metrics is not None:
+        r2 = result.metrics["r2"]
+        print(
+            f"on the label column {result.label_column!r} ({result.labelled_rows} rows): RMSE "
+            f"{result.metrics['rmse']:.4g}, MAE {result.metrics['mae']:.4g}, R² "
+            + ("- (the label does not vary)" if r2 is None else f"{r2:.4f}"),
+            file=sys.stderr,
+        )
     if result.accuracy is not None:
         print(
             f"accuracy on the label column {result.label_column!r}: {result.accuracy:.4f} "

@@ -77,7 +77,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
     parser.add_argument(
         "--estimator",
         help="svc (default), linear_svc, logistic_regression, random_forest, hist_gradient_boosting or auto "
-        "(chosen by the row count)",
+        "(chosen by the row count); under --task regression their regressors, or svr, linear_svr, ridge",
     )
     parser.add_argument(
         "--hyperparameters", type=_json_object, help="the estimator's hyperparameters as JSON, e.g. '{\"C\": 2}'"
@@ -92,7 +92,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True)
     parser.add_argument("--json", action="store_true", help="print only the summary, as JSON, on stdout")
     parser.add_argument("--min-cv-accuracy", type=float, help="the gate: publish only models with CV accuracy >= this")
     parser.add_argument(
-        "--max-regression", type=float, help="the gate: publish only models at most this below the champion's accuracy"
+        "--max-regression", type=float, help="the gate: publish only models at most this below the champion's score"
+    )
+    parser.add_argument(
+        "--task",
+        choices=["auto", "classification", "regression"],
+        help="what the model predicts (default auto: decided from the label; see docs/regression.md)",
+    )
+    parser.add_argument(
+        "--target-transform", choices=["none", "log"], help="regression: log fits log1p of a positive target"
+    )
+    parser.add_argument(
+        "--min-lift-over-baseline",
+        type=float,
+        help="the gate: the CV score must beat the trivial baseline (majority class / mean) by more than this "
+        "(default 0)",
     )
     parser.add_argument(
         "--train-on",

@@ -106,6 +106,9 @@ def execution_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_source_bytes",
         "min_cv_accuracy",
         "max_regression",
+        "task",
+        "target_transform",
+        "min_lift_over_baseline",
     ):
         if getattr(args, key, None) is not None:
             execution_input[key] = getattr(args, key)

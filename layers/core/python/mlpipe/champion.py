@@ -2,7 +2,7 @@
 
 The manifest::
 
-    {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"cv_accuracy", ...},
+    {"model_uri", "identity", "sha256", "run_date", "classes", "metrics": {"score", "score_name", "cv_accuracy", ...},
      "promoted_at", "promoted_by", "action": "promote" | "manual" | "rollback",
      "previous": <the previous champion's manifest, without its own previous> | null}
 
@@ -49,6 +49,7 @@ HISTORY_DIR = "champion-history"
 CAS_ATTEMPTS = 20
 NOT_PROMOTED = "is not made the champion"
 METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
+REGRESSION_METRICS = ("cv_r2", "rmse", "mae", "training_r2")
 # A history entry's name, as record_history makes it: when, which model, a short hash of who.
 HISTORY_NAME_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)-(?P<identity>[^/]+)-(?P<who>[0-9a-f]{6})\.json$")
 LOG = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ def manifest_for(
 ) -> dict[str, Any]:
     """A manifest naming the published model ``published`` (with its card ``card``) as champion of ``model``."""
     publication = card.get("publication") or {}
-    metrics: dict[str, Any] = {name: _metric(card, name) for name in METRICS}
+    names = REGRESSION_METRICS if card.get("task") == "regression" else METRICS
+    metrics: dict[str, Any] = {name: _metric(card, name) for name in names}
     metrics["score_name"], metrics["score"] = card_score(card)
     inputs = section(section(card, "lineage"), "inputs")
     return {
@@ -165,6 +167,7 @@ def manifest_for(
         "identity": publication.get("identity") or published.uri.rsplit("/", 2)[-2],
         "sha256": card["model_sha256"],
         "run_date": run_date,
+        "task": card_schema(card)["task"],
         "classes": card.get("classes"),
         "features": card_schema(card)["features"],
         "dataset_identity": inputs.get("dataset"),
@@ -245,21 +248,17 @@ def _date_rule(current: dict[str, Any], run_date: str) -> str | None:
 
 
 def _regression_rule(current: dict[str, Any], manifest: dict[str, Any], max_regression: float | None) -> str | None:
-    """The gate's max_regression rule checked again against the champion found at the swap."""
-    theirs, ours = (current.get("metrics") or {}).get("cv_accuracy"), manifest["metrics"]["cv_accuracy"]
-    same_labels = sorted(map(str, current.get("classes") or [])) == sorted(map(str, manifest.get("classes") or []))
-    if (
-        max_regression is not None
-        and same_labels
-        and isinstance(theirs, int | float)
-        and isinstance(ours, int | float)
-        and ours < theirs - max_regression
-    ):
-        return (
-            f"not promoted: its CV accuracy {ours:.4f} is more than max_regression {max_regression:.4f} below "
-            f"the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
-        )
-    return None
+    """The gate's max_regression rule checked again against the champion found at the swap, on the task's score."""
+    (their_name, theirs), (our_name, ours) = manifest_score(current), manifest_score(manifest)
+    same_labels = their_name == our_name and sorted(map(str, current.get("classes") or [])) == sorted(
+        map(str, manifest.get("classes") or [])
+    )
+    if max_regression is None or not same_labels or theirs is None or ours is None or ours >= theirs - max_regression:
+        return None
+    return (
+        f"not promoted: its {score_words(our_name)} {ours:.4f} is more than max_regression {max_regression:.4f} "
+        f"below the champion {current.get('identity')}'s {theirs:.4f} (the champion changed after the gate)"
+    )
 
 
 def score_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -382,8 +381,10 @@ def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _metric(card: dict[str, Any], name: str) -> float | None:
-    if name == "cv_accuracy":
-        return (card.get("cv_accuracy") or {}).get("mean")
+    if name in ("cv_accuracy", "cv_r2"):
+        return (card.get(name) or {}).get("mean")
+    if name == "training_r2":
+        return card.get("training_r2")
     if name == "training_accuracy":
         return card.get("training_accuracy")
     return (card.get("cv_metrics") or {}).get(name)

@@ -23,6 +23,8 @@ from mlpipe.exceptions import InvalidRequestError, UploadIgnored
 from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.naming import DEFAULT_MODEL, check_model_name, model_location
+from mlpipe.problem import AUTO as AUTO_TASK
+from mlpipe.problem import DEFAULT_TARGET_TRANSFORM, check_target_transform, check_task
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
 from mlpipe.sources import LOCAL, check_source, source_kind, source_locations
@@ -61,6 +63,9 @@ INPUT_FIELDS = frozenset(
         "max_source_bytes",
         "min_cv_accuracy",
         "max_regression",
+        "task",
+        "target_transform",
+        "min_lift_over_baseline",
         # Set by a parent execution (the backfill) to link this one to it; Step Functions reads it, the run does not.
         "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
     }
@@ -135,6 +140,10 @@ class Settings:
     # The quality gate (mlpipe.gate); None = off.
     min_cv_accuracy: float | None = None
     max_regression: float | None = None
+    # What the model predicts (mlpipe.problem) and how much it must beat the trivial baseline by (mlpipe.gate).
+    task: str = AUTO_TASK
+    target_transform: str = DEFAULT_TARGET_TRANSFORM
+    min_lift_over_baseline: float | None = 0.0
     # Where a promotion is announced (an EventBridge bus name); None = nowhere (local runs).
     event_bus: str | None = None
     timezone: str = "UTC"
@@ -167,7 +176,10 @@ class Settings:
         env = os.environ if env is None else env
         hyper = _json_env(env, "HYPERPARAMETERS")
         description = DatasetDescription.from_value(_json_env(env, "DATASET_DESCRIPTION"), where="DATASET_DESCRIPTION")
-        estimator = check_estimator(env.get("ESTIMATOR") or DEFAULT_ESTIMATOR)
+        task = check_task((env.get("TASK") or AUTO_TASK).strip().lower(), "TASK")
+        target_transform = check_target_transform(env.get("TARGET_TRANSFORM") or None, task, "TARGET_TRANSFORM")
+        estimator = check_estimator(env.get("ESTIMATOR") or DEFAULT_ESTIMATOR, task)
+        lift = env.get("MIN_LIFT_OVER_BASELINE", "0")
         try:
             cv_folds = int(env.get("CV_FOLDS", DEFAULT_CV_FOLDS))
             max_bytes = int(env.get("MAX_SOURCE_BYTES", DEFAULT_MAX_SOURCE_BYTES))
@@ -191,11 +203,14 @@ class Settings:
             publish_uri=env.get("PUBLISH_URI") or None,
             dataset=description,
             estimator=estimator,
-            hyperparameters=validate_hyperparameters(estimator, hyper, where="HYPERPARAMETERS"),
+            hyperparameters=validate_hyperparameters(estimator, hyper, where="HYPERPARAMETERS", task=task),
             cv_folds=_positive_int(cv_folds, "CV_FOLDS", minimum=2, maximum=100),
             max_source_bytes=check_max_source_bytes(max_bytes, "MAX_SOURCE_BYTES"),
             min_cv_accuracy=_fraction(env.get("MIN_CV_ACCURACY") or None, "MIN_CV_ACCURACY"),
             max_regression=_fraction(env.get("MAX_REGRESSION") or None, "MAX_REGRESSION"),
+            task=task,
+            target_transform=target_transform,
+            min_lift_over_baseline=_fraction(lift or None, "MIN_LIFT_OVER_BASELINE"),
             event_bus=env.get("EVENT_BUS_NAME") or None,
             timezone=env.get("TIMEZONE") or "UTC",
             source_connect_timeout=connect_timeout,
@@ -223,8 +238,17 @@ class Settings:
             locations=self.source_locations,
         )
 
-    def fetch_policy(self, max_bytes: int, min_class_rows: int = 1, time_budget: float | None = None) -> FetchPolicy:
-        """How hard a download (or the plan's HEAD) tries, from these settings."""
+    def fetch_policy(
+        self,
+        max_bytes: int,
+        min_class_rows: int = 1,
+        time_budget: float | None = None,
+        *,
+        task: str = AUTO_TASK,
+        target_transform: str = DEFAULT_TARGET_TRANSFORM,
+    ) -> FetchPolicy:
+        """How hard a download (or the plan's HEAD) tries, from these settings; the label checked as ``task``
+        reads it."""
         return FetchPolicy(
             max_bytes=max_bytes,
             connect_timeout=self.source_connect_timeout,
@@ -234,6 +258,8 @@ class Settings:
             allow_loopback=self.allow_loopback_sources,
             min_class_rows=min_class_rows,
             time_budget=time_budget,
+            task=task,
+            target_transform=target_transform,
         )
 
     def hyperparameters_for(self, estimator: str) -> dict[str, Any]:
@@ -282,6 +308,10 @@ class Run:
     publish_root: str | None = None
     min_cv_accuracy: float | None = None
     max_regression: float | None = None
+    # The task (auto decided by the data: mlpipe.problem), the regression target's transform, the baseline rule.
+    task: str = AUTO_TASK
+    target_transform: str = DEFAULT_TARGET_TRANSFORM
+    min_lift_over_baseline: float | None = 0.0
     # Where train runs ("lambda" or "sagemaker", from the deployment, not the input: the stack's roles decide
     # what may run), and for SageMaker the job's name (the state machine appends the retry count), the staged
     # training code (mlpipe.sagemaker.stage_source, by the plan) and where SageMaker writes its model.tar.gz.
@@ -355,17 +385,21 @@ class Run:
         for name in ("dataset_uri", "model_uri", "published_uri", "publish_root", "code_uri", "training_output_uri"):
             if name in given:
                 store.check(given[name])
-        estimator = check_estimator(given.get("estimator") or settings.estimator)
+        task = given["task"] = check_task(given.get("task", settings.task))
+        given["target_transform"] = check_target_transform(
+            given.get("target_transform", settings.target_transform), task
+        )
+        estimator = check_estimator(given.get("estimator") or settings.estimator, task)
         hyper = given.get("hyperparameters")
         given["hyperparameters"] = validate_hyperparameters(
-            estimator, settings.hyperparameters_for(estimator) if hyper is None else hyper
+            estimator, settings.hyperparameters_for(estimator) if hyper is None else hyper, task=task
         )
         given["estimator"] = estimator
         dataset = given.get("dataset")
         given["dataset"] = (settings.dataset if dataset is None else DatasetDescription.from_value(dataset)).to_dict()
         given["cv_folds"] = _positive_int(given.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
         given["max_source_bytes"] = check_max_source_bytes(given.get("max_source_bytes", settings.max_source_bytes))
-        for name in ("min_cv_accuracy", "max_regression"):  # null here is the plan's "off", not "absent"
+        for name in ("min_cv_accuracy", "max_regression", "min_lift_over_baseline"):  # null: the plan's "off"
             given[name] = _fraction(event[name] if name in event else getattr(settings, name), name)
         if given.get("train_on", "lambda") not in TRAIN_ON:
             raise InvalidRequestError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {given['train_on']!r}")
@@ -450,10 +484,13 @@ def resolve_run(
     model = check_model_name(execution_input.get("model") or settings.model_name)
     roots = _roots(execution_input, settings, store)
     roots["publish_uri"] = model_location(roots["publish_uri"], model)  # the model's own: its champion is there
-    estimator = check_estimator(execution_input.get("estimator") or settings.estimator)
+    task = check_task(execution_input.get("task", settings.task))
+    target_transform = check_target_transform(execution_input.get("target_transform", settings.target_transform), task)
+    estimator = check_estimator(execution_input.get("estimator") or settings.estimator, task)
     hyper = settings.hyperparameters_for(estimator)
-    hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {})))
+    hyper.update(validate_hyperparameters(estimator, execution_input.get("hyperparameters", {}), task=task))
     description = DatasetDescription.from_value(execution_input.get("dataset"), base=settings.dataset)
+    check_labels_fit_task(description, task)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
     named = bool(execution_input.get("source_id"))
@@ -469,6 +506,8 @@ def resolve_run(
         force=force,
         nonce=execution_id or f"uuid:{uuid.uuid4()}",
         source_version=None if named else version,
+        task=task,
+        target_transform=target_transform,
     )
     targets = {
         candidate.output.field: store.join(
@@ -495,10 +534,29 @@ def resolve_run(
         publish_root=roots["publish_uri"],
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
         max_regression=_fraction(execution_input.get("max_regression", settings.max_regression), "max_regression"),
+        task=task,
+        target_transform=target_transform,
+        min_lift_over_baseline=_fraction(
+            execution_input.get("min_lift_over_baseline", settings.min_lift_over_baseline), "min_lift_over_baseline"
+        ),
         identities={task: found.to_dict() for task, found in identities.items()},
         train_on=settings.train_on,
         **sagemaker,
     )
+
+
+def check_labels_fit_task(description: DatasetDescription, task: str) -> None:
+    """InvalidRequestError when the description's label allow-list cannot be a regression target (a non-number)."""
+    if task != "regression" or description.labels is None:
+        return
+    for label in description.labels:
+        try:
+            float(label)
+        except ValueError:
+            raise InvalidRequestError(
+                f"the dataset description's labels list {label!r}, not a number, and the task is regression: a "
+                "regression target is numeric; set task classification, or leave labels out"
+            ) from None
 
 
 def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: str) -> tuple[str, str, str]:

@@ -47,13 +47,26 @@ from mlpipe.description import (
     number_in_range,
 )
 from mlpipe.exceptions import InvalidDatasetError
+from mlpipe.problem import (
+    AUTO,
+    CLASSIFICATION,
+    DEFAULT_TARGET_TRANSFORM,
+    DISTINCT_CAP,
+    REGRESSION,
+    LabelStats,
+    LabelTally,
+    check_regression_label,
+    decide_task,
+    regression_hint,
+)
 
 MAX_LINE_BYTES = 1024 * 1024  # bounds memory on a body with no newlines at all
 SAMPLE_ROWS = 200  # rows looked at to decide whether the first one is a header
 _FIELD_LIMIT = MAX_LINE_BYTES
 # The version of the rules above: a check recorded by older rules (lineage.json) is not reused by training.
 # 2: numbers within MAX_MAGNITUDE, typos in columns of numbers, categorical_columns, labels beyond int64 as text.
-RULES = 2
+# 3: the label's stats (mlpipe.problem) and the task they decide; a regression target's checks.
+RULES = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class DatasetStats:
     label_kind: str  # "integer" | "string"
     first_text: dict[str, str] = field(default_factory=dict)  # categorical feature -> its first non-number, where
     rules: int = RULES  # the validator's rules that made this check (older records: 1)
+    label: LabelStats | None = None  # the label's summary (mlpipe.problem); None in records of older rules
+    task: str = CLASSIFICATION  # the task the checks were made for (mlpipe.problem.decide_task)
 
     def profile(self) -> dict[str, Any]:
         """The JSON form recorded in the model card."""
@@ -86,6 +101,7 @@ class DatasetStats:
             "label_kind": self.label_kind,
             "class_counts": self.class_counts,
             "why_categorical": self.first_text,
+            "label": self.label.to_dict() if self.label else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +123,8 @@ class DatasetStats:
             "label_kind": self.label_kind,
             "first_text": self.first_text,
             "rules": self.rules,
+            "label": self.label.to_dict() if self.label else None,
+            "task": self.task,
         }
 
     @classmethod
@@ -130,6 +148,8 @@ class DatasetStats:
             label_kind=str(data["label_kind"]),
             first_text={str(k): str(v) for k, v in data["first_text"].items()},
             rules=int(data.get("rules", 1)),
+            label=LabelStats.from_dict(data["label"]) if data.get("label") else None,
+            task=str(data.get("task", CLASSIFICATION)),
         )
 
 
@@ -225,6 +245,8 @@ class DatasetValidator:
     uri: str
     description: DatasetDescription = field(default_factory=DatasetDescription)
     min_class_rows: int = 1  # the run's cv_folds: stratified k-fold needs k rows of every class
+    task: str = AUTO  # the run's task (mlpipe.problem): what the label is checked as
+    target_transform: str = DEFAULT_TARGET_TRANSFORM
 
     def validate(self, chunks: Iterable[bytes]) -> DatasetStats:
         """Read every row; raise InvalidDatasetError at the first problem (line and column named)."""
@@ -244,7 +266,7 @@ class DatasetValidator:
                 break
         header = decide_header(self.description, first, [row for _, row in held])
         layout = ColumnLayout.resolve(self.description, first, header, uri=self.uri)
-        check = _RowCheck(self.uri, self.description, layout)
+        check = _RowCheck(self.uri, self.description, layout, task=self.task, target_transform=self.target_transform)
         if not header.present:
             check.row(first_line, first)
         for line_no, row in held:
@@ -291,6 +313,10 @@ class _RowCheck:
     rows: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     last_line: int = 0
+    task: str = AUTO
+    target_transform: str = DEFAULT_TARGET_TRANSFORM
+    tally: LabelTally = field(default_factory=LabelTally)
+    capped: bool = False  # more than DISTINCT_CAP distinct numeric labels: no longer counted (a regression target)
 
     def __post_init__(self) -> None:
         self.na = set(self.description.na_values)
@@ -312,7 +338,12 @@ class _RowCheck:
             )
         label = self._label(line_no, row)
         self._features(line_no, row)
-        self.counts[label] = self.counts.get(label, 0) + 1
+        self.tally.add(line_no, label)
+        if not self.capped:
+            self.counts[label] = self.counts.get(label, 0) + 1
+            if len(self.counts) > DISTINCT_CAP and self._may_cap():
+                self.capped = True
+                self.counts = {}
         self.rows += 1
         self.last_line = line_no
 
@@ -333,6 +364,10 @@ class _RowCheck:
                 f"unknown label {_shown(label)!r}; the description allows only {', '.join(sorted(self.allowed))}",
             )
         return label
+
+    def _may_cap(self) -> bool:
+        """Whether the label counts may stop: a numeric label so far, and not a classification by request."""
+        return self.task != CLASSIFICATION and self.tally.first_non_number is None
 
     def _features(self, line_no: int, row: list[str]) -> None:
         # The hot loop (8 s per million rows): numbers are counted at the end, as the cells that are neither
@@ -426,10 +461,48 @@ class _RowCheck:
                 "only one data row (or is it a header, and the file has no data rows?); a classifier needs rows of "
                 "two or more classes",
             )
+        label = self.tally.stats(self.rows, DISTINCT_CAP if self.capped else len(self.counts), self.capped)
+        decision = decide_task(self.task, label)
+        if decision.task == REGRESSION:
+            check_regression_label(self.uri, label, self.rows, min_class_rows, self.target_transform)
+        else:
+            self._check_classes(min_class_rows, label, regression_hint(decision, label))
+        empty = [names[i] for i, column in self.columns.items() if not column.numbers + column.texts]
+        if empty and len(empty) == len(self.layout.features):
+            _fail(self.uri, None, None, f"every feature column is empty ({', '.join(empty)})")
+        return DatasetStats(
+            rows=self.rows,
+            class_counts={} if decision.task == REGRESSION else dict(sorted(self.counts.items())),
+            bytes=size,
+            sha256=sha256,
+            layout=self.layout,
+            kinds=kinds,
+            missing={names[i]: column.missing for i, column in self.columns.items() if column.missing},
+            label_kind="number" if decision.task == REGRESSION else label_kind(list(self.counts)),
+            label=label,
+            task=decision.task,
+            first_text={
+                names[i]: self._why(i)
+                for i, column in self.columns.items()
+                if kinds[names[i]] == "categorical" and (i in self.declared or column.first_text is not None)
+            },
+        )
+
+    def _check_classes(self, min_class_rows: int, label: LabelStats, hint: str) -> None:
+        """The label as classes: counted (not beyond DISTINCT_CAP), two or more, each with ``min_class_rows`` rows."""
+        if self.capped:
+            line, value = label.first_non_number or (None, "")
+            _fail(
+                self.uri,
+                line,
+                self.layout.label + 1,
+                f"the label {_shown(value)!r} is not a number, in a label column of more than {DISTINCT_CAP} distinct "
+                "numbers: a typo in a regression target? Fix it, or set task regression",
+            )
         if label_kind(list(self.counts)) == "integer":  # "01" and "1" are one class, as training reads them
             merged: dict[str, int] = {}
-            for label, count in self.counts.items():
-                merged[str(int(label))] = merged.get(str(int(label)), 0) + count
+            for value, count in self.counts.items():
+                merged[str(int(value))] = merged.get(str(int(value)), 0) + count
             self.counts = merged
         if len(self.counts) < 2:
             only = next(iter(self.counts))
@@ -439,25 +512,7 @@ class _RowCheck:
                 None,
                 f"only one class ({_shown(only)!r}) in {self.rows} rows; a classifier needs two or more",
             )
-        check_class_rows(self.uri, self.counts, min_class_rows)
-        empty = [names[i] for i, column in self.columns.items() if not column.numbers + column.texts]
-        if empty and len(empty) == len(self.layout.features):
-            _fail(self.uri, None, None, f"every feature column is empty ({', '.join(empty)})")
-        return DatasetStats(
-            rows=self.rows,
-            class_counts=dict(sorted(self.counts.items())),
-            bytes=size,
-            sha256=sha256,
-            layout=self.layout,
-            kinds=kinds,
-            missing={names[i]: column.missing for i, column in self.columns.items() if column.missing},
-            label_kind=label_kind(list(self.counts)),
-            first_text={
-                names[i]: self._why(i)
-                for i, column in self.columns.items()
-                if kinds[names[i]] == "categorical" and (i in self.declared or column.first_text is not None)
-            },
-        )
+        check_class_rows(self.uri, self.counts, min_class_rows, hint)
 
     def _why(self, index: int) -> str:
         """Why a feature is categorical, for the model card."""
@@ -472,8 +527,8 @@ def _shown(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else value[:limit] + "..."
 
 
-def check_class_rows(uri: str, counts: dict[str, int], min_class_rows: int) -> None:
-    """InvalidDatasetError naming the smallest class when it has fewer than ``min_class_rows`` rows."""
+def check_class_rows(uri: str, counts: dict[str, int], min_class_rows: int, hint: str = "") -> None:
+    """InvalidDatasetError naming the smallest class when it has fewer than ``min_class_rows`` rows (``hint`` added)."""
     smallest = min(counts, key=lambda label: (counts[label], label))
     if counts[smallest] < min_class_rows:
         _fail(
@@ -481,7 +536,7 @@ def check_class_rows(uri: str, counts: dict[str, int], min_class_rows: int) -> N
             None,
             None,
             f"class {smallest!r} has {counts[smallest]} rows, fewer than the {min_class_rows} folds of "
-            "cross-validation; supply more rows, or lower cv_folds",
+            "cross-validation; supply more rows, or lower cv_folds" + hint,
         )
 
 
@@ -499,9 +554,14 @@ def validate_dataset(
     uri: str,
     description: DatasetDescription | None = None,
     min_class_rows: int = 1,
+    *,
+    task: str = AUTO,
+    target_transform: str = DEFAULT_TARGET_TRANSFORM,
 ) -> DatasetStats:
-    """Validate a whole dataset given as an iterable of byte chunks."""
-    return DatasetValidator(uri, description or DatasetDescription(), min_class_rows).validate(chunks)
+    """Validate a whole dataset given as an iterable of byte chunks, its label as ``task`` needs it."""
+    return DatasetValidator(uri, description or DatasetDescription(), min_class_rows, task, target_transform).validate(
+        chunks
+    )
 
 
 __all__ = [

@@ -69,6 +69,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from mlpipe.exceptions import InvalidHyperparametersError, InvalidRequestError
+from mlpipe.problem import CLASSIFICATION, REGRESSION
 from mlpipe.scaling import AUTO
 
 CONSTRAINTS_FILE = "estimator_constraints.json"
@@ -93,6 +94,14 @@ class EstimatorSpec:
     # "always", "probability" (only when fitted with probability=true: SVC, deprecated in
     # scikit-learn 1.9) or "never".
     predict_proba: Literal["always", "probability", "never"]
+    # The classifier whose fit-time and memory model (mlpipe.scaling) a regressor shares; a classifier's own name.
+    family: str = ""
+    scale_target: bool = False  # a regressor whose target is standardised too (its epsilon is in the target's units)
+
+    @property
+    def kind(self) -> str:
+        """The name mlpipe.scaling knows this estimator's cost by."""
+        return self.family or self.name
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -121,6 +130,73 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
 }
 DEFAULT_ESTIMATOR = "svc"
 
+# The regressors (task regression), by the name a run gives; mlpipe.scaling costs each as its ``family``.
+REGRESSORS: dict[str, EstimatorSpec] = {
+    spec.name: spec
+    for spec in (
+        EstimatorSpec(
+            "svr", "sklearn.svm.SVR", scale=True, dense=False, predict_proba="never", family="svc", scale_target=True
+        ),
+        EstimatorSpec(
+            "linear_svr",
+            "sklearn.svm.LinearSVR",
+            scale=True,
+            dense=False,
+            predict_proba="never",
+            family="linear_svc",
+            scale_target=True,
+        ),
+        EstimatorSpec(
+            "ridge",
+            "sklearn.linear_model.Ridge",
+            scale=True,
+            dense=False,
+            predict_proba="never",
+            family="logistic_regression",
+        ),
+        EstimatorSpec(
+            "random_forest", "sklearn.ensemble.RandomForestRegressor", scale=False, dense=False, predict_proba="never"
+        ),
+        EstimatorSpec(
+            "hist_gradient_boosting",
+            "sklearn.ensemble.HistGradientBoostingRegressor",
+            scale=False,
+            dense=True,
+            predict_proba="never",
+        ),
+    )
+}
+# Under task regression a classifier's name means the regressor of its family (the default svc is SVR there).
+REGRESSOR_FOR = {"svc": "svr", "linear_svc": "linear_svr", "logistic_regression": "ridge"}
+SECTIONS = {CLASSIFICATION: "estimators", REGRESSION: "regressors"}
+
+
+def registry(task: str) -> dict[str, EstimatorSpec]:
+    """The estimators of ``task`` (classification or regression) by name."""
+    return REGRESSORS if task == REGRESSION else ESTIMATORS
+
+
+def resolve_name(estimator: str, task: str) -> str:
+    """The name of the estimator ``estimator`` means under the decided ``task`` (``auto`` stays ``auto``).
+
+    Raises InvalidRequestError for a regressor's name under classification.
+    """
+    if estimator == AUTO:
+        return AUTO
+    if task == REGRESSION:
+        return REGRESSOR_FOR.get(estimator, estimator)
+    if estimator not in ESTIMATORS:
+        raise InvalidRequestError(
+            f"estimator {estimator} is a regressor, and the task is classification: set task regression, or name "
+            f"a classifier ({', '.join(ESTIMATORS)})"
+        )
+    return estimator
+
+
+def spec_of(estimator: str, task: str = CLASSIFICATION) -> EstimatorSpec:
+    """The registry entry of ``estimator`` under the decided ``task``."""
+    return registry(task)[resolve_name(estimator, task)]
+
 
 def _load() -> dict[str, Any]:
     try:
@@ -134,6 +210,7 @@ def _load() -> dict[str, Any]:
         and isinstance(data.get("estimators"), dict)
     ):
         raise RuntimeError(f"mlpipe/{CONSTRAINTS_FILE} lacks scikit_learn_version or estimators: run {GENERATOR}")
+    data.setdefault("regressors", {})
     return data
 
 
@@ -154,31 +231,35 @@ class _Generated:
 
 
 @cache
-def _generated(estimator: str) -> _Generated:
+def _generated(estimator: str, task: str = CLASSIFICATION) -> _Generated:
     # Read per estimator, on first use, so that a file missing one (a registry grown before the
     # file was regenerated) still lets the generator import this module.
-    entry = _DATA["estimators"].get(estimator)
-    if not isinstance(entry, dict) or entry.get("class") != ESTIMATORS[estimator].class_path:
+    spec = spec_of(estimator, task)
+    entry = _DATA[SECTIONS[task]].get(spec.name)
+    if not isinstance(entry, dict) or entry.get("class") != spec.class_path:
         raise RuntimeError(
-            f"mlpipe/{CONSTRAINTS_FILE} has no constraints for {estimator} "
-            f"({ESTIMATORS[estimator].class_path}): run {GENERATOR}"
+            f"mlpipe/{CONSTRAINTS_FILE} has no constraints for {spec.name} ({spec.class_path}): run {GENERATOR}"
         )
     return _Generated(entry["defaults"], entry.get("default_notes", {}), entry["constraints"])
 
 
-def check_estimator(name: Any) -> str:
-    """Return ``name`` if it is a supported estimator or ``auto``; raise InvalidRequestError listing them."""
-    if not isinstance(name, str) or (name not in ESTIMATORS and name != AUTO):
+def check_estimator(name: Any, task: str = CLASSIFICATION) -> str:
+    """Return ``name`` if it is an estimator of ``task`` (``auto``: of either) or ``auto``; raise InvalidRequestError
+    listing them. Under regression a classifier's name means its family's regressor (``REGRESSOR_FOR``)."""
+    names = [*ESTIMATORS] if task == CLASSIFICATION else [*ESTIMATORS, *(n for n in REGRESSORS if n not in ESTIMATORS)]
+    if not isinstance(name, str) or (name not in names and name != AUTO):
+        regressors = f"; regressors (task regression): {', '.join(REGRESSORS)}" if task == CLASSIFICATION else ""
         raise InvalidRequestError(
-            f"estimator must be one of {', '.join(ESTIMATORS)} or {AUTO} (chosen by the dataset's size; "
-            f"default {DEFAULT_ESTIMATOR}), got {_show(name)}"
+            f"estimator must be one of {', '.join(names)} or {AUTO} (chosen by the dataset's size; "
+            f"default {DEFAULT_ESTIMATOR}), got {_show(name)}{regressors}"
         )
     return name
 
 
-def default_notes(estimator: str) -> dict[str, str]:
+def default_notes(estimator: str, task: str = CLASSIFICATION) -> dict[str, str]:
     """Why some of scikit-learn's defaults for ``estimator`` are not plain JSON values (parameter -> note)."""
-    return {name: note["note"] for name, note in _generated(check_estimator(estimator)).default_notes.items()}
+    generated = _generated(check_estimator(estimator, task), task)
+    return {name: note["note"] for name, note in generated.default_notes.items()}
 
 
 # --- checking one value ---------------------------------------------------------------------------
@@ -333,15 +414,21 @@ def _show(value: Any) -> str:
 
 
 # --- the hyperparameters of a run -----------------------------------------------------------------
-def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyperparameters") -> dict[str, Any]:
-    """Check the names, types and ranges of ``params`` for ``estimator``; return a copy.
+def validate_hyperparameters(
+    estimator: str, params: Any, *, where: str = "hyperparameters", task: str = CLASSIFICATION
+) -> dict[str, Any]:
+    """Check the names, types and ranges of ``params`` for ``estimator`` under ``task``; return a copy.
 
     Raises InvalidRequestError for an unknown estimator and InvalidHyperparametersError naming
     ``where`` and every problem: an unknown parameter (with the estimator's parameters, or the
     other estimators that have it), a number that is not finite (NaN, infinity, anywhere in the
-    value), or a value with what it must be.
+    value), or a value with what it must be. Under task ``auto`` (not decided before the data is
+    read) they must be valid for the classifier or the regressor of that name; training checks
+    them again for the task it decides.
     """
-    check_estimator(estimator)
+    check_estimator(estimator, task)
+    if task not in SECTIONS and estimator != AUTO:
+        return _valid_for_either(estimator, params, where)
     if estimator == AUTO:
         if params not in ({}, None):
             raise InvalidHyperparametersError(
@@ -354,7 +441,8 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
         raise InvalidHyperparametersError(
             f"{where} must be a JSON object of {estimator} parameters, got {_show(params)}"
         )
-    generated = _generated(estimator)
+    spec = spec_of(estimator, task)
+    generated = _generated(estimator, task)
     constraints = generated.constraints
     problems = []
     for name, value in params.items():
@@ -367,18 +455,30 @@ def validate_hyperparameters(estimator: str, params: Any, *, where: str = "hyper
         if _is_sentinel_default(generated, name, value):
             continue  # scikit-learn's own marker for "unset", as effective_hyperparameters passes it on
         if name not in constraints:
-            owners = [other for other in ESTIMATORS if other != estimator and name in _generated(other).constraints]
+            others = registry(task)
+            owners = [o for o in others if o != spec.name and name in _generated(o, task).constraints]
             if owners:
-                problems.append(f"{name!r} is a parameter of {', '.join(owners)}, not of {estimator}")
+                problems.append(f"{name!r} is a parameter of {', '.join(owners)}, not of {spec.name}")
             else:
                 problems.append(
-                    f"{name!r} is not a parameter of {estimator} (its parameters: {', '.join(sorted(constraints))})"
+                    f"{name!r} is not a parameter of {spec.name} (its parameters: {', '.join(sorted(constraints))})"
                 )
         elif constraints[name] != "no_validation" and (expected := _expects(value, constraints[name])) is not None:
             problems.append(f"{name} must be {expected}, got {_show(value)}")
     if problems:
-        raise InvalidHyperparametersError(f"invalid {where} for {estimator}: " + "; ".join(problems))
+        raise InvalidHyperparametersError(f"invalid {where} for {spec.name}: " + "; ".join(problems))
     return dict(params)
+
+
+def _valid_for_either(estimator: str, params: Any, where: str) -> dict[str, Any]:
+    """``params`` checked for the classifier of the name, else its regressor (task auto); the first error if neither."""
+    failures: list[InvalidHyperparametersError] = []
+    for task in (t for t in SECTIONS if t == REGRESSION or estimator in ESTIMATORS):
+        try:
+            return validate_hyperparameters(estimator, params, where=where, task=task)
+        except InvalidHyperparametersError as exc:
+            failures.append(exc)
+    raise failures[0]
 
 
 def _non_finite(value: Any) -> str | None:
@@ -404,7 +504,7 @@ def _is_sentinel_default(generated: _Generated, name: str, value: Any) -> bool:
     return note is not None and note.get("kind") == "sentinel" and _same(value, generated.defaults.get(name))
 
 
-def effective_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
+def effective_hyperparameters(estimator: str, params: Any, task: str = CLASSIFICATION) -> dict[str, Any]:
     """Every parameter ``estimator`` is built with: scikit-learn's defaults, then the validated ``params``.
 
     One default is the pipeline's, not scikit-learn's: ``random_state`` is 0 when the estimator has
@@ -413,10 +513,10 @@ def effective_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
     null explicitly gives scikit-learn's fresh randomness back. A default that JSON cannot hold
     (``default_notes`` kind ``not_json``) is left out, so scikit-learn applies it itself.
     """
-    params = validate_hyperparameters(estimator, params)
+    params = validate_hyperparameters(estimator, params, task=task)
     if estimator == AUTO:
         return {}  # scikit-learn's defaults of whichever estimator auto chooses
-    generated = _generated(estimator)
+    generated = _generated(estimator, task)
     unrepresentable = {n for n, note in generated.default_notes.items() if note.get("kind") == "not_json"}
     effective = {n: v for n, v in generated.defaults.items() if n not in unrepresentable}
     if "random_state" in generated.constraints and "random_state" not in params:
@@ -425,19 +525,19 @@ def effective_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
     return dict(sorted(effective.items()))
 
 
-def significant_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
+def significant_hyperparameters(estimator: str, params: Any, task: str = CLASSIFICATION) -> dict[str, Any]:
     """The effective hyperparameters that decide the fitted model: all but ``NON_SIGNIFICANT`` ones."""
-    return {n: v for n, v in effective_hyperparameters(estimator, params).items() if n not in NON_SIGNIFICANT}
+    return {n: v for n, v in effective_hyperparameters(estimator, params, task).items() if n not in NON_SIGNIFICANT}
 
 
-def non_default_hyperparameters(estimator: str, params: Any) -> dict[str, Any]:
+def non_default_hyperparameters(estimator: str, params: Any, task: str = CLASSIFICATION) -> dict[str, Any]:
     """The effective hyperparameters whose value differs from scikit-learn's default (random_state 0 among them)."""
     if estimator == AUTO:
         return {}
-    defaults = _generated(estimator).defaults
+    defaults = _generated(estimator, task).defaults
     return {
         name: value
-        for name, value in effective_hyperparameters(estimator, params).items()
+        for name, value in effective_hyperparameters(estimator, params, task).items()
         if name not in defaults or not _same(value, defaults[name])
     }
 
@@ -447,9 +547,9 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and bool(a == b)
 
 
-def has_predict_proba(estimator: str, params: Any) -> bool:
-    """Whether ``estimator`` fitted with ``params`` offers ``predict_proba``."""
-    spec = ESTIMATORS[check_estimator(estimator)]
+def has_predict_proba(estimator: str, params: Any, task: str = CLASSIFICATION) -> bool:
+    """Whether ``estimator`` fitted with ``params`` offers ``predict_proba`` (never a regressor)."""
+    spec = spec_of(check_estimator(estimator, task), task)
     if spec.predict_proba == "probability":
-        return effective_hyperparameters(estimator, params).get("probability") is True
+        return effective_hyperparameters(estimator, params, task).get("probability") is True
     return spec.predict_proba == "always"

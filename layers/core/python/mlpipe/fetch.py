@@ -79,6 +79,9 @@ class FetchPolicy:
     allow_loopback: bool = False
     min_class_rows: int = 1  # the run's cv_folds, so a dataset training would refuse is never stored
     time_budget: float | None = None
+    # The run's task and target transform (mlpipe.problem): the label is checked as training will read it.
+    task: str = "auto"
+    target_transform: str = "none"
 
 
 def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = False) -> None:
@@ -469,7 +472,9 @@ def store_stream(
     chunk and once at the end, and may raise (a deadline, a source that changed). The validator's
     end-of-file checks run inside the write, so nothing appears at ``target`` unless all of it passed.
     """
-    validator = DatasetValidator(shown, description, policy.min_class_rows)  # errors name where the data is
+    validator = DatasetValidator(  # errors name where the data is
+        shown, description, policy.min_class_rows, policy.task, policy.target_transform
+    )
     max_bytes = policy.max_bytes
     with target.stream_write() as sink:
 

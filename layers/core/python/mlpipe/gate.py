@@ -1,10 +1,17 @@
 """The quality gate: is a trained model good enough to publish? Decided on its card and the current champion.
 
-Two rules, each off unless set (deploy-time ``MinCvAccuracy`` / ``MaxRegression``, or per run):
+The gate reads the card's primary score (``card_score``): CV accuracy for classification, CV R²
+for regression (both higher-is-better, in the card's ``score``; an older card's
+``cv_accuracy.mean``). Four rules, the first two off unless set (deploy-time ``MinCvAccuracy`` /
+``MaxRegression`` / ``MinLiftOverBaseline``, or per run):
 
-- ``min_cv_accuracy``: a model whose cross-validated accuracy is below it is not published;
-- ``max_regression``: a model is not published when its CV accuracy is more than this below the
-  current champion's, when both were trained on the same label set;
+- ``min_cv_accuracy``: a model whose score is below it is not published (for regression it is the
+  minimum R²: the name is kept for compatibility);
+- ``max_regression``: a model is not published when its score is more than this below the current
+  champion's, when both were trained on the same label set (in the score's units);
+- ``min_lift_over_baseline`` (``baseline_rule``; default 0, null: off): the score must be above
+  the trivial predictor's (the majority class, or the mean predictor, under the same splits) by
+  more than this; with 0, the model must beat the baseline strictly.
 - the schema rule (always on): a model whose label set or feature schema differs from the
   champion's is refused (``schema_changed``, ``error: SchemaChangedError``), whatever its score: a
   consumer of the champion would break (``schema_rule``).
@@ -12,8 +19,9 @@ Two rules, each off unless set (deploy-time ``MinCvAccuracy`` / ``MaxRegression`
 Pure: ``evaluate`` decides on a card and the champion's manifest given to it; a run's gate (with
 the champion read from its publish location) is ``mlpipe.planning.model_gate``, the one place the
 plan and the train task both ask. It returns the numbers the state machine's Choice state ("Is the
-model good enough?") compares, ``cv_accuracy`` against ``threshold`` (the stricter of the two
-rules, or null when neither applies), and the reason in words, which the run's summary carries.
+model good enough?") compares, ``score`` against ``threshold`` (the strictest rule, or null when
+none applies), ``passed`` (which the Choice also reads: the baseline rule is strict), and the reason
+in words, which the run's summary carries.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ def manifest_score(manifest: dict[str, Any]) -> tuple[str, float | None]:
     """``(name, value)`` of a champion manifest's score: ``metrics.score``, else (older) ``metrics.cv_accuracy``."""
     metrics = section(manifest, "metrics")
     value = metrics.get("score", metrics.get("cv_accuracy"))
-    return str(metrics.get("score_name") or FALLBACK_SCORE), float(value) if isinstance(value, int | float) else None
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return str(metrics.get("score_name") or FALLBACK_SCORE), None if number is None else float(number)
 
 
 def score_words(name: str) -> str:
@@ -52,14 +61,36 @@ def score_words(name: str) -> str:
     return SCORE_WORDS.get(name, name)
 
 
+def baseline_rule(card: dict[str, Any], min_lift: float | None) -> tuple[float, str] | None:
+    """The baseline rule's floor and its words, or None when it is off or the card records no baseline."""
+    baseline = (card.get("score") or {}).get("baseline") if isinstance(card.get("score"), dict) else None
+    if min_lift is None or not isinstance(baseline, int | float) or isinstance(baseline, bool):
+        return None
+    name = (card.get("score") or {}).get("baseline_name") or "the trivial predictor"
+    return float(baseline) + min_lift, (
+        f"the baseline ({name}) {float(baseline):.4f} plus min_lift_over_baseline {min_lift:.4f}, to be beaten"
+    )
+
+
 def card_schema(card: dict[str, Any]) -> dict[str, Any]:
-    """What a consumer of the model relies on: ``{"classes": [...], "features": [[column, kind], ...]}`` from its
-    card."""
+    """What a consumer of the model relies on: ``{"task", "classes": [...], "features": [[column, kind], ...]}`` from
+    its card."""
     kinds = section(section(section(card, "dataset"), "resolved"), "kinds")
     columns = section(card, "input").get("columns")
     # A list of [column, kind], in the model's order: a JSON object written with sorted keys would lose the order.
     features = [[str(c), str(kinds.get(c, "unknown"))] for c in columns] if isinstance(columns, list) else None
-    return {"classes": card.get("classes"), "features": features}
+    return {"task": task_of(card), "classes": card.get("classes"), "features": features}
+
+
+def task_of(document: dict[str, Any]) -> str | None:
+    """The task of a card or champion manifest: its ``task``, else what its score's name says (None: not known)."""
+    task = document.get("task")
+    if isinstance(task, str):
+        return task
+    name = (document.get("score") or {}).get("name") if isinstance(document.get("score"), dict) else None
+    metrics = section(document, "metrics")
+    name = name or metrics.get("score_name") or ("cv_accuracy" if "cv_accuracy" in metrics else None)
+    return {"cv_r2": "regression", "cv_accuracy": "classification"}.get(str(name)) if name else None
 
 
 def _features(value: Any) -> dict[str, str] | None:
@@ -75,6 +106,10 @@ def schema_changes(champion: dict[str, Any] | None, schema: dict[str, Any]) -> l
     if champion is None:
         return []
     changes = []
+    before_task, after_task = task_of(champion), schema.get("task")
+    if before_task and after_task and before_task != after_task:
+        # Predictions change kind (class labels or numbers): the label sets are not comparable.
+        return [f"the task changes: {before_task} -> {after_task} (its predictions are of another kind)"]
     theirs, ours = champion.get("classes"), schema.get("classes")
     if isinstance(theirs, list) and isinstance(ours, list) and sorted(map(str, theirs)) != sorted(map(str, ours)):
         gone = sorted(set(map(str, theirs)) - set(map(str, ours)))
@@ -122,49 +157,63 @@ def evaluate(
     model_uri: str,
     min_cv_accuracy: float | None,
     max_regression: float | None,
+    min_lift_over_baseline: float | None = None,
     accept_schema_change: bool = False,
 ) -> dict[str, Any]:
-    """``{"cv_accuracy", "threshold", "min_cv_accuracy", "max_regression", "champion_*", "passed", "reason"}``."""
-    accuracy = float((card.get("cv_accuracy") or {}).get("mean", 0.0))
-    champion_accuracy = None
-    same_labels = False
+    """``{"score", "score_name", "cv_accuracy", "threshold", "min_cv_accuracy", "max_regression",
+    "min_lift_over_baseline", "baseline", "champion_*", "passed", "reason"}``."""
+    score_name, found = card_score(card)
+    score = found if found is not None else 0.0
+    words = score_words(score_name)
+    champion_value = None
+    same_labels, other = False, "another label set"
     if champion is not None:
-        champion_accuracy = (champion.get("metrics") or {}).get("cv_accuracy")
+        champion_name, champion_value = manifest_score(champion)
         same_labels = sorted(map(str, champion.get("classes") or [])) == sorted(map(str, card.get("classes") or []))
-    limits: list[tuple[float, str]] = []
+        if champion_name != score_name:
+            same_labels, other = False, f"another task (its score is {champion_name})"
+    limits: list[tuple[float, str, bool]] = []  # (floor, words, strict)
     if min_cv_accuracy is not None:
-        limits.append((min_cv_accuracy, f"min_cv_accuracy {min_cv_accuracy:.4f}"))
+        limits.append((min_cv_accuracy, f"min_cv_accuracy {min_cv_accuracy:.4f}", False))
     notes = []
-    if max_regression is not None and isinstance(champion_accuracy, int | float):
+    if max_regression is not None and champion_value is not None:
         if same_labels:
-            floor = float(champion_accuracy) - max_regression
+            floor = champion_value - max_regression
             limits.append(
                 (
                     floor,
-                    f"the champion {champion.get('identity') if champion else ''}'s {champion_accuracy:.4f} "
+                    f"the champion {champion.get('identity') if champion else ''}'s {champion_value:.4f} "
                     f"less max_regression {max_regression:.4f} = {floor:.4f}",
+                    False,
                 )
             )
         else:
-            notes.append("max_regression does not apply: the champion was trained on another label set")
-    threshold, rule = max(limits, default=(None, ""))
-    passed = threshold is None or accuracy >= threshold
+            notes.append(f"max_regression does not apply: the champion was trained on {other}")
+    baseline = baseline_rule(card, min_lift_over_baseline)
+    if baseline is not None:
+        limits.append((*baseline, True))
+    threshold, rule, _ = max(limits, default=(None, "", False))
+    failed = [(floor, text) for floor, text, is_strict in limits if score < floor or (is_strict and score <= floor)]
+    passed = not failed
     if threshold is None:
-        reason = "no gate applies (min_cv_accuracy and max_regression are off)"
+        reason = "no gate applies (min_cv_accuracy, max_regression and min_lift_over_baseline are off)"
     elif passed:
-        reason = f"CV accuracy {accuracy:.4f} meets the threshold {threshold:.4f} ({rule})"
+        reason = f"{words} {score:.4f} meets the threshold {threshold:.4f} ({rule})"
     else:
+        floor, rule = max(failed)  # the strictest rule it fails
         champion_text = (
-            f"; the champion {champion.get('identity')} has {champion_accuracy:.4f}"
-            if champion and isinstance(champion_accuracy, int | float)
+            f"; the champion {champion.get('identity')} has {champion_value:.4f}"
+            if champion and champion_value is not None
             else "; there is no champion yet"
             if champion is None
             else ""
         )
+        below = "not above" if score >= floor else "below"
         reason = (
-            f"model {model_uri} is rejected: its CV accuracy {accuracy:.4f} is below the threshold {threshold:.4f} "
+            f"model {model_uri} is rejected: its {words} {score:.4f} is {below} the threshold {floor:.4f} "
             f"({rule}){champion_text}. It stays in the artifacts for inspection; nothing was published and the "
-            "champion is unchanged. Lower the threshold and rerun to publish it without retraining."
+            "champion is unchanged. Lower the threshold (or turn its rule off) and rerun to publish it without "
+            "retraining."
         )
     if notes:
         reason += "; " + "; ".join(notes)
@@ -172,12 +221,17 @@ def evaluate(
     if refused is not None:
         passed, reason = False, refused
     return {
-        "cv_accuracy": accuracy,
+        "score": score,
+        "score_name": score_name,
+        "cv_accuracy": score if score_name == "cv_accuracy" else None,
         "threshold": threshold,
         "min_cv_accuracy": min_cv_accuracy,
         "max_regression": max_regression,
+        "min_lift_over_baseline": min_lift_over_baseline,
+        "baseline": (card.get("score") or {}).get("baseline") if isinstance(card.get("score"), dict) else None,
         "champion_identity": champion.get("identity") if champion else None,
-        "champion_cv_accuracy": champion_accuracy,
+        "champion_cv_accuracy": champion_value if champion and manifest_score(champion)[0] == "cv_accuracy" else None,
+        "champion_score": champion_value,
         "passed": passed,
         "reason": reason,
         "schema_changed": refused is not None,

@@ -27,7 +27,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mlpipe.estimators import ESTIMATORS, effective_hyperparameters, scikit_learn_minor, significant_hyperparameters
+from mlpipe.estimators import (
+    ESTIMATORS,
+    effective_hyperparameters,
+    scikit_learn_minor,
+    significant_hyperparameters,
+    spec_of,
+)
+from mlpipe.exceptions import InvalidHyperparametersError
 from mlpipe.scaling import AUTO
 from mlpipe.steps import FAMILIES, TASKS
 
@@ -65,11 +72,24 @@ def identity(family: str, inputs: dict[str, Any]) -> Identity:
     return Identity(family, hashlib.sha256(f"{family}\n{canonical}".encode()).hexdigest()[:DIGITS], inputs)
 
 
-def _same_numbers(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
+def _lookup_task(estimator: str, params: dict[str, Any], task: str) -> str:
+    """The task whose estimator the hyperparameters are read for: ``task``, or under ``auto`` the one they fit."""
+    if task != "auto":
+        return task
+    if estimator not in ESTIMATORS:
+        return "regression"
+    try:
+        effective_hyperparameters(estimator, params, "classification")
+    except InvalidHyperparametersError:
+        return "regression"
+    return "classification"
+
+
+def _same_numbers(estimator: str, params: dict[str, Any], task: str = "classification") -> dict[str, Any]:
     """An integer given for a parameter whose default is a float is that float: ``{"C": 1}`` is ``{"C": 1.0}``."""
     if not params or estimator == AUTO:  # auto takes no hyperparameters
         return params
-    defaults = effective_hyperparameters(estimator, {})
+    defaults = effective_hyperparameters(estimator, {}, task)
     return {
         name: float(value)
         if isinstance(value, int) and not isinstance(value, bool) and isinstance(defaults.get(name), float)
@@ -78,12 +98,22 @@ def _same_numbers(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def preprocessing(estimator: str, description: dict[str, Any]) -> dict[str, Any]:
+def preprocessing(estimator: str, description: dict[str, Any], task: str = "classification") -> dict[str, Any]:
     """What the model's preprocessing is made of, as far as the inputs decide it (``auto``: as its choice needs)."""
     if estimator == AUTO:
         return {"scale_numeric": AUTO, "impute": description.get("missing") == "impute", "one_hot": True}
-    spec = ESTIMATORS[estimator]
+    spec = spec_of(estimator, task)
     return {"scale_numeric": spec.scale, "impute": description.get("missing") == "impute", "one_hot": True}
+
+
+def problem_inputs(task: str, target_transform: str) -> dict[str, Any]:
+    """The model identity's task and target transform, when not the defaults (whose models keep their identity)."""
+    inputs: dict[str, Any] = {}
+    if task != "auto":
+        inputs["task"] = task
+    if target_transform != "none":
+        inputs["target_transform"] = target_transform
+    return inputs
 
 
 def run_identities(
@@ -97,13 +127,17 @@ def run_identities(
     force: str | None = None,
     nonce: str | None = None,
     source_version: dict[str, Any] | None = None,
+    task: str = "auto",
+    target_transform: str = "none",
 ) -> dict[str, Identity]:
     """The identities of the run's three targets, keyed by task (download, train, upload).
 
     ``force`` names the first task to redo whatever exists; ``nonce`` (the execution's id) then
-    enters that task's identity, and through it every later one's.
+    enters that task's identity, and through it every later one's. The model's ``task`` and
+    ``target_transform`` enter only when not the defaults (``auto``, ``none``): a default run keeps its identity.
     """
     forced = TASKS.index(force) if force else len(TASKS)
+    lookup = _lookup_task(estimator, hyperparameters, task)
 
     def salt(task: str) -> dict[str, Any]:
         return {"force": nonce} if TASKS.index(task) == forced else {}
@@ -118,12 +152,15 @@ def run_identities(
         {
             "dataset": dataset.id,
             "estimator": estimator,
-            "hyperparameters": _same_numbers(estimator, significant_hyperparameters(estimator, hyperparameters)),
+            "hyperparameters": _same_numbers(
+                estimator, significant_hyperparameters(estimator, hyperparameters, lookup), lookup
+            ),
             "cv_folds": cv_folds,
-            "preprocessing": preprocessing(estimator, description),
+            "preprocessing": preprocessing(estimator, description, lookup),
             "training_code_version": TRAINING_CODE_VERSION,
             "scikit_learn": scikit_learn_minor(),
         }
+        | problem_inputs(task, target_transform)
         | salt("train"),
     )
     published = identity(FAMILIES["upload"], {"model": model.id} | salt("upload"))

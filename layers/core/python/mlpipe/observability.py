@@ -115,7 +115,18 @@ def progress_on_console() -> Iterator[None]:
 
 Handler = Callable[[Any, Any], Any]
 # The parts of a handler's result worth a log line (the report's summary is logged by record_run).
-LOGGED_FIELDS = {"state", "target", "start_at", "rows", "bytes", "sha256", "training_seconds", "cv_accuracy"}
+LOGGED_FIELDS = {
+    "state",
+    "target",
+    "start_at",
+    "rows",
+    "bytes",
+    "sha256",
+    "training_seconds",
+    "task",
+    "cv_accuracy",
+    "cv_r2",
+}
 
 # A task result's numbers that become metrics: result key -> (metric name, unit).
 RESULT_METRICS: dict[str, tuple[str, MetricUnit]] = {
@@ -123,6 +134,7 @@ RESULT_METRICS: dict[str, tuple[str, MetricUnit]] = {
     "bytes": ("DatasetBytes", MetricUnit.Bytes),
     "training_seconds": ("TrainingSeconds", MetricUnit.Seconds),
     "cv_accuracy": ("CrossValidatedAccuracy", MetricUnit.NoUnit),
+    "cv_r2": ("CrossValidatedR2", MetricUnit.NoUnit),
 }
 
 

@@ -82,6 +82,7 @@ def model_gate(run: Run, card: dict[str, Any], *, store: Store) -> dict[str, Any
         model_uri=store.target(run.model_uri).uri,
         min_cv_accuracy=run.min_cv_accuracy,
         max_regression=run.max_regression,
+        min_lift_over_baseline=run.min_lift_over_baseline,
     )
 
 

@@ -3,7 +3,9 @@
 The input file is read by the model's own dataset description, from its card: the delimiter, the
 header (a headerless training file's columns are ``column_0``, ``column_1``, ...), the missing
 values and each feature's kind. The label column may be there: it is then not used to predict,
-and the accuracy on it is returned. Columns the model does not know are ignored; a feature column
+and the accuracy on it is returned (a regressor's: RMSE, MAE and R², ``regression_metrics``; a
+regressor predicts numbers and has no ``predict_proba``: ``NO_PROBABILITIES``). Columns the model
+does not know are ignored; a feature column
 that is missing is an ``InvalidDatasetError`` naming it, the header read and, when the file seems
 separated by another delimiter, the model's. The rows are read as the validator reads them
 (``mlpipe.dataset.CsvRows``: UTF-8, RFC 4180, lines up to 1 MiB), and numbers are held to the
@@ -17,6 +19,7 @@ Used by ``pipeline predict``, never by the Lambda handlers: it imports pandas an
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,10 +39,16 @@ from mlpipe.exceptions import InvalidDatasetError
 from mlpipe.loading import load_champion_checked, load_model
 from mlpipe.storage import CHUNK_SIZE, Store
 
+NO_PROBABILITIES = "the model is a regressor: it predicts numbers and has no predict_proba (no class probabilities)"
+
 
 @dataclass(frozen=True)
 class Predictions:
-    """One prediction per input row; the probabilities (columns in ``classes`` order) when the model has them."""
+    """One prediction per input row; the probabilities (columns in ``classes`` order) when the model has them.
+
+    For a regressor (``task`` regression) the predictions are numbers, ``probabilities`` is None (``NO_PROBABILITIES``)
+    and ``metrics`` holds RMSE, MAE and R² on the label column when the file has it.
+    """
 
     model_uri: str
     classes: list[Any]
@@ -48,9 +57,21 @@ class Predictions:
     accuracy: float | None
     label_column: str
     labelled_rows: int
+    task: str = "classification"
+    metrics: dict[str, float | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``--json`` form: ``{"model_uri", "predictions", "probabilities", "accuracy"}`` (and the classes)."""
+        """The ``--json`` form: ``{"model_uri", "predictions", "probabilities", "accuracy"}`` (and the classes);
+        for a regressor ``{"model_uri", "task", "predictions", "probabilities": null, "note", "metrics"}``."""
+        if self.task == "regression":
+            return {
+                "model_uri": self.model_uri,
+                "task": self.task,
+                "predictions": self.predictions,
+                "probabilities": None,
+                "note": NO_PROBABILITIES,
+                "metrics": self.metrics,
+            }
         return {
             "model_uri": self.model_uri,
             "classes": self.classes,
@@ -288,6 +309,8 @@ def predict_file(
     model, card, uri = load_for_prediction(model_uri=model_uri, publish_uri=publish_uri, store=store)
     frame, labels = read_input(path, card)
     label = str(((card.get("dataset") or {}).get("resolved") or {}).get("label_column"))
+    if card.get("task") == "regression":
+        return _predict_numbers(model, frame, labels, uri, label, str(path))
     if len(frame) == 0:
         return Predictions(uri, list(card.get("classes") or []), [], None, None, label, 0)
     predicted = [_plain(value) for value in model.predict(frame).tolist()]
@@ -303,6 +326,46 @@ def predict_file(
     if labels is not None and pairs:
         accuracy = sum(p == t for p, t in pairs) / len(pairs)
     return Predictions(uri, classes, predicted, probabilities, accuracy, label, len(pairs))
+
+
+def _predict_numbers(model: Any, frame: Any, labels: list[Any] | None, uri: str, label: str, where: str) -> Predictions:
+    """A regressor's predictions (floats), and RMSE, MAE and R² on the labelled rows (InvalidDatasetError: a label
+    that is not a finite number)."""
+    predicted = [float(value) for value in model.predict(frame).tolist()] if len(frame) else []
+    pairs: list[tuple[float, float]] = []
+    for index, (guess, truth) in enumerate(zip(predicted, labels or [], strict=False)):
+        if truth is None:
+            continue
+        try:
+            value = float(truth)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidDatasetError(
+                f"{where}: the label {truth!r} in column {label!r} (data row {index + 1}) is not a finite number; "
+                "the model is a regressor: fix the value, or leave the label column out"
+            )
+        pairs.append((guess, value))
+    return Predictions(
+        uri, [], predicted, None, None, label, len(pairs), task="regression", metrics=regression_metrics(pairs)
+    )
+
+
+def regression_metrics(pairs: list[tuple[float, float]]) -> dict[str, float | None] | None:
+    """RMSE, MAE and R² of ``(predicted, actual)`` pairs (R² null when the actual values do not vary); None if none."""
+    if not pairs:
+        return None
+    count = len(pairs)
+    errors = [truth - guess for guess, truth in pairs]
+    mean = sum(truth for _, truth in pairs) / count
+    total = sum((truth - mean) ** 2 for _, truth in pairs)
+    squared = sum(e * e for e in errors)
+    return {
+        "rmse": (squared / count) ** 0.5,
+        "mae": sum(abs(e) for e in errors) / count,
+        "r2": 1 - squared / total if total > 0 else None,
+        "rows": count,
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,12 @@ What it shows:
 - the champion's timeline, from ``champion_history``: promotions, hand promotions and rollbacks;
 - the current champion's confusion matrix and per-class precision and recall, from its card.
 
+For regression models (``task`` regression in the card: ``docs/regression.md``): their CV R² and
+CV RMSE by run date (``score_chart``, ``<circle class="point" data-r2=...>`` / ``data-rmse``), and
+for a regression champion its cross-validated predictions against the actual values and its
+residuals against the predictions (``scatter_chart``, one ``<circle class="pair">`` per row the
+card keeps), with R², RMSE, MAE and the mean predictor's RMSE.
+
 What exists comes from ``mlpipe.status.collect_status``, the champion from ``mlpipe.champion``.
 The page is standard library only: inline SVG and CSS, no script, no font, image or style fetched
 (a Content-Security-Policy of ``default-src 'none'`` says so to the browser), and every string
@@ -21,6 +27,7 @@ import html
 import math
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +130,9 @@ def _point(run_date: str, entry: dict[str, Any], kind: str) -> dict[str, Any]:
         "kind": kind,
         "state": entry["state"],
         "cv_accuracy": entry.get("cv_accuracy"),
+        "task": entry.get("task") or "classification",
+        "r2": entry.get("score") if entry.get("score_name") == "cv_r2" else None,
+        "rmse": entry.get("rmse"),
         "estimator": entry.get("estimator"),
         "hyperparameters": entry.get("hyperparameters") or {},
         "made": entry.get("made"),
@@ -149,6 +159,7 @@ def render_report(report: dict[str, Any]) -> str:
         accuracy_chart(report["points"]),
         _models_table(report["points"]),
         "</section>",
+        _regression_section(report["points"]),
         '<section id="timeline"><h2>The champion over time</h2>',
         timeline_chart(report["history"]),
         _history_table(report["history"]),
@@ -190,9 +201,27 @@ def _champion_summary(champion: dict[str, Any] | None) -> str:
     return (
         '<p id="champion">The champion is <strong>'
         f"{_e(champion.get('identity'))}</strong> ({_e(champion.get('estimator'))}, run date "
-        f"{_e(champion.get('run_date'))}, CV accuracy {_e(_num(metrics.get('cv_accuracy')))}), "
+        f"{_e(champion.get('run_date'))}, {_champion_score(metrics)}), "
         f"{_e(champion.get('action'))} by {_e(champion.get('promoted_by'))} at {_e(champion.get('promoted_at'))}: "
         f"<code>{_e(champion.get('model_uri'))}</code></p>"
+    )
+
+
+def _champion_score(metrics: dict[str, Any]) -> str:
+    if metrics.get("score_name") == "cv_r2":
+        return f"CV R² {_e(_num(metrics.get('score')))}"
+    return f"CV accuracy {_e(_num(metrics.get('cv_accuracy', metrics.get('score'))))}"
+
+
+def _regression_section(points: list[dict[str, Any]]) -> str:
+    """R² and RMSE by run date, when some model is a regressor (else nothing)."""
+    if not any(p.get("task") == "regression" for p in points):
+        return ""
+    return (
+        '<section id="regression"><h2>Regression: CV R² and RMSE by run date</h2>'
+        + score_chart(points, "r2", "CV R²")
+        + score_chart(points, "rmse", "CV RMSE")
+        + "</section>"
     )
 
 
@@ -215,7 +244,24 @@ def _ticks(low: float, high: float) -> tuple[float, float, float]:
     """A round step for the y axis and the range it spans (at most about eight gridlines)."""
     span = max(high - low, 1e-9)
     step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5) if span / s <= 8), 1.0)
+    if span / step > 8:  # beyond 0 to 8 (an RMSE in the target's units): 1, 2, 2.5 or 5 times a power of ten
+        power = 10.0 ** math.floor(math.log10(span / 8))
+        step = next(power * m for m in (1, 2, 2.5, 5, 10) if span / (power * m) <= 8)
     return math.floor(low / step) * step, math.ceil(high / step) * step, step
+
+
+def _y_scale(
+    lowest: float, highest: float, top: float, plot_h: float
+) -> tuple[float, float, float, Callable[[float], float]]:
+    """The y axis's rounded range and step (``_ticks``) and the function from a value to its y coordinate."""
+    low, high, step = _ticks(lowest, highest)
+    if high <= low:
+        high = low + step
+
+    def y_of(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_h
+
+    return low, high, step, y_of
 
 
 def accuracy_chart(points: list[dict[str, Any]]) -> str:
@@ -228,13 +274,7 @@ def accuracy_chart(points: list[dict[str, Any]]) -> str:
     left, right, top, bottom = 64, 24, 24, 90
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [float(p["cv_accuracy"]) for p in shown]
-    low, high, step = _ticks(min(values) - 0.01, min(1.0, max(values) + 0.01))
-    if high <= low:
-        high = low + step
-
-    def y_of(value: float) -> float:
-        return top + (high - value) / (high - low) * plot_h
-
+    low, high, step, y_of = _y_scale(min(values) - 0.01, min(1.0, max(values) + 0.01), top, plot_h)
     slot = plot_w / len(dates)
     out = [
         f'<svg class="chart cv-chart" role="img" aria-label="CV accuracy by run date" width="{width}" '
@@ -272,6 +312,124 @@ def accuracy_chart(points: list[dict[str, Any]]) -> str:
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def score_chart(points: list[dict[str, Any]], key: str, label: str) -> str:
+    """An SVG scatter chart of the regression models' ``key`` (``r2`` or ``rmse``) by run date, one circle each."""
+    shown = [p for p in points if isinstance(p.get(key), int | float) and p["kind"] != "incomplete"]
+    if not shown:
+        return f'<p class="muted">No regression model with a {_e(label)} was found.</p>'
+    dates = sorted({p["run_date"] for p in shown})
+    width, height = max(640, 90 * len(dates) + 120), 320
+    left, right, top, bottom = 72, 24, 24, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [float(p[key]) for p in shown]
+    pad = max((max(values) - min(values)) * 0.05, 0.01 * max(1.0, abs(max(values))))
+    low, high, step, y_of = _y_scale(min(values) - pad, max(values) + pad, top, plot_h)
+    slot = plot_w / len(dates)
+    out = [
+        f'<svg class="chart score-chart chart-{_e(key)}" role="img" aria-label="{_e(label)} by run date" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for index in range(round((high - low) / step) + 1):
+        value = low + index * step
+        y = y_of(value)
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_e(f"{value:.4g}")}</text>')
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#6b7280"/>')
+    out.append(
+        f'<text x="16" y="{top + plot_h / 2:.1f}" transform="rotate(-90 16 {top + plot_h / 2:.1f})" '
+        f'text-anchor="middle">{_e(label)}</text>'
+    )
+    for index, date in enumerate(dates):
+        centre = left + (index + 0.5) * slot
+        out.append(
+            f'<text class="date" x="{centre:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{_e(date)}</text>'
+        )
+        group = sorted((p for p in shown if p["run_date"] == date), key=lambda p: p["identity"])
+        spread = min(16.0, (slot - 12) / max(len(group), 1))
+        for position, point in enumerate(group):
+            x = centre + (position - (len(group) - 1) / 2) * spread
+            value = float(point[key])
+            tip = (
+                f"{point['identity']} ({KIND_LABELS[point['kind']]})\nrun date {point['run_date']}\n{label} {value:.4g}"
+            )
+            out.append(
+                f'<circle class="point point-{_e(point["kind"])}" data-identity="{_e(point["identity"])}" '
+                f'data-kind="{_e(point["kind"])}" data-{_e(key)}="{value!r}" cx="{x:.1f}" cy="{y_of(value):.1f}" '
+                f'r="{8 if point["kind"] == "champion" else 6}" {_style(point["kind"])}>'
+                f"<title>{_e(tip)}</title></circle>"
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def scatter_chart(xs: list[float], ys: list[float], *, x_label: str, y_label: str, name: str, diagonal: bool) -> str:
+    """An SVG scatter of ``(xs[i], ys[i])``, with the line y = x (``diagonal``) or y = 0: one ``circle.pair`` each."""
+    if not xs or len(xs) != len(ys):
+        return f'<p class="muted">The card keeps no cross-validated predictions for the {_e(name)} chart.</p>'
+    size, margin = 360, 64
+    x_low, x_high, _ = _ticks(min(xs), max(xs))
+    y_low, y_high, _ = _ticks(min(ys), max(ys))
+    if diagonal:
+        x_low = y_low = min(x_low, y_low)
+        x_high = y_high = max(x_high, y_high)
+    else:
+        bound = max(abs(y_low), abs(y_high))
+        y_low, y_high = -bound, bound
+    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return margin + (x - x_low) / x_span * size, 16 + (y_high - y) / y_span * size
+
+    width, height = size + margin + 24, size + 16 + 48
+    out = [
+        f'<svg class="chart scatter scatter-{_e(name)}" role="img" aria-label="{_e(y_label)} against {_e(x_label)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="{margin}" y="16" width="{size}" height="{size}" fill="none" stroke="#6b7280"/>',
+    ]
+    (x0, y0), (x1, y1) = (at(x_low, x_low), at(x_high, x_high)) if diagonal else (at(x_low, 0), at(x_high, 0))
+    out.append(f'<line class="reference" x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="#dc2626"/>')
+    for value, anchor in ((x_low, "start"), (x_high, "end")):
+        out.append(f'<text x="{at(value, y_low)[0]:.1f}" y="{size + 32}" text-anchor="{anchor}">{value:.4g}</text>')
+    for value in (y_low, y_high):
+        out.append(f'<text x="{margin - 6}" y="{at(x_low, value)[1] + 4:.1f}" text-anchor="end">{value:.4g}</text>')
+    out.append(f'<text x="{margin + size / 2:.1f}" y="{size + 52}" text-anchor="middle">{_e(x_label)}</text>')
+    out.append(
+        f'<text x="14" y="{16 + size / 2:.1f}" transform="rotate(-90 14 {16 + size / 2:.1f})" '
+        f'text-anchor="middle">{_e(y_label)}</text>'
+    )
+    for x, y in zip(xs, ys, strict=True):
+        cx, cy = at(x, y)
+        out.append(
+            f'<circle class="pair" data-x="{x!r}" data-y="{y!r}" cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
+            f'fill="{COLORS["published"]}" fill-opacity="0.6"/>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _regression_metrics(card: dict[str, Any]) -> str:
+    """A regression champion's metrics: predicted against actual, residuals against predicted, and the numbers."""
+    metrics = card.get("cv_metrics") or {}
+    pairs = card.get("cv_predictions") or {}
+    actual = [float(v) for v in pairs.get("actual") or []]
+    predicted = [float(v) for v in pairs.get("predicted") or []]
+    residuals = [a - p for a, p in zip(actual, predicted, strict=False)]
+    method = (card.get("cv_r2") or {}).get("method")
+    shown = f"{pairs.get('shown')} of {pairs.get('of')}" if pairs else "no"
+    return (
+        f'<p class="muted">Out-of-fold predictions of the {_e(method or "cross-validation")} on {_e(card.get("rows"))} '
+        f"rows ({_e(shown)} shown): R² {_e(_num(metrics.get('r2')))}, RMSE {_e(_num(metrics.get('rmse')))}, MAE "
+        f"{_e(_num(metrics.get('mae')))}, median absolute error {_e(_num(metrics.get('median_absolute_error')))}; "
+        f"the mean predictor's RMSE {_e(_num(metrics.get('baseline_rmse')))}.</p>"
+        "<h3>Predicted against actual</h3>"
+        + scatter_chart(actual, predicted, x_label="actual", y_label="predicted", name="predicted", diagonal=True)
+        + "<h3>Residuals against predicted</h3>"
+        + scatter_chart(
+            predicted, residuals, x_label="predicted", y_label="actual - predicted", name="residuals", diagonal=False
+        )
+    )
 
 
 def _style(kind: str) -> str:
@@ -376,6 +534,8 @@ def _champion_metrics(champion: dict[str, Any] | None, card: dict[str, Any] | No
         return '<p class="muted">No champion, so no metrics.</p>'
     if card is None:
         return f'<p class="error">The champion\'s card cannot be read: {_e(error)}</p>'
+    if card.get("task") == "regression":
+        return _regression_metrics(card)
     metrics = card.get("cv_metrics") or {}
     matrix = metrics.get("confusion_matrix") or {}
     per_class = metrics.get("per_class") or {}

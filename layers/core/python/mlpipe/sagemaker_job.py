@@ -80,6 +80,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--identity", type=_decode_object, default=None, help="the model's identity, from the plan")
     parser.add_argument("--execution_id", default=None)
     parser.add_argument("--max_runtime_seconds", type=float, default=None)
+    parser.add_argument("--task", default="auto", help="auto, classification or regression (mlpipe.problem)")
+    parser.add_argument("--target_transform", default="none")
     return parser.parse_args(list(argv))
 
 
@@ -168,4 +170,6 @@ def _train(
         time_left=time_left,
         # The download's check, from the dataset's lineage.json in S3 (when the role may read it).
         known=known_stats(store.target(args.dataset_uri), description),
+        task=args.task,
+        target_transform=args.target_transform,
     )

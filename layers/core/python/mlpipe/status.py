@@ -27,6 +27,7 @@ from mlpipe.artifacts import CARD_FILE
 from mlpipe.champion import CHAMPION_FILE, HISTORY_DIR
 from mlpipe.config import parse_run_date
 from mlpipe.exceptions import InvalidRequestError, StorageError
+from mlpipe.gate import card_score
 from mlpipe.identity import DIGITS
 from mlpipe.lineage import LINEAGE_FILE
 from mlpipe.redaction import redact_url
@@ -197,6 +198,12 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     entry["made"] = _text(section.get("created_at")) or entry["made"]
     accuracy = _section(card, "cv_accuracy").get("mean")
     entry["cv_accuracy"] = accuracy if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
+    entry["task"] = _text(card.get("task")) or "classification"
+    entry["score_name"], entry["score"] = card_score(card) if card else ("cv_accuracy", None)
+    if entry["score_name"] == "cv_accuracy" and entry["cv_accuracy"] is None:
+        entry["score"] = None  # no card (or no score in it): nothing to show
+    if entry["task"] == "regression":
+        entry["rmse"] = _section(card, "cv_metrics").get("rmse")
     estimator = _section(card, "estimator")
     entry["estimator"] = _text(estimator.get("name"))
     entry["hyperparameters"] = _section(estimator, "non_default_hyperparameters") or None
@@ -256,10 +263,11 @@ def format_status(status: dict[str, Any]) -> str:
             for entry in entries:
                 detail = ""
                 if kind != "dataset":
-                    accuracy = entry.get("cv_accuracy")
-                    shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
+                    score = entry.get("score", entry.get("cv_accuracy"))
+                    shown = f"{score:.4f}" if isinstance(score, int | float) else "-"
                     params = _shown(entry.get("hyperparameters") or {})
-                    detail = f"  cv {shown}  {entry.get('estimator') or '-'} {params}"
+                    what = "cv R²" if entry.get("score_name") == "cv_r2" else "cv"
+                    detail = f"  {what} {shown}  {entry.get('estimator') or '-'} {params}"
                 newest = "  (newest)" if entry.get("newest") else ""
                 size = entry["size"] if entry["size"] is not None else "-"
                 head = f"  {kind:<9} {entry['identity']:<22} {entry['state']:<10} {size:>9} B  {entry['made']}"

@@ -25,6 +25,7 @@ from mlpipe.exceptions import (
     TargetExistsError,
     UploadIgnored,
 )
+from mlpipe.gate import card_score
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.modelconfig import with_model_config
 from mlpipe.planning import model_gate, plan_run
@@ -159,6 +160,8 @@ def download(
     policy = settings.fetch_policy(
         run.max_source_bytes,
         min_class_rows=run.cv_folds,
+        task=run.task,
+        target_transform=run.target_transform,
         time_budget=None if time_left is None else time_left() - DOWNLOAD_CLEANUP_SECONDS,
     )
     description = run.description
@@ -222,11 +225,15 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
         lineage=lineage_record(run.identity("train"), execution_id=run.execution_id, input_targets=[]),
         time_left=time_left,
         known=known_stats(dataset, description),
+        task=run.task,
+        target_transform=run.target_transform,
     )
+    score_name, score = card_score(result.metrics)
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],
-        "cv_accuracy": result.metrics["cv_accuracy"]["mean"],
+        "task": result.metrics["task"],
+        score_name: score,
         "sha256": result.metrics["model_sha256"],
         "gate": model_gate(run, result.metrics, store=store),
     }
