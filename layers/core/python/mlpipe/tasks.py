@@ -232,7 +232,7 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],
-        "task": result.metrics["task"],
+        "problem": result.metrics["task"],  # classification or regression ("task" names the step in logs)
         score_name: score,
         "sha256": result.metrics["model_sha256"],
         "gate": model_gate(run, result.metrics, store=store),
