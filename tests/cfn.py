@@ -86,12 +86,14 @@ def _resolve(node: Any, conditions: dict[str, bool]) -> Any:
 
 
 @cache
-def deployed(train_on: str = "lambda", prebuilt_image: bool = True) -> dict[str, Any]:
-    """The transformed template as a deployment with ``TrainOn=train_on`` gets it: the SageMaker conditions decided.
+def deployed(train_on: str = "lambda", prebuilt_image: bool = True, sources: bool = False) -> dict[str, Any]:
+    """The transformed template as a deployment with ``TrainOn=train_on`` gets it: the SageMaker conditions decided,
+    and with ``sources`` SourceLocations, SourceKmsKeyArn and TriggerOnUpload set (else left at their defaults).
 
     Resources whose Condition is one of them and false are left out; other conditions stay as written.
     """
     conditions = {"TrainOnSageMaker": train_on == "sagemaker", "PrebuiltTrainingImage": prebuilt_image}
+    conditions |= dict.fromkeys(("HasSourceLocations", "HasSourceKmsKey", "UploadTrigger"), sources)
     template = _resolve(transformed(), conditions)
     template["Resources"] = {
         name: resource

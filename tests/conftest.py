@@ -153,6 +153,15 @@ class RecordingHandler(QuietHandler):
             return
         super().do_GET()
 
+    def do_HEAD(self) -> None:
+        """A plan's HEAD (the source's version): routed like a GET, never recorded in ``requests``."""
+        server: Any = self.server
+        route = server.routes.get(self.path.split("?")[0])
+        if route is not None:
+            route(self)
+            return
+        super().do_HEAD()
+
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[Any]:

@@ -19,5 +19,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "backfill" in event:
         return expand_backfill(event["backfill"], default_max_concurrency=event.get("default_max_concurrency"))
     if isinstance(event, dict) and "input" in event:
-        return plan(event["input"], SETTINGS, store=STORE, execution_id=event.get("execution_id"))
+        return plan(
+            event["input"], SETTINGS, store=STORE, execution_id=event.get("execution_id"), source=event.get("source")
+        )
     return plan(event, SETTINGS, store=STORE)

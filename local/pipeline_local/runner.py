@@ -446,8 +446,9 @@ class _RetrierTime:
 
 @contextlib.contextmanager
 def _retry_delays(scale: float, on_retry: Callable[[RetryNotice], None] | None = None) -> Iterator[None]:
-    """Scale the state machine's Retry intervals (tests use 0) and report each retry to ``on_retry``."""
+    """Scale the state machine's Retry intervals and Wait states (tests use 0); report each retry to ``on_retry``."""
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
     namespace = vars(retrier_decl)  # the retrier calls time.sleep() through its module global `time`
     original_time = namespace["time"]
@@ -462,13 +463,20 @@ def _retry_delays(scale: float, on_retry: Callable[[RetryNotice], None] | None =
         finally:
             stand_in.current.value = None
 
+    original_wait = WaitFunction._wait_interval
+
+    def wait_interval(function: Any, env: Any, wait_seconds: int) -> None:  # "Wait for the source"
+        original_wait(function, env, int(wait_seconds * scale))
+
     namespace["time"] = stand_in
     retrier_class._eval_body = eval_body  # type: ignore[method-assign,assignment]
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         namespace["time"] = original_time
         retrier_class._eval_body = original_eval  # type: ignore[method-assign]
+        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
 
 
 _listeners: set[threading.Event] = set()

@@ -39,7 +39,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mlpipe.exceptions import StorageError
+from mlpipe.exceptions import SourceNotReadyError, StorageError
 from mlpipe.steps import TASKS
 from mlpipe.storage import Store
 from tests.cfn import deployed, template
@@ -76,6 +76,12 @@ VALUES = {
     f"{name}LogGroup.Arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/mlpipe/test/{name.lower()}:*"
     for name in ("Plan", "Download", "Train", "Upload", "Promote", "Report")
 }
+# A deployment with a source location (SourceLocations), so the roles' source grants are exercised too.
+SOURCES = "mlpipe-test-sources"
+VALUES |= {
+    "SourceLocations": f"{SOURCES}/exports/",
+    "SourceKmsKeyArn": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/source",
+}
 CONDITIONS = {"PublishToOwnBucket": True}
 
 
@@ -104,12 +110,15 @@ INTRINSICS: dict[str, Callable[[Any], Any]] = {
     "Fn::GetAtt": lambda argument: VALUES[".".join(argument)],
     "Fn::If": lambda argument: resolve(argument[1] if CONDITIONS[argument[0]] else argument[2]),
     "Fn::Sub": _sub,
+    "Fn::Split": lambda argument: resolve(argument[1]).split(argument[0]),
+    "Fn::Join": lambda argument: argument[0].join(resolve(argument[1])),
+    "Fn::Select": lambda argument: resolve(argument[1])[int(argument[0])],
 }
 
 
 def role_policies(role: str) -> dict[str, str]:
     """``{policy name: document as JSON}``: the role's inline policies in a TrainOn=lambda deployment, resolved."""
-    properties = deployed("lambda")["Resources"][role]["Properties"]
+    properties = deployed("lambda", sources=True)["Resources"][role]["Properties"]
     assert not properties.get("ManagedPolicyArns")
     return {policy["PolicyName"]: json.dumps(resolve(policy["PolicyDocument"])) for policy in properties["Policies"]}
 
@@ -172,6 +181,7 @@ def test_the_plan_role_checks_every_target(aws: Any, http_server: Any, invoke: I
     event = json.loads((EVENTS / "plan.json").read_text()) | {
         "artifact_root": f"s3://{ARTIFACTS}/artifacts",
         "publish_uri": f"s3://{MODELS}/{PUBLISH_PREFIX}",
+        "source_id": _RUN["source_url"],  # the user's name for the source: no HEAD of it (and no network here)
     }
     with as_role("PlanRole"):
         plan = invoke("plan", event)
@@ -260,6 +270,42 @@ def test_the_download_role_cannot_write_the_publish_prefix_or_outside_artifacts(
             "cannot write"
         )
     assert written(aws) == {ARTIFACTS: [], MODELS: []}
+
+
+def test_the_download_role_reads_the_source_location_and_nothing_else(
+    aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole
+) -> None:
+    # Given the day's file in the source location, and files beside it that are not
+    aws.create_bucket(Bucket=SOURCES)
+    aws.create_bucket(Bucket=f"{SOURCES}-other")
+    sample = (REPO / "local" / "pipeline_local" / "data" / "iris.data").read_bytes()
+    for bucket, key in ((SOURCES, f"exports/{DATE}.csv"), (SOURCES, f"private/{DATE}.csv")):
+        aws.put_object(Bucket=bucket, Key=key, Body=sample)
+    aws.put_object(Bucket=f"{SOURCES}-other", Key=f"exports/{DATE}.csv", Body=sample)
+
+    def dataset(name: str) -> str:
+        return f"s3://{ARTIFACTS}/artifacts/{DATE}/dataset-{name}/dataset.csv"
+
+    with as_role("DownloadRole"):
+        # When the download reads the source location: it may
+        ran = invoke("download", run_event(http_server, source_url=f"s3://{SOURCES}/exports/{DATE}.csv"))
+        assert ran["state"] == "ran"
+        # And outside it, in the same bucket or another, it may not
+        for source in (f"s3://{SOURCES}/private/{DATE}.csv", f"s3://{SOURCES}-other/exports/{DATE}.csv"):
+            name = source.split("/")[2] + "-" + source.split("/")[3]
+            event = run_event(http_server, source_url=source, dataset_uri=dataset(name))
+            assert "cannot read" in denied(lambda event=event: invoke("download", event))
+    etag = aws.head_object(Bucket=SOURCES, Key=f"exports/{DATE}.csv")["ETag"]
+    event = json.loads((EVENTS / "plan.json").read_text()) | {
+        "artifact_root": f"s3://{ARTIFACTS}/artifacts",
+        "publish_uri": f"s3://{MODELS}/{PUBLISH_PREFIX}",
+    }
+    with as_role("PlanRole"):  # the plan's HEAD: the source location only (outside, S3 says 403: "not there")
+        planned = invoke("plan", event | {"source_url": f"s3://{SOURCES}/exports/{{run_date}}.csv"})
+        assert planned["run"]["source_version"]["etag"] == etag
+        with pytest.raises(SourceNotReadyError):
+            invoke("plan", event | {"source_url": f"s3://{SOURCES}/private/{{run_date}}.csv"})
+    assert written(aws)[ARTIFACTS] == sorted([DATASET_KEY, LINEAGE_KEY])
 
 
 def test_the_upload_role_cannot_write_artifacts(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:

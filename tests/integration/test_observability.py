@@ -46,7 +46,7 @@ def test_every_function_logs_json_with_the_execution_id(
     assert {r.get("correlation_id") for r in records} == {arn}
     finished = {r["task"]: r for r in records if r["message"] == "task finished"}
     assert finished["download"]["rows"] == 150
-    assert finished["train"]["state"] == "ran"
+    assert (finished["train"]["state"], finished["train"]["problem"]) == ("ran", "classification")
 
 
 def test_task_numbers_and_cold_starts_are_emitted_as_emf(

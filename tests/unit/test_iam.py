@@ -383,3 +383,51 @@ def test_the_training_jobs_role_reads_the_dataset_and_code_and_writes_only_the_m
 def test_with_sagemaker_the_plan_writes_only_the_staged_code() -> None:
     s3 = grants("PlanRole", "s3", "sagemaker")
     assert s3["s3:PutObject"] == ['{"Fn::Sub": "${ArtifactsBucket.Arn}/sagemaker/code/*"}']
+
+
+def test_only_plan_and_download_read_the_source_locations_and_only_the_download_decrypts() -> None:
+    # Given a deployment with SourceLocations, SourceKmsKeyArn and TriggerOnUpload set
+    resources_ = deployed("lambda", sources=True)["Resources"]
+    source_arns = {
+        "Fn::Split": [
+            ",",
+            {
+                "Fn::Sub": [
+                    "arn:aws:s3:::${Locations}*",
+                    {"Locations": {"Fn::Join": ["*,arn:aws:s3:::", {"Fn::Split": [",", {"Ref": "SourceLocations"}]}]}},
+                ]
+            },
+        ]
+    }
+    for role, resource in resources_.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                touches_source = "SourceLocations" in json.dumps(statement)
+                # Then the source locations are read (GetObject: HeadObject and GET; GetObjectVersion: a version) by
+                # the plan and the download, with exactly those actions, and by nobody else; nobody may list them
+                assert touches_source == (role in {"PlanRole", "DownloadRole"} and statement.get("Sid") == "ReadSource")
+                if touches_source:
+                    assert sorted(actions) == ["s3:GetObject", "s3:GetObjectVersion"]
+                    assert statement["Resource"] == source_arns
+                if "kms:Decrypt" in actions:
+                    assert role == "DownloadRole"
+                    assert statement["Resource"] == {"Ref": "SourceKmsKeyArn"}
+    text = json.dumps(deployed("lambda", sources=False)["Resources"])
+    assert "SourceLocations" not in text.replace('"SOURCE_LOCATIONS": {"Ref": "SourceLocations"}', "")
+    assert "UploadTriggerRule" not in text
+
+
+def test_the_upload_trigger_may_only_start_this_state_machine() -> None:
+    resources_ = deployed("lambda", sources=True)["Resources"]
+    role = resources_["UploadTriggerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+    (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "states:StartExecution"
+    assert statement["Resource"] == {"Ref": "PipelineStateMachine"}
+    rule = resources_["UploadTriggerRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["aws.s3"]
+    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+    assert rule["Targets"][0]["Arn"] == {"Ref": "PipelineStateMachine"}

@@ -16,11 +16,12 @@ from tools.module_map import MODULES, graph, imports, rewrite
 # docs/architecture.md shows the same table.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("exceptions", "version", "steps", "gate", "redaction"),
-    ("storage.base", "storage.uris", "description", "scaling", "problem"),
+    ("storage.base", "storage.uris", "description", "scaling", "problem", "compression"),
     ("storage.local", "storage.s3", "dataset", "estimators", "naming"),
     ("storage.store",),
     ("storage",),
     ("identity", "artifacts", "lineage", "fetch", "sagemaker", "observability", "contract"),
+    ("sources",),
     ("config", "champion", "publishing", "training"),
     ("planning", "loading", "report", "status", "modelconfig"),
     ("tasks", "predicting", "reporting_html", "backfill"),

@@ -21,7 +21,7 @@ from mlpipe.exceptions import (
     InvalidDatasetError,
     InvalidRequestError,
     PipelineError,
-    SourceRejectedError,
+    SourceNotReadyError,
     SourceUnavailableError,
 )
 from mlpipe.redaction import has_secrets, redact_text, redact_url
@@ -279,10 +279,10 @@ def test_a_failing_download_names_the_source_without_its_secrets(
     port = private_source.server_address[1]
     caplog.set_level(logging.INFO)
     cases = {
-        "/missing": SourceRejectedError,
+        "/missing": SourceNotReadyError,
         "/broken": SourceUnavailableError,
         "/page": InvalidDatasetError,
-        "/moved": SourceRejectedError,
+        "/moved": SourceNotReadyError,  # to /missing
     }
     for path, error in cases.items():
         failure = failing_download(invoke, private_source.secret_url(path))

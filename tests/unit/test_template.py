@@ -50,6 +50,17 @@ def test_retried_errors_are_exactly_the_retryable_exceptions() -> None:
         for error in retry["ErrorEquals"]
         if not error.startswith(("Lambda.", "States.", "SageMaker."))
     }
+    states = asl()["States"]
+    # Tried again by planning again: a changed source (a Catch back to the plan), a source not there yet (the wait)
+    retried |= {
+        error
+        for state in states.values()
+        for catch in state.get("Catch", [])
+        if catch["Next"] == "Source changed: plan again"
+        for error in catch["ErrorEquals"]
+    }
+    assert states["Wait for the source"]["Next"] == "Plan again"
+    retried.add("SourceNotReadyError")
     retryable = {
         name
         for name, cls in vars(exceptions).items()
@@ -68,7 +79,7 @@ def test_every_retry_has_backoff_and_jitter_and_every_task_a_catch() -> None:
             assert retry["IntervalSeconds"] >= 1, name
             assert retry["MaxAttempts"] >= 2, name
         if name != "Report the run":
-            assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
+            assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name  # ASL: States.ALL comes last
 
 
 def test_the_template_defaults_are_valid_settings() -> None:

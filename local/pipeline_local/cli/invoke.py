@@ -75,7 +75,7 @@ def _explain_plan(result: Any) -> None:
 @contextlib.contextmanager
 def _offline(function: str, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """S3 in moto with the event's buckets created, the sample as source, and the inputs the function needs."""
-    with serve_sample() as sample_url, local_aws(), temporary_environment(LOCAL_ENV):
+    with serve_sample() as sample_url, local_aws(), temporary_environment(LOCAL_ENV | {"MLPIPE_OFFLINE": "true"}):
         import boto3
 
         event = dict(event)

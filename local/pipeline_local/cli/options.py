@@ -54,7 +54,13 @@ def add_run_date(command: argparse.ArgumentParser, **kwargs: Any) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, run_date: bool = True) -> None:
     """The options of one run (the execution input's fields), for ``run`` and, without ``--run-date``, ``backfill``."""
-    parser.add_argument("--source-url", help="dataset URL (default: the bundled Iris sample, served on 127.0.0.1)")
+    parser.add_argument(
+        "--source-url",
+        help=(
+            "the dataset: an http(s) URL, s3://bucket/key or a local path, with {run_date}, {yyyy}, {mm}, {dd} "
+            "filled in; gzip and a zip of one file are read (default: the bundled Iris sample, served on 127.0.0.1)"
+        ),
+    )
     parser.add_argument(
         "--artifact-root",
         default=DEFAULT_ARTIFACTS,

@@ -11,8 +11,9 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,16 +21,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mlpipe.contract import check_on_schema_change
 from mlpipe.description import DatasetDescription
 from mlpipe.estimators import DEFAULT_ESTIMATOR, check_estimator, validate_hyperparameters
-from mlpipe.exceptions import InvalidRequestError
-from mlpipe.fetch import check_source_url
+from mlpipe.exceptions import InvalidRequestError, UploadIgnored
+from mlpipe.fetch import FetchPolicy
 from mlpipe.identity import Identity, run_identities
 from mlpipe.naming import DEFAULT_MODEL, check_model_name, model_location
 from mlpipe.problem import AUTO as AUTO_TASK
 from mlpipe.problem import DEFAULT_TARGET_TRANSFORM, check_target_transform, check_task
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import check_hyperparameter_sizes, sagemaker_root, training_job_name
+from mlpipe.sources import LOCAL, check_source, source_kind, source_locations
 from mlpipe.steps import STEPS, TASKS
-from mlpipe.storage import Store, join_uri
+from mlpipe.storage import Store, join_uri, parse_uri
 
 UCI_IRIS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
@@ -50,6 +52,7 @@ INPUT_FIELDS = frozenset(
         "run_date",
         "scheduled_time",
         "trigger",
+        "uploaded_at",
         "source_url",
         "source_id",
         "force",
@@ -177,6 +180,12 @@ class Settings:
     train_on: str = "lambda"
     training_job_prefix: str = DEFAULT_TRAINING_JOB_PREFIX
     sagemaker_root: str | None = None
+    # The S3 locations a deployment's runs may read (s3://bucket/prefix; SourceLocations), and how long
+    # the state machine waits for a source that is not there yet (SourceWaitSeconds; 0: fail at once).
+    source_locations: tuple[str, ...] = ()
+    source_wait_seconds: int = 0
+    # `pipeline invoke --offline` only: no HEAD of an http(s) source (its version is then unknown, as before).
+    offline: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +204,7 @@ class Settings:
             connect_timeout = float(env.get("SOURCE_CONNECT_TIMEOUT_SECONDS", 5.0))
             read_timeout = float(env.get("SOURCE_READ_TIMEOUT_SECONDS", 30.0))
             backoff = float(env.get("SOURCE_BACKOFF_SECONDS", 0.5))
+            wait = int(env.get("SOURCE_WAIT_SECONDS") or 0)
         except ValueError as exc:
             raise InvalidRequestError(f"a numeric setting is not a number: {exc}") from exc
         train_on = (env.get("TRAIN_ON") or "lambda").strip().lower()
@@ -231,9 +241,45 @@ class Settings:
             train_on=train_on,
             training_job_prefix=env.get("TRAINING_JOB_PREFIX") or DEFAULT_TRAINING_JOB_PREFIX,
             sagemaker_root=env.get("SAGEMAKER_ROOT") or None,
+            source_locations=source_locations(env.get("SOURCE_LOCATIONS", "")),
+            source_wait_seconds=_positive_int(wait, "SOURCE_WAIT_SECONDS", minimum=0, maximum=86400),
+            offline=_flag(env, "MLPIPE_OFFLINE"),
         )
         settings.tz()  # fail fast on an unknown timezone
         return settings
+
+    def check_source(self, url: str) -> None:
+        """InvalidRequestError unless a run of this deployment may read ``url`` (``mlpipe.sources.check_source``)."""
+        check_source(
+            url,
+            local_run=self.allow_local_storage,
+            allow_loopback=self.allow_loopback_sources,
+            locations=self.source_locations,
+        )
+
+    def fetch_policy(
+        self,
+        max_bytes: int,
+        min_class_rows: int = 1,
+        time_budget: float | None = None,
+        *,
+        task: str = AUTO_TASK,
+        target_transform: str = DEFAULT_TARGET_TRANSFORM,
+    ) -> FetchPolicy:
+        """How hard a download (or the plan's HEAD) tries, from these settings; the label checked as ``task``
+        reads it."""
+        return FetchPolicy(
+            max_bytes=max_bytes,
+            connect_timeout=self.source_connect_timeout,
+            read_timeout=self.source_read_timeout,
+            attempts=self.source_attempts,
+            backoff_seconds=self.source_backoff_seconds,
+            allow_loopback=self.allow_loopback_sources,
+            min_class_rows=min_class_rows,
+            time_budget=time_budget,
+            task=task,
+            target_transform=target_transform,
+        )
 
     def hyperparameters_for(self, estimator: str) -> dict[str, Any]:
         """The deploy-time hyperparameters, which belong to the deploy-time estimator: a run that picks another
@@ -271,6 +317,8 @@ class Run:
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     execution_id: str | None = None
     source_id: str | None = None
+    # The source's version the plan saw (mlpipe.sources.source_version): the download reads exactly it.
+    source_version: dict[str, Any] | None = None
     force: str | None = None
     # Each target's identity and the inputs it is made from, by task (mlpipe.identity): recorded in
     # the lineage written beside each output.
@@ -306,7 +354,7 @@ class Run:
     def fetch_url(self, settings: Settings) -> str:
         """The URL the download fetches: the run's, or the deployment's when the run carries that one without
         its secrets (``resolve_run`` keeps a deploy-time credential out of the run the state machine records)."""
-        deployed = settings.source_url.replace(RUN_DATE_PLACEHOLDER, self.run_date)
+        deployed = fill_date(settings.source_url, self.run_date)
         if deployed != self.source_url and redact_url(deployed) == self.source_url:
             return deployed
         return self.source_url
@@ -353,7 +401,9 @@ class Run:
         parse_run_date(event.get("run_date"))
         given["model"] = check_model_name(given.get("model") or settings.model_name)
         if given.get("source_url"):
-            check_source_url(given["source_url"], allow_loopback=settings.allow_loopback_sources)
+            settings.check_source(given["source_url"])
+        if not isinstance(given.get("source_version", {}), dict):
+            raise InvalidRequestError(f"source_version must be an object (the plan's), got {given['source_version']!r}")
         for name in ("dataset_uri", "model_uri", "published_uri", "publish_root", "code_uri", "training_output_uri"):
             if name in given:
                 store.check(given[name])
@@ -406,10 +456,11 @@ def parse_run_date(value: Any) -> dt.date:
 
 
 def run_date_for(execution_input: Mapping[str, Any], settings: Settings, now: dt.datetime | None = None) -> str:
-    """The run date: ``run_date``, else the schedule's ``scheduled_time`` in its timezone, else today (UTC)."""
+    """The run date: ``run_date``, else the schedule's ``scheduled_time`` (or an upload's ``uploaded_at``) in the
+    schedule's timezone, else today (UTC)."""
     if execution_input.get("run_date") is not None:
         return parse_run_date(execution_input["run_date"]).isoformat()
-    scheduled = execution_input.get("scheduled_time")
+    scheduled = execution_input.get("scheduled_time") or execution_input.get("uploaded_at")
     if scheduled is not None:
         if not isinstance(scheduled, str):
             raise InvalidRequestError(f"scheduled_time must be an ISO-8601 string, got {scheduled!r}")
@@ -430,16 +481,23 @@ def resolve_run(
     *,
     execution_id: str | None = None,
     store: Store | None = None,
+    versions: Callable[[str, str, bool], dict[str, Any] | None] | None = None,
 ) -> Run:
     """Merge an execution's input over the settings and derive every target URI of the run.
 
     ``execution_id`` (the Step Functions execution) travels in the run so that every function can
     log it as its correlation id. ``store`` checks the roots (default: the settings' store).
+    ``versions(url, kind, named)`` looks up the source's version (the plan's, ``mlpipe.sources.source_version``;
+    None here: no lookup, the source's name alone); ``named`` says the input gave a ``source_id``, which
+    is then the dataset's identity alone: the version enters it only without one. The version always
+    travels in the run, so that the download reads exactly it.
     """
     store = store or Store.from_settings(settings)
     if execution_input is None:
         execution_input = {}
     check_object(execution_input, INPUT_FIELDS, "the execution input")
+    if execution_input.get("trigger") == "upload":
+        execution_input = upload_input(execution_input, settings)
     run_date = run_date_for(execution_input, settings, now)
     source_url, source_id, carried_url = _source(execution_input, settings, run_date)
     force = execution_input.get("force")
@@ -459,6 +517,9 @@ def resolve_run(
     check_labels_fit_task(description, task)
     cv_folds = _positive_int(execution_input.get("cv_folds", settings.cv_folds), "cv_folds", minimum=2, maximum=100)
     max_bytes = check_max_source_bytes(execution_input.get("max_source_bytes", settings.max_source_bytes))
+    named = bool(execution_input.get("source_id"))
+    found = source_kind(source_url)
+    version = versions(source_url, found, named) if versions else None
     identities = run_identities(
         run_date=run_date,
         source_id=source_id,
@@ -468,6 +529,7 @@ def resolve_run(
         cv_folds=cv_folds,
         force=force,
         nonce=execution_id or f"uuid:{uuid.uuid4()}",
+        source_version=None if named else version,
         task=task,
         target_transform=target_transform,
     )
@@ -491,6 +553,7 @@ def resolve_run(
         max_source_bytes=max_bytes,
         execution_id=execution_id,
         source_id=source_id if source_id != source_url else None,
+        source_version=version,
         force=force,
         publish_root=roots["publish_uri"],
         min_cv_accuracy=_fraction(execution_input.get("min_cv_accuracy", settings.min_cv_accuracy), "min_cv_accuracy"),
@@ -537,15 +600,65 @@ def _source(execution_input: Mapping[str, Any], settings: Settings, run_date: st
     if not isinstance(source_url, str):
         raise InvalidRequestError(f"source_url must be a string, got {source_url!r}")
     # A source published as one file per day names it with {run_date}: each run fetches its own date's file.
-    source_url = source_url.replace(RUN_DATE_PLACEHOLDER, run_date)
-    check_source_url(source_url, allow_loopback=settings.allow_loopback_sources)
+    source_url = fill_date(source_url, run_date)
+    settings.check_source(source_url)
+    if source_kind(source_url) == LOCAL:  # ./data.csv and file:///…/data.csv: the one absolute path they name
+        source_url = parse_uri(source_url)[1]
     source_id = execution_input.get("source_id") or source_url
     if isinstance(source_id, str):
-        source_id = redact_url(source_id.replace(RUN_DATE_PLACEHOLDER, run_date))
+        source_id = redact_url(fill_date(source_id, run_date))
     if not isinstance(source_id, str) or len(source_id) > 2048:
         shown = redact_url(source_id) if isinstance(source_id, str) else source_id
         raise InvalidRequestError(f"source_id must be a string (a stable name of the source), got {shown!r}")
     return source_url, source_id, source_url if given else redact_url(source_url)
+
+
+_DATE_FIELDS = {"{run_date}": r"(?P<run_date>\d{4}-\d{2}-\d{2})", "{yyyy}": r"(?P<yyyy>\d{4})"}
+_DATE_FIELDS |= {"{mm}": r"(?P<mm>\d{2})", "{dd}": r"(?P<dd>\d{2})"}
+
+
+def upload_input(execution_input: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The input of a run started by an upload (``trigger`` "upload"): its ``run_date`` taken from the object's key
+    by the deployment's SourceUrl (``{run_date}`` or ``{yyyy}``/``{mm}``/``{dd}`` in it), else from ``uploaded_at``.
+
+    UploadIgnored when the object is not one the SourceUrl names (another key under the bucket).
+    """
+    given = execution_input.get("source_url")
+    template = settings.source_url
+    if not isinstance(given, str) or not template.startswith("s3://"):
+        raise UploadIgnored(f"the upload {given!r} is not an S3 object of the deployment's SourceUrl {template!r}")
+    pattern = re.escape(template)
+    for placeholder, group in _DATE_FIELDS.items():
+        pattern = pattern.replace(re.escape(placeholder), group, 1).replace(
+            re.escape(placeholder), f"(?P={group[4 : group.index('>')]})"
+        )
+    match = re.fullmatch(pattern, given)
+    if match is None:
+        raise UploadIgnored(
+            f"the uploaded object {given} does not match the SourceUrl {template}: not this pipeline's data"
+        )
+    found = match.groupdict()
+    if found.get("run_date"):
+        run_date = found["run_date"]
+    elif found.get("yyyy") and found.get("mm") and found.get("dd"):
+        run_date = f"{found['yyyy']}-{found['mm']}-{found['dd']}"
+    else:
+        return dict(execution_input)  # no date in the key: the upload's time decides (run_date_for)
+    try:
+        parse_run_date(run_date)
+    except InvalidRequestError:
+        raise UploadIgnored(f"the uploaded object {given}: {run_date!r} in its key is not a date") from None
+    if fill_date(template, run_date) != given:  # {run_date} and {yyyy}... disagree
+        raise UploadIgnored(f"the uploaded object {given}: the dates in its key disagree")
+    return dict(execution_input) | {"run_date": run_date}
+
+
+def fill_date(template: str, run_date: str) -> str:
+    """``template`` with ``{run_date}`` (YYYY-MM-DD), ``{yyyy}``, ``{mm}`` and ``{dd}`` filled in from ``run_date``."""
+    year, month, day = run_date.split("-")
+    for name, value in ((RUN_DATE_PLACEHOLDER, run_date), ("{yyyy}", year), ("{mm}", month), ("{dd}", day)):
+        template = template.replace(name, value)
+    return template
 
 
 def _roots(execution_input: Mapping[str, Any], settings: Settings, store: Store) -> dict[str, str]:

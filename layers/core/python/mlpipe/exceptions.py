@@ -59,6 +59,26 @@ class SourceTooLargeError(PipelineError):
     """The source sent more bytes than the configured maximum; the transfer was stopped."""
 
 
+class SourceNotReadyError(PipelineError):
+    """The source is not there (yet): HTTP 404, S3 NoSuchKey, no such local file; waited for up to SourceWaitSeconds."""
+
+    retryable = True
+
+
+class SourceChangedError(PipelineError):
+    """The source's bytes are not the version the plan named (it was replaced meanwhile): plan again, it is retried."""
+
+    retryable = True
+
+
+class UploadIgnored(PipelineError):
+    """An upload that is not the deployment's source (its key does not match SourceUrl); internal: ignored."""
+
+
+class SourceFormatError(PipelineError):
+    """The source's container cannot be read: a corrupt gzip stream, a zip without exactly one file in it."""
+
+
 class DownloadTimeoutError(PipelineError):
     """The download did not finish in the time the function had left, less a margin to clean up: too slow a source."""
 

@@ -28,17 +28,20 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
+from mlpipe.compression import decoded
 from mlpipe.dataset import DatasetStats, DatasetValidator, RowWatch
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import (
     DownloadTimeoutError,
     InvalidRequestError,
     PipelineError,
+    SourceChangedError,
+    SourceNotReadyError,
     SourceRejectedError,
     SourceTooLargeError,
     SourceUnavailableError,
@@ -357,6 +360,7 @@ def fetch_dataset(
     policy: FetchPolicy,
     *,
     description: DatasetDescription | None = None,
+    version: Mapping[str, Any] | None = None,
     watch: RowWatch | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -375,7 +379,7 @@ def fetch_dataset(
         for attempt in range(1, policy.attempts + 1):
             try:
                 return _fetch_once(
-                    session, url, target, policy, description or DatasetDescription(), clock, guard, watch
+                    session, url, target, policy, description or DatasetDescription(), clock, guard, version, watch
                 )
             except SourceUnavailableError as exc:
                 if attempt == policy.attempts:
@@ -397,6 +401,7 @@ def _fetch_once(
     description: DatasetDescription,
     clock: Callable[[], float],
     guard: _Guard,
+    version: Mapping[str, Any] | None,
     watch: RowWatch | None = None,
 ) -> DatasetStats:
     import requests
@@ -410,54 +415,138 @@ def _fetch_once(
                 f"source {shown!r} announces {int(length)} bytes, more than the maximum of "
                 f"{policy.max_bytes}; raise max_source_bytes if this is expected"
             )
-        validator = DatasetValidator(  # errors name where the data is
-            shown, description, policy.min_class_rows, policy.task, policy.target_transform, watch
-        )
+        check_version(final, response.headers, version)
         # A compressed body's Content-Length is not the size of what it decodes to: no percent then.
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         progress = DownloadProgress(int(length) if length.isdigit() and not encoded else None, clock)
-        with target.stream_write() as sink:
 
-            def body() -> Iterator[bytes]:
-                try:
-                    for chunk in response.iter_content(CHUNK_BYTES):
-                        progress.received += len(chunk)
-                        guard.received = progress.received
-                        if progress.received > policy.max_bytes:
-                            raise SourceTooLargeError(
-                                f"source {shown!r} sent more than the maximum of {policy.max_bytes} "
-                                "bytes; the transfer was stopped. Raise max_source_bytes if this "
-                                "is expected"
-                            )
-                        guard.check_deadline()  # a fast source may keep a shut socket's reads fed
-                        sink.write(chunk)
-                        progress.tick()
-                        yield chunk
-                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                    guard.check_deadline()
-                    cause = redact_text(str(exc), url, final)
-                    _raise(
-                        SourceUnavailableError(f"source {shown!r} broke off after {progress.received} bytes: {cause}"),
-                        exc,
-                        url,
-                        final,
-                    )
-                except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
-                    guard.check_deadline()
-                    cause = redact_text(str(exc), url, final)
-                    _raise(
-                        SourceRejectedError(f"source {shown!r} sent a body that cannot be decoded: {cause}"),
-                        exc,
-                        url,
-                        final,
-                    )
-                guard.check_deadline()  # a body cut off by the deadline ends like a whole one: never take it
+        def received() -> Iterator[bytes]:
+            try:
+                yield from response.iter_content(CHUNK_BYTES)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                guard.check_deadline()
+                cause = redact_text(str(exc), url, final)
+                _raise(
+                    SourceUnavailableError(f"source {shown!r} broke off after {progress.received} bytes: {cause}"),
+                    exc,
+                    url,
+                    final,
+                )
+            except requests.RequestException as exc:  # e.g. a body that is not the gzip it claims to be
+                guard.check_deadline()
+                cause = redact_text(str(exc), url, final)
+                _raise(
+                    SourceRejectedError(f"source {shown!r} sent a body that cannot be decoded: {cause}"),
+                    exc,
+                    url,
+                    final,
+                )
 
-            # Inside the block: the end-of-file checks (class counts...) decide before the target commits.
-            stats = validator.validate(body())
-            guard.check_deadline()
-        progress.finished()
-        return stats
+        def check() -> None:
+            guard.received = progress.received
+            guard.check_deadline()  # a fast source may keep a shut socket's reads fed; a cut-off body is never taken
+
+        return store_stream(
+            decoded(received(), shown),
+            target,
+            shown=shown,
+            policy=policy,
+            description=description,
+            progress=progress,
+            check=check,
+            watch=watch,
+        )
+
+
+def store_stream(
+    chunks: Iterable[bytes],
+    target: Target,
+    *,
+    shown: str,
+    policy: FetchPolicy,
+    description: DatasetDescription,
+    progress: DownloadProgress,
+    check: Callable[[], None] = lambda: None,
+    watch: RowWatch | None = None,
+) -> DatasetStats:
+    """Validate ``chunks`` (the source's bytes, decompressed) while writing them to ``target``; return the stats.
+    ``watch`` sees every row as it is validated (the data contract's check and sketch, ``mlpipe.contract``).
+
+    Every source goes through here. ``policy.max_bytes`` limits these bytes and ``policy.min_class_rows`` is
+    the validator's; ``check`` runs after every
+    chunk and once at the end, and may raise (a deadline, a source that changed). The validator's
+    end-of-file checks run inside the write, so nothing appears at ``target`` unless all of it passed.
+    """
+    validator = DatasetValidator(  # errors name where the data is
+        shown, description, policy.min_class_rows, policy.task, policy.target_transform, watch
+    )
+    max_bytes = policy.max_bytes
+    with target.stream_write() as sink:
+
+        def body() -> Iterator[bytes]:
+            for chunk in chunks:
+                progress.received += len(chunk)
+                if progress.received > max_bytes:
+                    raise SourceTooLargeError(
+                        f"source {shown!r} sent more than the maximum of {max_bytes} bytes (counted after "
+                        "decompression); the transfer was stopped. Raise max_source_bytes if this is expected"
+                    )
+                check()
+                sink.write(chunk)
+                progress.tick()
+                yield chunk
+            check()
+
+        stats = validator.validate(body())
+        check()
+    progress.finished()
+    return stats
+
+
+def check_version(url: str, headers: Mapping[str, str], version: Mapping[str, Any] | None) -> None:
+    """SourceChangedError when the response's ETag or Last-Modified is not the one the plan's HEAD named.
+
+    A response without the header cannot be compared and is taken (the server gave it to the HEAD only).
+    """
+    for field, header in (("etag", "ETag"), ("last_modified", "Last-Modified")):
+        named = (version or {}).get(field)
+        got = headers.get(header)
+        if named and got and got != named:
+            raise SourceChangedError(
+                f"source {redact_url(url)!r} changed since the run was planned: {header} is {got!r}, the plan named "
+                f"{named!r}; nothing was written. The state machine plans the run again (a new dataset identity)"
+            )
+
+
+def http_version(url: str, policy: FetchPolicy) -> dict[str, str] | None:
+    """The version of an HTTP(S) source, from a HEAD: ``{"etag"}`` for a strong ETag, else ``{"last_modified"}``.
+
+    None when the server gives neither (or only a weak ETag, which may not change with the bytes), or
+    the HEAD fails in a way the GET may not (405, 5xx, a timeout): the run then keeps today's identity.
+    A 404 is SourceNotReadyError; a refused URL InvalidRequestError, as for the GET.
+    """
+    one_try = FetchPolicy(
+        max_bytes=policy.max_bytes,
+        connect_timeout=policy.connect_timeout,
+        read_timeout=policy.read_timeout,
+        attempts=1,
+        allow_loopback=policy.allow_loopback,
+        time_budget=policy.connect_timeout + policy.read_timeout,
+    )
+    try:
+        with _Guard(one_try, redact_url(url)) as guard, _guarded_session(guard) as session:
+            response, _ = _follow_redirects(session, url, one_try, guard, method="HEAD")
+            with response:
+                etag = response.headers.get("ETag") or ""
+                modified = response.headers.get("Last-Modified") or ""
+    except (SourceNotReadyError, InvalidRequestError):
+        raise
+    except PipelineError as exc:
+        LOG.warning("no version of %s from a HEAD (%s): its identity is its name", redact_url(url), exc)
+        return None
+    if etag and not etag.startswith("W/"):
+        return {"etag": etag}
+    return {"last_modified": modified} if modified else None
 
 
 class DownloadProgress:
@@ -483,21 +572,24 @@ class DownloadProgress:
     def _log(self, now: float, *, done: bool) -> None:
         seconds = max(now - self._started, 0.0)
         rate = self.received / MB / seconds if seconds > 0 else None
-        percent = round(100 * self.received / self.total, 1) if self.total else None
+        # A gzip body without Content-Encoding announces its compressed size: past it, no percent
+        percent = round(100 * self.received / self.total, 1) if self.total and self.received <= self.total else None
         numbers = {"task": "download", "bytes": self.received, "total_bytes": self.total, "percent": percent}
         numbers |= {"seconds": round(seconds, 3), "mb_per_second": round(rate, 2) if rate is not None else None}
         at = f" at {rate:.1f} MB/s" if rate is not None else ""
         if done:
             message = f"download: {self.received / MB:.1f} MB in {seconds:.1f} s{at}"
-        elif self.total:
+        elif percent is not None and self.total:
             message = f"download: {self.received / MB:.1f} MB of {self.total / MB:.1f} MB ({percent:.0f}%){at}"
         else:
             message = f"download: {self.received / MB:.1f} MB{at}"
         LOG.info(message, extra={"progress": numbers})
 
 
-def _follow_redirects(session: requests.Session, url: str, policy: FetchPolicy, guard: _Guard) -> tuple[Any, str]:
-    """GET ``url``, following redirects by hand so that every hop's URL and host are checked; return the
+def _follow_redirects(
+    session: requests.Session, url: str, policy: FetchPolicy, guard: _Guard, method: str = "GET"
+) -> tuple[Any, str]:
+    """GET (or ``method``) ``url``, following redirects by hand so that every hop's URL and host are checked; return the
     response and the URL that answered it. Each connection checks the addresses it connects to (``_Guard``)."""
     import requests
 
@@ -509,7 +601,7 @@ def _follow_redirects(session: requests.Session, url: str, policy: FetchPolicy, 
         guard.current = shown
         timeouts = guard.timeouts(policy)
         try:
-            response = session.get(current, stream=True, allow_redirects=False, timeout=timeouts)
+            response = session.request(method, current, stream=True, allow_redirects=False, timeout=timeouts)
         except (requests.ConnectionError, requests.Timeout) as exc:
             guard.check_deadline()
             _raise(
@@ -546,8 +638,11 @@ def _check_status(url: str, response: Any) -> None:
     reason = f"source {redact_url(url)!r} answered HTTP {status} {response.reason or ''}".rstrip()
     if status >= 500 or status in {408, 425, 429}:
         raise SourceUnavailableError(f"{reason}; the server may recover, the run is retried")
-    if status == 404:
-        raise SourceRejectedError(f"{reason}: nothing there; check the source URL")
+    if status in {404, 410}:
+        raise SourceNotReadyError(
+            f"{reason}: the source is not there (yet); check the source URL, or deploy with SourceWaitSeconds to "
+            "wait for data that arrives late"
+        )
     if status in {401, 403}:
         if has_secrets(url):
             raise SourceRejectedError(

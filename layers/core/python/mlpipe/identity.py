@@ -6,7 +6,9 @@ anything runs, so the same inputs give the same locations (and Luigi's skip), an
 give new locations (and a rerun of what they change), while nothing is ever overwritten:
 
 - dataset: the run date, the source as the user named it (``source_id``, default the URL), the
-  dataset description;
+  dataset description, and the source's version where the plan knows one (an S3 object's ETag and
+  version id, an HTTP ETag or Last-Modified, a local file's size and mtime: ``mlpipe.sources``) and the
+  user did not name the source themselves (``source_id``);
 - model: the dataset's identity, the estimator (``auto`` as such: its choice follows from the
   dataset), its effective hyperparameters that change the fit
   (defaults filled in; ``n_jobs``, ``verbose``, ``cache_size`` left out), the CV folds, the
@@ -124,6 +126,7 @@ def run_identities(
     cv_folds: int,
     force: str | None = None,
     nonce: str | None = None,
+    source_version: dict[str, Any] | None = None,
     task: str = "auto",
     target_transform: str = "none",
 ) -> dict[str, Identity]:
@@ -139,8 +142,10 @@ def run_identities(
     def salt(task: str) -> dict[str, Any]:
         return {"force": nonce} if TASKS.index(task) == forced else {}
 
+    versioned = {"source_version": source_version} if source_version else {}  # none known: the name alone, as before
     dataset = identity(
-        FAMILIES["download"], {"run_date": run_date, "source": source_id, "description": description} | salt("download")
+        FAMILIES["download"],
+        {"run_date": run_date, "source": source_id, "description": description} | versioned | salt("download"),
     )
     model = identity(
         FAMILIES["train"],

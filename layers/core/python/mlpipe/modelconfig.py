@@ -35,6 +35,7 @@ RUN_ONLY = frozenset(
         "run_date",
         "scheduled_time",
         "trigger",
+        "uploaded_at",
         "force",
         "artifact_root",
         "publish_uri",

@@ -123,7 +123,7 @@ LOGGED_FIELDS = {
     "bytes",
     "sha256",
     "training_seconds",
-    "task",
+    "problem",
     "cv_accuracy",
     "cv_r2",
 }

@@ -17,11 +17,17 @@ from typing import Any, Literal
 from mlpipe.artifacts import check_not_replaced, model_complete, read_metrics
 from mlpipe.champion import promote as promote_champion
 from mlpipe.champion import read_champion
-from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.config import Run, Settings, check_max_source_bytes, resolve_run
 from mlpipe.contract import DataWatch, card_sections, contract_for, contract_uri, read_profile, write_profile
 from mlpipe.dataset import validate_dataset
-from mlpipe.exceptions import MissingInputError, TargetExistsError
-from mlpipe.fetch import FetchPolicy, fetch_dataset
+from mlpipe.exceptions import (
+    InvalidRequestError,
+    MissingInputError,
+    SourceChangedError,
+    SourceNotReadyError,
+    TargetExistsError,
+    UploadIgnored,
+)
 from mlpipe.gate import card_score
 from mlpipe.lineage import LINEAGE_FILE, known_stats, lineage_record, write_lineage
 from mlpipe.modelconfig import with_model_config
@@ -29,6 +35,7 @@ from mlpipe.planning import model_gate, plan_run
 from mlpipe.publishing import publish_model
 from mlpipe.redaction import redact_url
 from mlpipe.sagemaker import stage_source
+from mlpipe.sources import HTTP, read_source, source_version
 from mlpipe.steps import made_by
 from mlpipe.storage import Store, Target
 from mlpipe.training import train_model
@@ -36,6 +43,10 @@ from mlpipe.training import train_model
 LOG = logging.getLogger(__name__)
 # What a download leaves of the function's remaining time to fail cleanly: abort the upload, return its error.
 DOWNLOAD_CLEANUP_SECONDS = 10.0
+# How long the state machine waits between two looks at a source that is not there yet (at most).
+SOURCE_POLL_SECONDS = 60
+# How many times in a row the plan names a new version after the source changed during the download.
+MAX_SOURCE_REPLANS = 3
 
 
 @dataclass(frozen=True)
@@ -58,20 +69,79 @@ def plan(
     *,
     store: Store,
     execution_id: str | None = None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Resolve the execution's input (over its model's configuration document, ``mlpipe.modelconfig``) into a run
     and decide, top-down, which tasks must run.
 
     When the run trains on SageMaker and training will run, the plan also stages the training code
     (mlpipe.sagemaker.stage_source, once per version of the code) and puts its URI in the run.
+
+    ``source`` is the state machine's count of the plan's loops (``{"replans", "waited"}``): a source
+    that is not there yet is waited for (``start_at`` "wait", ``source.wait_seconds``) until
+    ``settings.source_wait_seconds`` are used up, then SourceNotReadyError; after MAX_SOURCE_REPLANS
+    changes of the source during its download in a row, SourceChangedError. An upload (``trigger``
+    "upload") of an object the deployment's SourceUrl does not name is ignored: ``start_at`` "ignore".
     """
+    replans, waited = _loops(source)
+    if replans > MAX_SOURCE_REPLANS:
+        raise SourceChangedError(
+            f"the source changed during each of the last {replans} downloads (it is being rewritten while it is "
+            "read); upload it in one piece (S3 PutObject or a rename) and run again"
+        )
     execution_input = with_model_config(execution_input, settings, store=store)
-    run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store)
+    policy = settings.fetch_policy(check_max_source_bytes(_field(execution_input, "max_source_bytes", settings)))
+
+    def versions(url: str, kind: str, named: bool) -> dict[str, Any] | None:
+        # An http(s) source the user named (source_id) is not asked for its version, unless the deployment waits for
+        # sources (the HEAD then finds one that is not there yet); `pipeline invoke --offline` asks no server.
+        if kind == HTTP and (settings.offline or (named and not settings.source_wait_seconds)):
+            return None
+        return source_version(url, store=store, policy=policy)
+
+    loops = {"replans": replans, "waited": waited, "wait_seconds": 0}
+    try:
+        run = resolve_run(execution_input, settings, now, execution_id=execution_id, store=store, versions=versions)
+    except UploadIgnored as exc:  # an upload the deployment's SourceUrl does not name: logged, not a failure
+        LOG.warning("ignored: %s", exc)
+        return {"run": None, "tasks": {}, "start_at": "ignore", "source": loops | {"ignored": str(exc)}}
+    except SourceNotReadyError as exc:
+        left = settings.source_wait_seconds - waited
+        if left <= 0:
+            if settings.source_wait_seconds:
+                raise SourceNotReadyError(f"{exc} (waited {waited} s, the deployment's SourceWaitSeconds)") from exc
+            raise
+        pause = min(left, SOURCE_POLL_SECONDS)
+        LOG.info("the source is not there yet; looking again in %d s: %s", pause, exc)
+        return {
+            "run": None,
+            "tasks": {},
+            "start_at": "wait",
+            "source": loops | {"waited": waited + pause, "wait_seconds": pause},
+        }
     planned = plan_run(run, store=store)
     if run.train_on == "sagemaker" and run.training_output_uri and planned["start_at"] in {"download", "train"}:
         root = run.training_output_uri.rsplit("/", 1)[0]  # <sagemaker root>/output: the code goes to <root>/code
         planned["run"]["code_uri"] = stage_source(root, store=store)
-    return planned
+    return planned | {"source": loops}
+
+
+def _loops(source: Any) -> tuple[int, int]:
+    """``(replans, waited)`` from the state machine's ``source`` (absent: a first plan)."""
+    if source is None:
+        return 0, 0
+    if not isinstance(source, dict):
+        raise InvalidRequestError(f"source must be an object (the state machine's), got {source!r}")
+    values = source.get("replans", 0), source.get("waited", 0)
+    if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in values):
+        raise InvalidRequestError(f"source's replans and waited must be counts, got {source!r}")
+    return values
+
+
+def _field(execution_input: Any, name: str, settings: Settings) -> Any:
+    """A field of the execution input, or the setting of that name (the input is checked by resolve_run)."""
+    given = execution_input.get(name) if isinstance(execution_input, dict) else None
+    return getattr(settings, name) if given is None else given
 
 
 def download(
@@ -90,13 +160,8 @@ def download(
     if target.exists():
         return TaskOutcome("present", target.uri)
     source_url = run.fetch_url(settings)
-    policy = FetchPolicy(
-        max_bytes=run.max_source_bytes,
-        connect_timeout=settings.source_connect_timeout,
-        read_timeout=settings.source_read_timeout,
-        attempts=settings.source_attempts,
-        backoff_seconds=settings.source_backoff_seconds,
-        allow_loopback=settings.allow_loopback_sources,
+    policy = settings.fetch_policy(
+        run.max_source_bytes,
         min_class_rows=run.cv_folds,
         task=run.task,
         target_transform=run.target_transform,
@@ -105,7 +170,15 @@ def download(
     description = run.description
     watch = contract_watch(run, redact_url(source_url), store=store)
     try:
-        stats = fetch_dataset(source_url, target, policy, description=description, watch=watch)
+        stats = read_source(
+            source_url,
+            target,
+            store=store,
+            policy=policy,
+            description=description,
+            version=run.source_version,
+            watch=watch,
+        )
     except TargetExistsError:
         LOG.info("another execution wrote %s first", target.uri)
         return TaskOutcome("present", target.uri)
@@ -113,7 +186,7 @@ def download(
     record = lineage_record(
         run.identity("download"),
         execution_id=run.execution_id,
-        input_targets=[{"uri": redact_url(source_url), "sha256": stats.sha256}],
+        input_targets=[{"uri": redact_url(source_url), "sha256": stats.sha256, "version": run.source_version}],
         output={
             "uri": target.uri,
             "sha256": stats.sha256,
@@ -193,7 +266,7 @@ def train(run: Run, *, store: Store, time_left: Callable[[], float] | None = Non
     details = {
         "training_seconds": round(result.seconds, 4),
         "rows": result.metrics["rows"],
-        "task": result.metrics["task"],
+        "problem": result.metrics["task"],  # classification or regression ("task" names the step in logs)
         score_name: score,
         "sha256": result.metrics["model_sha256"],
         "gate": model_gate(run, result.metrics, store=store),

@@ -163,6 +163,14 @@ class S3Target(Target):
             yield handle
 
     @contextlib.contextmanager
+    def open_version(self, etag: str, version_id: str | None = None) -> Iterator[io.BufferedReader[Any]]:
+        """``open_read`` of exactly one version: the object's ``version_id`` (when the bucket keeps versions)
+        whose ETag is ``etag``; TargetChangedError at the first GET that finds another (or none)."""
+        reader = _ObjectReader(self, etag=etag, version_id=version_id)
+        with io.BufferedReader(reader, buffer_size=CHUNK_SIZE) as handle:
+            yield handle
+
+    @contextlib.contextmanager
     def atomic_write(self, *, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
         with tempfile.NamedTemporaryFile() as spool:
             yield spool
@@ -228,6 +236,22 @@ class S3Target(Target):
             self.client.delete_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
             raise storage_error(exc, f"cannot delete {self.uri}") from exc
+
+    def head(self, *, denied_is_missing: bool = False) -> dict[str, str | None] | None:
+        """``{"etag", "version_id"}`` of the object (``version_id`` None when the bucket keeps no versions), or
+        None when there is no such object; a HeadObject, which ``s3:GetObject`` allows.
+
+        S3 answers 403, not 404, for a missing key to a caller that may not list the bucket: with
+        ``denied_is_missing`` (a caller that may read the key but not list) a 403 is "missing" too."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in _S3_MISSING or (denied_is_missing and code in {"403", "AccessDenied", "Forbidden"}):
+                return None
+            raise storage_error(exc, f"cannot read {self.uri}") from exc
+        version = response.get("VersionId")
+        return {"etag": str(response["ETag"]), "version_id": None if version in {None, "null"} else str(version)}
 
     def read_versioned(self) -> tuple[bytes | None, str | None]:
         if not self.exists():
@@ -368,12 +392,14 @@ class _ObjectReader(io.RawIOBase):
     never mix two versions; a stream that breaks off resumes from where it stopped (READ_ATTEMPTS).
     """
 
-    def __init__(self, target: S3Target) -> None:
+    def __init__(self, target: S3Target, *, etag: str | None = None, version_id: str | None = None) -> None:
         super().__init__()
         self._target = target
         self._position = 0
         self._size: int | None = None
-        self._etag: str | None = None
+        self._etag: str | None = etag
+        self._pinned = etag is not None  # a read of one version asked for: another one is TargetChangedError
+        self._version_id = version_id
         self._body: Any = None
 
     def readable(self) -> bool:
@@ -436,6 +462,8 @@ class _ObjectReader(io.RawIOBase):
             request["Range"] = f"bytes={self._position}-"
         if self._etag:
             request["IfMatch"] = self._etag
+        if self._version_id:
+            request["VersionId"] = self._version_id
         try:
             response = self._target.client.get_object(**request)
         except Exception as exc:
@@ -444,6 +472,8 @@ class _ObjectReader(io.RawIOBase):
                 self._size = self._position
                 self._body = io.BytesIO()
                 return
+            if self._pinned and code in _S3_EXISTS | _S3_MISSING | {"NoSuchVersion", "InvalidArgument"}:
+                raise TargetChangedError(f"{self._target.uri} is no longer the version {self._etag} ({code})") from exc
             if code in _S3_EXISTS:
                 raise StorageError(f"cannot read {self._target.uri}: it changed while it was read") from exc
             raise storage_error(exc, f"cannot read {self._target.uri}") from exc
