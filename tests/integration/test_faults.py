@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     LINEAGE_KEY,
     METRICS_KEY,
     MODEL_KEY,
+    PROFILE_KEY,
     PUBLISHED_KEY,
     PUBLISHED_METRICS_KEY,
     states,
@@ -221,8 +222,10 @@ def test_two_executions_of_one_date_write_each_target_once_and_both_succeed(
     written = stores_empty(aws)
     history = [key for key in written[MODELS] if key.startswith("iris/iris/champion-history/")]
     assert written == {
-        ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, METRICS_KEY, MODEL_KEY]),
-        MODELS: sorted([PUBLISHED_METRICS_KEY, PUBLISHED_KEY, "iris/iris/champion.json", *history]),
+        ARTIFACTS: sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY, METRICS_KEY, MODEL_KEY]),
+        MODELS: sorted(
+            [PUBLISHED_METRICS_KEY, PUBLISHED_KEY, "iris/iris/champion.json", "iris/iris/contract.json", *history]
+        ),
     }
     # and the model became the champion once: the second promotion found it champion already
     assert len(history) == 1

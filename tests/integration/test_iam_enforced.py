@@ -305,7 +305,7 @@ def test_the_download_role_reads_the_source_location_and_nothing_else(
         assert planned["run"]["source_version"]["etag"] == etag
         with pytest.raises(SourceNotReadyError):
             invoke("plan", event | {"source_url": f"s3://{SOURCES}/private/{{run_date}}.csv"})
-    assert written(aws)[ARTIFACTS] == sorted([DATASET_KEY, LINEAGE_KEY])
+    assert written(aws)[ARTIFACTS] == sorted([DATASET_KEY, LINEAGE_KEY, PROFILE_KEY])
 
 
 def test_the_upload_role_cannot_write_artifacts(aws: Any, http_server: Any, invoke: Invoke, as_role: AsRole) -> None:
