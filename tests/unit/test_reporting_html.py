@@ -91,3 +91,16 @@ def test_the_drift_section_has_a_bar_and_a_row_per_feature_longest_for_the_large
     assert "Schema changed (accepted, so not promoted automatically): x" in section
     no_drift = render_report(report_with("x") | {"drift": None})
     assert "No drift measured" in no_drift
+
+
+def test_the_models_table_shows_each_models_own_score() -> None:
+    # Given: a classifier's report, and the same with its models made regressors (a card's score is R²)
+    report = report_with("a")
+    page = render_report(report)
+    regressors = [p | {"task": "regression", "r2": 0.8125, "cv_accuracy": None} for p in report["points"]]
+    regression_page = render_report(report | {"points": regressors})
+    # Then: the table names the score of each kind; a regressor's row is never a blank accuracy
+    assert "<th>CV score</th>" in page
+    assert '<td class="num">accuracy 0.9000</td>' in page
+    assert '<td class="num">R² 0.8125</td>' in regression_page
+    assert '<td class="num">accuracy' not in regression_page

@@ -23,6 +23,7 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -61,7 +62,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = {} if verbose else {CONSOLE_ERRORS_ENV: os.environ.get(CONSOLE_ERRORS_ENV, "true")}
     with temporary_environment(console):  # for this command only (main is also called in-process)
-        return command(args.command)(args)
+        try:
+            status = command(args.command)(args)
+            sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        except BrokenPipeError:
+            return reader_gone()
+        return status
+
+
+def reader_gone() -> int:
+    """The reader of stdout went away (``pipeline status | head``): what it read is all it wanted. Point stdout at
+    /dev/null so the interpreter's last flush does not fail too, and end as a process stopped by SIGPIPE would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + 13  # 141: SIGPIPE's exit status in a shell
 
 
 def command(name: str) -> Command:

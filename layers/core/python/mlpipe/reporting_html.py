@@ -480,7 +480,7 @@ def _circle(point: dict[str, Any], x: float, y: float) -> str:
 
 def _models_table(points: list[dict[str, Any]]) -> str:
     rows = [
-        '<table class="models"><thead><tr><th>run date</th><th>model</th><th>what</th><th>CV accuracy</th>'
+        '<table class="models"><thead><tr><th>run date</th><th>model</th><th>what</th><th>CV score</th>'
         "<th>estimator</th><th>non-default hyperparameters</th><th>state</th><th>made</th></tr></thead><tbody>"
     ]
     for point in sorted(points, key=lambda p: (p["run_date"], p["identity"])):
@@ -488,12 +488,19 @@ def _models_table(points: list[dict[str, Any]]) -> str:
         rows.append(
             f'<tr data-identity="{_e(point["identity"])}"><td>{_e(point["run_date"])}</td>'
             f'<td><code title="{_e(point["uri"])}">{_e(point["identity"])}</code></td>'
-            f'<td>{_e(KIND_LABELS[point["kind"]])}</td><td class="num">{_e(_num(point["cv_accuracy"]))}</td>'
+            f'<td>{_e(KIND_LABELS[point["kind"]])}</td><td class="num">{_e(_score_cell(point))}</td>'
             f"<td>{_e(point['estimator'] or '–')}</td><td>{_e(params)}</td><td>{_e(point['state'])}</td>"
             f"<td>{_e(point['made'])}</td></tr>"
         )
     rows.append("</tbody></table>")
     return "".join(rows)
+
+
+def _score_cell(point: dict[str, Any]) -> str:
+    """A model's own score in the models table: CV accuracy for a classifier, CV R² for a regressor."""
+    if point["task"] == "regression":
+        return f"R² {_num(point['r2'])}"
+    return f"accuracy {_num(point['cv_accuracy'])}"
 
 
 def timeline_chart(history: list[dict[str, Any]]) -> str:
