@@ -230,6 +230,33 @@ def test_set_champion_promotes_any_date_by_hand(root: str) -> None:
     assert [entry["action"] for entry in history(root)] == ["promote", "manual"]
 
 
+def test_promoting_the_champion_again_by_hand_keeps_its_previous_so_a_rollback_still_goes_back(root: str) -> None:
+    # Given: A, then B by hand (A is B's previous)
+    one, two = publish_fake(root, DAY, "aaaa"), publish_fake(root, DAY, "bbbb")
+    promote(root, one, DAY, promoted_by="execution-1", store=store())
+    set_champion(root, two, promoted_by="operator", store=store())
+    # When: B is promoted by hand once more
+    again = set_champion(root, two, promoted_by="operator", store=store())
+    # Then: B stays champion, its previous is still A (never itself), and a rollback goes to A
+    assert again.promoted is True
+    assert again.reason == (
+        "published-bbbb was the champion already: its manifest and data contract are written again; "
+        "a rollback still goes to published-aaaa"
+    )
+    assert (current(root)["model_uri"], current(root)["previous"]["model_uri"]) == (target(two).uri, target(one).uri)
+    assert rollback(root, promoted_by="operator", store=store()).champion["model_uri"] == target(one).uri  # type: ignore[index]
+
+
+def test_a_rollback_to_another_label_set_says_what_changes_for_consumers(root: str) -> None:
+    good = publish_fake(root, DAY, "aaaa")
+    other = publish_fake(root, NEXT_DAY, "bbbb", classes=["a", "b", "c"])
+    promote(root, good, DAY, promoted_by="a", store=store())
+    set_champion(root, other, promoted_by="me", store=store())
+    back = rollback(root, promoted_by="me", store=store())
+    assert back.reason.startswith("rolled back to published-aaaa; for consumers of the champion: the label set changes")
+    assert "classes no longer predicted 'c'" in back.reason
+
+
 def test_set_champion_checks_the_bytes_against_the_card(root: str) -> None:
     good, tampered = publish_fake(root, DAY, "aaaa"), publish_fake(root, NEXT_DAY, "bbbb")
     promote(root, good, DAY, promoted_by="execution-1", store=store())

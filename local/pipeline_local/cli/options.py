@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -135,7 +136,7 @@ def _add_contract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-drift",
-        type=float,
+        type=drift_limit,
         help="the gate: reject a model whose data drifted more than this on a feature (PSI or L-infinity; default off)",
     )
 
@@ -226,6 +227,17 @@ def _max_source_bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from exc
     except PipelineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def drift_limit(text: str) -> float:
+    """``--max-drift``: a finite number, 0 or more (PSI has no upper bound), checked when the arguments are read."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a drift limit: give a finite number, 0 or more (e.g. 0.25)")
+    return value
 
 
 def _column(text: str) -> str | int:

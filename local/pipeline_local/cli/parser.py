@@ -16,6 +16,7 @@ from pipeline_local.cli.options import (
     add_run_date,
     add_verbose,
     add_version,
+    drift_limit,
 )
 from pipeline_local.lambdas import FUNCTIONS
 
@@ -168,7 +169,7 @@ def _add_contract_command(commands: Any) -> None:
     add_roots(contract, artifacts=False)
     add_model(contract)
     contract.add_argument("--source-url", help="diff: the file, as an http(s) URL, a path or an s3:// URI")
-    contract.add_argument("--max-drift", type=float, help="diff: fail when a feature drifts more than this")
+    contract.add_argument("--max-drift", type=drift_limit, help="diff: fail when a feature drifts more than this")
     contract.add_argument("--json", action="store_true", help="print JSON")
     add_dataset_arguments(contract)
 

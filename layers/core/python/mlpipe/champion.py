@@ -338,7 +338,9 @@ def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
             _write(target, publish_uri, manifest, version, store=store)
         except TargetChangedError:
             continue
-        return Promotion(True, f"rolled back to {manifest['identity']}", manifest)
+        changes = schema_changes(current, manifest)
+        told = f"; for consumers of the champion: {'; '.join(changes)}" if changes else ""
+        return Promotion(True, f"rolled back to {manifest['identity']}{told}", manifest)
     raise StorageError(f"cannot roll back {champion_uri(publish_uri)}: it kept changing ({CAS_ATTEMPTS} attempts)")
 
 
@@ -353,17 +355,30 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Sto
             return Promotion(True, f"promoted {current['identity']} (on an earlier attempt of this step)", current)
         if refusal is not None:
             return Promotion(False, refusal, current)
+        again = current is not None and current.get("model_uri") == manifest["model_uri"]
         new = manifest | {
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "previous": _without_previous(current) if current else None,
+            # The champion promoted again (by hand, e.g. to write its contract again) keeps its previous one, so a
+            # rollback still goes back to the model before it, never to itself.
+            "previous": (current or {}).get("previous") if again else _without_previous(current) if current else None,
         }
         try:
             _write(target, publish_uri, new, version, store=store)
         except TargetChangedError:
             continue  # someone else changed the champion since we read it: decide again on the new one
-        what = "the first champion" if current is None else f"the champion, replacing {current.get('identity')}"
-        return Promotion(True, f"promoted {new['identity']} to {what}", new)
+        return Promotion(True, _promoted_words(new, current, again=again), new)
     raise StorageError(f"cannot update {target.uri}: it kept changing ({CAS_ATTEMPTS} attempts)")
+
+
+def _promoted_words(new: dict[str, Any], current: dict[str, Any] | None, *, again: bool) -> str:
+    if again:
+        previous = (new.get("previous") or {}).get("identity")
+        return (
+            f"{new['identity']} was the champion already: its manifest and data contract are written again; "
+            f"a rollback still goes to {previous or 'no earlier champion'}"
+        )
+    what = "the first champion" if current is None else f"the champion, replacing {current.get('identity')}"
+    return f"promoted {new['identity']} to {what}"
 
 
 def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
