@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from mlpipe import exceptions
 from mlpipe.compression import gunzip
 from mlpipe.config import Run, Settings, resolve_run
+from mlpipe.sources import source_version
 from mlpipe.storage import Store
 from mlpipe.tasks import download, plan
 from tests.conftest import ARTIFACTS, MODELS, SAMPLE, stores_empty
@@ -174,6 +176,30 @@ def test_a_missing_local_file_is_not_ready(aws: Any, tmp_path: Path) -> None:
     with pytest.raises(exceptions.SourceNotReadyError, match="no such file"):
         _plan_and_download(str(tmp_path / "later.csv"))
     _nothing_written(aws)
+
+
+def test_a_missing_bucket_is_a_wrong_source_not_data_that_has_not_arrived(sources: Any) -> None:
+    # A key that is not there yet is waited for; a bucket that does not exist is a mistake in the URL
+    with pytest.raises(exceptions.SourceNotReadyError, match="is not there"):
+        _plan_and_download(f"s3://{SOURCES}/exports/{{run_date}}.csv")
+    with pytest.raises(exceptions.InvalidRequestError, match="there is no bucket 'no-such-mlpipe-bucket'"):
+        _plan_and_download("s3://no-such-mlpipe-bucket/exports/{run_date}.csv")
+    _nothing_written(sources)
+
+
+def test_real_s3s_bare_404_for_a_missing_bucket_is_told_apart_from_a_missing_key() -> None:
+    # Real S3 answers a HEAD with a bare 404 (no code in a body) for a missing bucket as for a missing key
+    store = Store.from_settings(LOCAL)
+    target = store.target("s3://gone-bucket/exports/2026-11-25.csv")
+    with Stubber(target.client) as stub:  # type: ignore[attr-defined]
+        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+        stub.add_client_error("head_bucket", service_error_code="404", http_status_code=404)
+        with pytest.raises(exceptions.InvalidRequestError, match="there is no bucket 'gone-bucket'"):
+            source_version(target.uri, store=store, policy=LOCAL.fetch_policy(1024))
+        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+        stub.add_response("head_bucket", {})
+        with pytest.raises(exceptions.SourceNotReadyError, match="is not there"):
+            source_version(target.uri, store=store, policy=LOCAL.fetch_policy(1024))
 
 
 def test_a_corrupt_gzip_is_refused_with_where_it_broke(sources: Any) -> None:

@@ -36,6 +36,7 @@ from mlpipe.exceptions import (
     InvalidRequestError,
     SourceChangedError,
     SourceNotReadyError,
+    StorageError,
     TargetChangedError,
 )
 from mlpipe.fetch import DownloadProgress, FetchPolicy, check_source_url, fetch_dataset, http_version, store_stream
@@ -123,7 +124,14 @@ def source_version(url: str, *, store: Store, policy: FetchPolicy) -> dict[str, 
         target = store.target(url)
         assert isinstance(target, S3Target)
         # The roles may read the source locations but not list them: S3 says 403 for a missing key then.
-        head = target.head(denied_is_missing=True)
+        try:
+            head = target.head(denied_is_missing=True)
+        except StorageError:
+            if target.bucket_missing():  # S3's HeadObject may say NoSuchBucket, or only 404 as for a missing key
+                raise _no_bucket(url, target) from None
+            raise
+        if head is None and target.bucket_missing():
+            raise _no_bucket(url, target)
         if head is None:
             raise SourceNotReadyError(
                 f"source {url} is not there (no such object; S3 answers 403 for a key that is missing where the "
@@ -132,6 +140,13 @@ def source_version(url: str, *, store: Store, policy: FetchPolicy) -> dict[str, 
             )
         return head
     return _local_version(_local_path(url))
+
+
+def _no_bucket(url: str, target: S3Target) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"source {url}: there is no bucket {target.bucket!r}; check the bucket's name in the source URL (a run "
+        "waits for an object that has not arrived, never for a bucket)"
+    )
 
 
 def _local_path(url: str) -> Path:

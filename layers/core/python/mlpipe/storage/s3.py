@@ -253,6 +253,19 @@ class S3Target(Target):
         version = response.get("VersionId")
         return {"etag": str(response["ETag"]), "version_id": None if version in {None, "null"} else str(version)}
 
+    def bucket_missing(self) -> bool:
+        """True when S3 says this target's bucket does not exist (a HeadBucket's 404); False when it exists, or when
+        the caller may not ask (a 403: a role that may read keys but not list the bucket)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            if _error_code(exc) in {"404", "NoSuchBucket", "NotFound"}:
+                return True
+            if _error_code(exc) in {"403", "AccessDenied", "Forbidden"}:
+                return False
+            raise storage_error(exc, f"cannot read s3://{self.bucket}") from exc
+        return False
+
     def read_versioned(self) -> tuple[bytes | None, str | None]:
         if not self.exists():
             return None, None
