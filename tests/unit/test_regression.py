@@ -350,3 +350,28 @@ def test_regression_splits_are_shuffled_kfold_and_a_plain_holdout_from_50000_row
     ((train_rows, test_rows),) = training.cv_splits(big, None, 5, REGRESSION)[0]
     assert (len(train_rows), len(test_rows)) == (48_000, 12_000)
     assert training.cv_splits(big, None, 5, REGRESSION)[1] == "20% holdout (seed 0)"
+
+
+def test_a_log_transform_of_a_label_taken_as_classes_is_refused_not_dropped() -> None:
+    # Given: integer codes 0..9, which auto reads as classes, and a request to model log1p of the label
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc")).assign(y=rng.integers(0, 10, 200))
+    # Then: the download refuses it, naming the decision and the way out, instead of training classes silently
+    with pytest.raises(InvalidDatasetError, match="target_transform log applies to a regression target") as refused:
+        validate_dataset([csv_bytes(frame)], "file:///codes.csv", target_transform="log")
+    assert "--task regression" in str(refused.value)
+    # and with task regression the same label is a target (0 is not positive: the log's own error)
+    with pytest.raises(InvalidDatasetError, match="is not positive; target_transform log"):
+        validate_dataset([csv_bytes(frame)], "file:///codes.csv", task="regression", target_transform="log")
+
+
+@pytest.mark.parametrize("scale", [1e200, -1e200, 1e39])
+def test_a_regression_label_beyond_the_largest_magnitude_is_refused_in_the_download(scale: float) -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(100, 3))
+    frame = pd.DataFrame(features, columns=list("abc")).assign(y=features @ [1.0, 2.0, 3.0] * scale)
+    with pytest.raises(InvalidDatasetError, match=r"beyond ±1e\+38, the largest magnitude a regression target"):
+        validate_dataset([csv_bytes(frame)], "file:///huge.csv", task="regression")
+    # the same label at 1e30 is a target like any other
+    fine = frame.assign(y=features @ [1.0, 2.0, 3.0] * 1e30)
+    assert validate_dataset([csv_bytes(fine)], "file:///fine.csv", task="regression").task == REGRESSION

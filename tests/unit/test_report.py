@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mlpipe.config import Settings, resolve_run
-from mlpipe.report import build_report
+from mlpipe.gate import evaluate
+from mlpipe.report import build_report, decision_lines
 
 SETTINGS = Settings(artifact_root="s3://artifacts-bucket/artifacts", publish_uri="s3://models-bucket/iris")
 STORAGE_ERROR = {"Error": "StorageError", "Cause": '{"errorMessage": "bucket missing", "errorType": "StorageError"}'}
@@ -32,3 +33,19 @@ def test_an_invalid_run_date_reports_no_date() -> None:
     state = {"input": {"run_date": "someday"}, "failed_task": "plan", "error": STORAGE_ERROR}
     assert build_report(state, SETTINGS)["summary"]["run_date"] is None
     assert build_report({"input": 5, "failed_task": "plan"}, SETTINGS)["summary"]["run_date"] is None
+
+
+def test_the_score_line_names_a_champions_score_of_another_task_instead_of_comparing_it() -> None:
+    # Given: a regressor gated against a classifier champion (the gate refuses it: the task changes)
+    card = {"task": "regression", "score": {"name": "cv_r2", "value": 0.9314, "std": 0.01, "baseline": -0.01}}
+    champion = {
+        "identity": "published-c",
+        "classes": ["a", "b"],
+        "metrics": {"score": 0.9719, "score_name": "cv_accuracy"},
+    }
+    gate = evaluate(card, champion, model_uri="m", min_cv_accuracy=None, max_regression=None)
+    lines = dict(decision_lines({"gate": gate, "error": {"task": "gate"}}))
+    # Then: its R² is shown beside the champion's accuracy, named as such and not compared
+    assert lines["score"] == "CV R² 0.9314; the champion published-c's CV accuracy 0.9719 (not comparable)"
+    same = evaluate(card, None, model_uri="m", min_cv_accuracy=None, max_regression=None)
+    assert dict(decision_lines({"gate": same}))["score"] == "CV R² 0.9314; no champion yet"

@@ -9,9 +9,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO, cast
 
 from mlpipe import champion as champions
-from mlpipe.exceptions import PipelineError
+from mlpipe.exceptions import InvalidRequestError, PipelineError
 from mlpipe.gate import manifest_score, score_words
 from mlpipe.naming import choose_model, model_location
 from mlpipe.predicting import NO_PROBABILITIES, predict_file
@@ -87,6 +91,8 @@ def predict(args: argparse.Namespace) -> int:
     store = Store.on_this_machine()
 
     try:
+        if args.output is not None:
+            check_output(args.output)  # before the work, not after it
         location = None
         if not args.model_uri:
             location = model_location(args.publish_uri, choose_model(args.publish_uri, args.model, store=store))
@@ -112,12 +118,36 @@ def predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     elif args.output is not None:
-        with args.output.open("w", newline="", encoding="utf-8") as handle:
-            result.write_csv(handle)
+        try:
+            write_whole(args.output, result.write_csv)
+        except OSError as exc:
+            return failed(args.command, exc)
         print(f"wrote {len(result.predictions)} predictions to {args.output}", file=sys.stderr)
     else:
         result.write_csv(sys.stdout)
     return 0
+
+
+def check_output(path: Path) -> None:
+    """InvalidRequestError unless ``path`` can be a file written here: its folder exists, and it is not a folder."""
+    if path.is_dir():
+        raise InvalidRequestError(f"--output {path} is a folder: name the CSV file to write in it")
+    if not path.parent.is_dir():
+        raise InvalidRequestError(f"--output {path}: the folder {path.parent} does not exist; create it first")
+
+
+def write_whole(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Write ``path`` whole or not at all: into a hidden file beside it, renamed over it at the end."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed, then renamed or removed, below)
+        "w", newline="", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
+    )
+    try:
+        with handle:
+            write(cast(TextIO, handle))
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
 
 
 def report(args: argparse.Namespace) -> int:

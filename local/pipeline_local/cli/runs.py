@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.backfill import expand_backfill, outcome
-from mlpipe.exceptions import InvalidRequestError
-from mlpipe.modelconfig import config_uri
+from mlpipe.exceptions import InvalidRequestError, UnknownModelError
+from mlpipe.modelconfig import config_uri, list_configs
+from mlpipe.naming import DEFAULT_MODEL
 from mlpipe.observability import progress_on_console
 from mlpipe.report import decision_lines
 from mlpipe.storage import Store
@@ -22,6 +23,7 @@ from pipeline_local.cli.common import (
     EXIT_USAGE,
     RETRY_DELAY_SCALE_ENV,
     SAMPLE_SOURCE_ID,
+    failed,
 )
 from pipeline_local.runner import LocalBackfill, LocalPipeline, RetryNotice, describe_event, local_aws, serve_sample
 
@@ -46,7 +48,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"{' ' * 14}{notice.describe()}", file=sys.stderr, flush=True)
 
     configs = str(Path(DEFAULT_CONFIGS).resolve())
-    documented = bool(args.model) and Store.on_this_machine().target(config_uri(configs, args.model)).exists()
+    store = Store.on_this_machine()
+    documented = bool(args.model) and store.target(config_uri(configs, args.model)).exists()
+    if args.model and args.model != DEFAULT_MODEL and not documented and not args.source_url:
+        # The bundled sample is Iris, the default model's data: never another model's (a mistyped name, say).
+        known = ", ".join(list_configs(configs, store=store)) or "none"
+        return failed(
+            "run",
+            UnknownModelError(
+                f"model {args.model!r} has no configuration document under {configs} (documented: {known}) and no "
+                "--source-url names its data: check the name, give --source-url to start a new model, or describe "
+                "it with pipeline models put"
+            ),
+        )
     with contextlib.ExitStack() as stack:
         stack.enter_context(progress_on_console())  # a long download shows its progress on the console
         if args.source_url:

@@ -479,6 +479,19 @@ class _RowCheck:
             message += f" (is line 1 a header? set header: true; {self.layout.header.reason})"
         return message
 
+    def _check_label_magnitude(self, label: LabelStats) -> None:
+        """A regression target within ±MAX_MAGNITUDE, like every number in a feature: beyond it, squares overflow."""
+        for value in (label.minimum, label.maximum):
+            if value is not None and abs(value) > MAX_MAGNITUDE:
+                _fail(
+                    self.uri,
+                    None,
+                    None,
+                    f"the label reaches {value:g}, beyond ±{MAX_MAGNITUDE:g}, the largest magnitude a regression "
+                    "target can have (its errors are squared); rescale the label (for example to thousands or "
+                    "millions of its unit)",
+                )
+
     def finish(self, min_class_rows: int, size: int, sha256: str) -> DatasetStats:
         if self.rows == 0:
             _fail(self.uri, None, None, "the file has a header and no data rows; check the source URL")
@@ -497,7 +510,17 @@ class _RowCheck:
         decision = decide_task(self.task, label)
         if decision.task == REGRESSION:
             check_regression_label(self.uri, label, self.rows, min_class_rows, self.target_transform)
+            self._check_label_magnitude(label)
         else:
+            if self.target_transform != DEFAULT_TARGET_TRANSFORM:
+                _fail(
+                    self.uri,
+                    None,
+                    None,
+                    f"target_transform {self.target_transform} applies to a regression target, but the label is "
+                    f"taken as classes ({decision.reason}); set task regression (--task regression) if it is a "
+                    "quantity, or leave target_transform out",
+                )
             self._check_classes(min_class_rows, label, regression_hint(decision, label))
         empty = [names[i] for i, column in self.columns.items() if not column.numbers + column.texts]
         if empty and len(empty) == len(self.layout.features):

@@ -168,7 +168,7 @@ def evaluate(
     score_name, found = card_score(card)
     score = found if found is not None else 0.0
     words = score_words(score_name)
-    champion_value = None
+    champion_name, champion_value = score_name, None
     same_labels, other = False, "another label set"
     if champion is not None:
         champion_name, champion_value = manifest_score(champion)
@@ -235,6 +235,7 @@ def evaluate(
         "champion_identity": champion.get("identity") if champion else None,
         "champion_cv_accuracy": champion_value if champion and manifest_score(champion)[0] == "cv_accuracy" else None,
         "champion_score": champion_value,
+        "champion_score_name": champion_name if champion else None,
         "passed": passed,
         "reason": reason,
         "schema_changed": refused is not None,

@@ -149,8 +149,12 @@ def decision_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
         name = str(gate.get("score_name") or FALLBACK_SCORE)
         ours = gate.get("score", gate.get("cv_accuracy"))
         theirs = gate.get("champion_score", gate.get("champion_cv_accuracy"))
+        theirs_name = str(gate.get("champion_score_name") or name)
+        theirs_text = (  # after a change of task the champion's score is another measure: named, not compared
+            _number(theirs) if theirs_name == name else f"{score_words(theirs_name)} {_number(theirs)} (not comparable)"
+        )
         score = f"{score_words(name)} {_number(ours)}; " + (
-            f"the champion {gate.get('champion_identity')}'s {_number(theirs)}"
+            f"the champion {gate.get('champion_identity')}'s {theirs_text}"
             if gate.get("champion_identity")
             else "no champion yet"
         )

@@ -569,7 +569,13 @@ def choose_model(
     if task == CLASSIFICATION:
         params = _typed_class_weight(params, data.stats.label_kind)
     impute = description.missing == "impute"
-    transform = target_transform if task == REGRESSION else DEFAULT_TARGET_TRANSFORM
+    if task != REGRESSION and target_transform != DEFAULT_TARGET_TRANSFORM:
+        raise InvalidDatasetError(
+            f"invalid dataset at {uri}: target_transform {target_transform} applies to a regression target, but the "
+            f"label is taken as classes ({data.decision.reason}); set task regression (--task regression) if it is a "
+            "quantity, or leave target_transform out"
+        )
+    transform = target_transform
     pipeline = build_pipeline(estimator, params, numeric, categorical, impute, task, transform)
     spec = spec_of(estimator, task)
     shown = f"{spec.class_path.rpartition('.')[2]}({non_default_hyperparameters(estimator, params, task)})"
