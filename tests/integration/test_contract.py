@@ -67,6 +67,14 @@ def test_a_dataset_with_a_changed_column_fails_in_download_with_nothing_written_
     assert not dataset.exists()
     assert list(store().list(dataset.uri.rsplit("/", 2)[0])) == []  # nothing under the run date: no partial either
     assert read_champion(publish_uri, store=store()) == before
+    # When the file lacks one class of the champion's label set: refused at its end, in the download, as the gate would
+    lines = [line for line in SAMPLE.read_text().splitlines() if line.strip() and "virginica" not in line]
+    url = serve(http_server, "lost.csv", ("\n".join(lines) + "\n").encode())
+    lost = pipeline.run(run_input(run_date=NEXT, source_url=url, source_id="test:lost", **roots))
+    assert (lost["error"]["task"], lost["error"]["type"]) == ("download", "SchemaChangedError"), lost
+    assert "no row has the class(es) Iris-virginica of the contract's label set" in lost["error"]["message"]
+    assert not target(lost["tasks"]["download"]["target"]).exists()
+    assert read_champion(publish_uri, store=store()) == before
 
 
 def test_an_accepted_schema_change_is_recorded_published_and_not_promoted(

@@ -3,6 +3,7 @@ champion (written at every change of champion, checked against the sha256 the ma
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import re
@@ -26,6 +27,7 @@ from mlpipe.contract import (
 from mlpipe.dataset import validate_dataset
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import IntegrityError, SchemaChangedError
+from mlpipe.fetch import DownloadProgress, FetchPolicy, store_stream
 from mlpipe.gate import drift_rule
 from mlpipe.naming import model_location
 from mlpipe.tasks import data_sections
@@ -65,7 +67,9 @@ def watched(body: bytes, contract: dict[str, Any] | None = None, policy: str = "
 
 
 def contract_of(body: bytes, classes: tuple[str, ...] = ("cat", "dog")) -> dict[str, Any]:
-    card = {"data_profile": watched(body).profile(), "classes": list(classes)}
+    profile = watched(body).profile()
+    # The card's input columns are the model's column order (the file's): the profile's keys, in memory
+    card = {"data_profile": profile, "classes": list(classes), "input": {"columns": list(profile["columns"])}}
     contract = contract_document({"identity": "published-champ", "model_uri": "m", "sha256": "s"}, card)
     assert contract is not None
     return contract
@@ -114,10 +118,16 @@ def test_the_sketch_is_bounded_and_the_same_file_gives_the_same_sample() -> None
     [
         (["width", "height", "colour", "size", "kind"], "extra column", "'size' is new"),
         (["width", "colour", "kind"], "missing column", "'height' (numeric) is missing"),
-        (["height", "width", "colour", "kind"], None, None),  # another order is the same schema
+        (
+            ["height", "width", "colour", "kind"],
+            "column order",
+            "the feature columns' order changes: the contract's is 'width', 'height', 'colour', the file's is "
+            "'height', 'width', 'colour'",
+        ),
+        (["width", "height", "colour", "kind"], None, None),  # the same columns in the same order
     ],
 )
-def test_a_missing_or_extra_column_is_refused_before_any_row(
+def test_a_missing_extra_or_reordered_column_is_refused_before_any_row(
     columns: list[str], change: str | None, named: str | None
 ) -> None:
     rows = [r | {"size": i % 7} for i, r in enumerate(table(seed=1))]
@@ -147,6 +157,44 @@ def test_a_label_outside_the_label_set_is_refused_at_its_line() -> None:
     rows[10]["kind"] = "hamster"
     with pytest.raises(SchemaChangedError, match=r"label 'hamster' at line 12 is not in the contract's label set"):
         watched(csv(rows), contract_of(BASE))
+
+
+def test_shuffled_columns_under_accept_are_recorded_and_block_promotion() -> None:
+    shuffled = csv(table(seed=1), ["colour", "width", "height", "kind"])
+    result = watched(shuffled, contract_of(BASE), policy="accept").result()
+    changes = result["schema_change"]["changes"]
+    assert [c["change"] for c in changes] == ["column order"]
+    reason = promotion_block({"schema_change": result["schema_change"]})
+    assert reason is not None
+    assert "the feature columns' order changes" in reason
+
+
+def test_a_class_of_the_label_set_that_no_row_has_is_refused_at_the_end_of_the_file(tmp_path: Path) -> None:
+    # Given a champion that predicts birds too, and a file of cats and dogs only
+    rows = table(seed=5)
+    contract = contract_of(BASE, classes=("bird", "cat", "dog"))
+    # Then, under fail: refused inside the write, nothing at the target
+    dataset = target(str(tmp_path / "dataset.csv"))
+    watch = DataWatch("test.csv", DatasetDescription().na_values, contract, "contract.json", "fail")
+    with pytest.raises(SchemaChangedError) as caught:
+        store_stream(
+            [csv(rows)],
+            dataset,
+            shown="test.csv",
+            policy=FetchPolicy(max_bytes=10**7),
+            description=DatasetDescription(header="true"),
+            progress=DownloadProgress(None, lambda: 0.0),
+            watch=watch,
+        )
+    assert "no row has the class(es) bird of the contract's label set" in str(caught.value)
+    assert "on_schema_change=accept" in str(caught.value)
+    assert not dataset.exists()
+    assert list(tmp_path.iterdir()) == []
+    # Under accept: recorded with the class, and promotion is blocked
+    result = watched(csv(rows), contract, policy="accept").result()
+    changes = result["schema_change"]["changes"]
+    assert [(c["change"], c["values"]) for c in changes] == [("lost class", ["bird"])]
+    assert "no row has the class(es) bird" in str(promotion_block({"schema_change": result["schema_change"]}))
 
 
 def test_integer_labels_are_compared_as_training_reads_them() -> None:
@@ -340,6 +388,47 @@ def test_pipeline_contract_show_and_diff_print_the_contract_and_each_difference(
     assert "max_drift: rejected: " in capsys.readouterr().out
     assert main(["contract", "diff", "--publish-uri", root]) == 2
     assert "give the file to check with --source-url" in capsys.readouterr().err
+
+
+def test_pipeline_contract_diff_reads_the_source_as_the_download_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], http_server: Any
+) -> None:
+    # Given a champion with a contract, and a shuffled file: gzip-compressed, behind a redirect, named by its date
+    root = str(tmp_path / "published")
+    location = model_location(root, "iris")
+    uri = publish_with_profile(location, DAY, "aaaa", BASE)
+    card_target = target(uri).sibling("metrics.json")
+    card = json.loads(card_target.read_bytes()) | {"input": {"columns": ["width", "height", "colour"]}}
+    card_target.write_bytes(json.dumps(card).encode(), overwrite=True)
+    promote(location, uri, DAY, promoted_by="one", store=store())
+    shuffled = csv(table(seed=9), ["height", "width", "colour", "kind"])
+    (tmp_path / f"data-{NEXT_DAY}.csv.gz").write_bytes(gzip.compress(shuffled))
+    (http_server.root / "same.csv.gz").write_bytes(gzip.compress(BASE))
+
+    def redirect(handler: Any) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/same.csv.gz")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    http_server.routes["/moved.csv"] = redirect
+    diff = ["contract", "diff", "--publish-uri", root, "--header", "true"]
+    # When the gzip file is diffed with {run_date} filled from --run-date: the order change, exit status 1
+    named = str(tmp_path / "data-{run_date}.csv.gz")
+    assert main([*diff, "--source-url", named, "--run-date", NEXT_DAY]) == 1
+    out = capsys.readouterr().out
+    assert "schema: 1 difference(s) from " in out
+    assert "  column order: the feature columns' order changes: the contract's is 'width', 'height', 'colour'" in out
+    # {yyyy}/{mm}/{dd} too; without --run-date today's file, which is not there: a message naming it
+    parts = str(tmp_path / "data-{yyyy}-{mm}-{dd}.csv.gz")
+    assert main([*diff, "--source-url", parts, "--run-date", NEXT_DAY]) == 1
+    assert "column order" in capsys.readouterr().out
+    assert main([*diff, "--source-url", named]) == 1
+    assert "is not there (no such file)" in capsys.readouterr().err
+    # When the same data is served gzip-compressed behind a 302: read through the redirect, it matches
+    assert main([*diff, "--source-url", http_server.url("/moved.csv")]) == 0
+    assert "schema: matches" in capsys.readouterr().out
+    assert http_server.requests == ["/moved.csv", "/same.csv.gz"]
 
 
 def test_a_dataset_without_its_profile_gets_one_made_for_the_card(tmp_path: Path) -> None:

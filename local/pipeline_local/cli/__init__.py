@@ -7,7 +7,7 @@ pipeline invoke FUNCTION EVENT_FILE [--offline] [--verbose]
 pipeline status [--run-date D | --from D1 --to D2] [--json]
 pipeline backfill --from YYYY-MM-DD --to YYYY-MM-DD [--max-concurrency N] [the run options but --run-date]
 pipeline contract show|diff [--model NAME] [--publish-uri URI] [--source-url URL_OR_PATH] [dataset flags]
-                            [--max-drift X] [--json]
+                            [--run-date YYYY-MM-DD] [--max-drift X] [--json]
 
 pipeline models put NAME --config FILE | list | remove NAME [--stack STACK | --configs-uri URI]
 pipeline models migrate --publish-uri URI [--model NAME]

@@ -1,34 +1,36 @@
 """``pipeline contract show|diff``: the champion's data contract, and a file checked against it without a run.
 
-``diff`` reads the file as the download would (the dataset description's flags, the same streaming
-validation and sketch, ``mlpipe.contract.DataWatch``) but collects every difference instead of stopping at
-the first, and measures drift; nothing is written. Exit status 1 when the file's schema differs from
+``diff`` reads the file as the download would (through ``mlpipe.sources.source_chunks``: redirects followed
+through the address guard, gzip and a zip of one file decompressed, ``{run_date}`` filled in from
+``--run-date``; the dataset description's flags, the same streaming validation and sketch,
+``mlpipe.contract.DataWatch``) but collects every difference instead of stopping at the first, and
+measures drift; nothing is written. Exit status 1 when the file's schema differs from
 the contract (the download would refuse it) or a feature drifts more than ``--max-drift``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
-
-import requests
 
 from mlpipe.champion import read_champion
+from mlpipe.config import MAX_SOURCE_BYTES_LIMIT, fill_date
 from mlpipe.contract import DataWatch, contract_for, contract_uri, format_contract, format_drift
 from mlpipe.dataset import validate_dataset
 from mlpipe.description import DatasetDescription
-from mlpipe.exceptions import PipelineError, SourceUnavailableError
-from mlpipe.fetch import check_source_url
+from mlpipe.exceptions import PipelineError
+from mlpipe.fetch import FetchPolicy
 from mlpipe.gate import drift_rule
 from mlpipe.naming import choose_model, model_location
-from mlpipe.redaction import redact_url
+from mlpipe.sources import check_source, source_chunks
 from mlpipe.storage import Store
 from pipeline_local.cli.common import EXIT_FAILED, EXIT_USAGE, failed
 from pipeline_local.cli.runs import dataset_from_args
 
-CHUNK = 1024 * 1024
+# A local run's reading: loopback sources allowed, no size limit below the pipeline's own (nothing is stored).
+POLICY = FetchPolicy(max_bytes=MAX_SOURCE_BYTES_LIMIT, attempts=1, allow_loopback=True)
 
 
 def contract(args: argparse.Namespace) -> int:
@@ -49,8 +51,11 @@ def contract(args: argparse.Namespace) -> int:
             print(json.dumps(found, indent=2) if args.json else format_contract(found, where))
             return 0
         description = DatasetDescription.from_value(dataset_from_args(args))
-        watch = DataWatch(redact_url(args.source_url), description.na_values, found, where, policy="accept")
-        validate_dataset(_chunks(args.source_url, store), redact_url(args.source_url), description, watch=watch)
+        source = fill_date(args.source_url, args.run_date or dt.datetime.now(dt.UTC).date().isoformat())
+        check_source(source, local_run=True, allow_loopback=True)
+        with source_chunks(source, store=store, policy=POLICY) as (shown, chunks):
+            watch = DataWatch(shown, description.na_values, found, where, policy="accept")
+            validate_dataset(chunks, shown, description, watch=watch)
     except PipelineError as exc:
         return failed(name, exc)
     result = watch.result()
@@ -66,18 +71,3 @@ def contract(args: argparse.Namespace) -> int:
         if refusal is not None:
             print(f"max_drift: rejected: {refusal.split('. ', 1)[0]}")
     return EXIT_FAILED if result["schema_change"] or refusal else 0
-
-
-def _chunks(source: str, store: Store) -> Iterator[bytes]:
-    """The file's bytes: over HTTP(S) (the source's checks, loopback allowed here), or a path or S3 URI."""
-    if not source.startswith(("http://", "https://")):
-        with store.target(source).open_read() as handle:
-            yield from iter(lambda: handle.read(CHUNK), b"")
-        return
-    check_source_url(source, allow_loopback=True)
-    try:
-        with requests.get(source, stream=True, timeout=(5, 30), allow_redirects=False) as response:
-            response.raise_for_status()
-            yield from response.iter_content(CHUNK)
-    except requests.RequestException as exc:
-        raise SourceUnavailableError(f"cannot read {redact_url(source)}: {type(exc).__name__}") from None

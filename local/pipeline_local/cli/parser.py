@@ -168,8 +168,15 @@ def _add_contract_command(commands: Any) -> None:
     contract.add_argument("action", choices=["show", "diff"])
     add_roots(contract, artifacts=False)
     add_model(contract)
-    contract.add_argument("--source-url", help="diff: the file, as an http(s) URL, a path or an s3:// URI")
+    contract.add_argument(
+        "--source-url",
+        help="diff: the file, as an http(s) URL, a path or an s3:// URI (gzip and a zip of one file are read), with "
+        "{run_date}, {yyyy}, {mm}, {dd} filled in",
+    )
     contract.add_argument("--max-drift", type=drift_limit, help="diff: fail when a feature drifts more than this")
+    add_run_date(
+        contract, help="diff: YYYY-MM-DD filling {run_date}, {yyyy}, {mm}, {dd} in --source-url (default: today, UTC)"
+    )
     contract.add_argument("--json", action="store_true", help="print JSON")
     add_dataset_arguments(contract)
 

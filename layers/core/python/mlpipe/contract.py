@@ -15,8 +15,12 @@ Three parts, all pure Python (the download imports this; no pandas):
   ``<publish location>/contract.json``; the champion's manifest records its sha256
   (``contract_reference``), and ``contract_for`` reads it back only when it belongs to the champion.
 - **The checks.** ``DataWatch`` with a contract compares the data with it while streaming: a
-  missing or extra feature column, another label column, a column whose kind changed, a label
-  outside the label set. With ``on_schema_change: fail`` (the default) that is a SchemaChangedError
+  missing or extra feature column, another label column, the feature columns in another order (at
+  the header: a consumer passing rows as lists depends on the model's column order, which is the
+  file's), a column whose kind changed, a label outside the label set, a class of the label set that
+  no row has (at the end of the file: the model would no longer predict it). These are the
+  differences the gate's ``mlpipe.gate.schema_changes`` refuses after training, found before anything
+  is written. With ``on_schema_change: fail`` (the default) that is a SchemaChangedError
   naming each difference, raised inside the download's write, so nothing is written. With
   ``accept`` the differences are recorded (the card's ``schema_change``) and block automatic
   promotion (``promotion_block``). Drift against the contract is measured at the end of the file
@@ -140,6 +144,7 @@ class DataWatch:
         self.layout: ColumnLayout | None = None
         self.stats: DatasetStats | None = None
         self.allowed: set[str] | None = None
+        self.seen_labels: set[str] = set()
         self.unknown_labels: dict[str, int] = {}
 
     def start(self, layout: ColumnLayout) -> None:
@@ -190,7 +195,11 @@ class DataWatch:
     def _label(self, line_no: int, label: str) -> None:
         assert self.allowed is not None
         assert self.layout is not None
-        if label in self.allowed or (INTEGER.fullmatch(label) and str(int(label)) in self.allowed):
+        if label in self.allowed:
+            self.seen_labels.add(label)
+            return
+        if INTEGER.fullmatch(label) and str(int(label)) in self.allowed:
+            self.seen_labels.add(str(int(label)))
             return
         if label not in self.unknown_labels:
             self.changes.append(
@@ -207,10 +216,11 @@ class DataWatch:
         self.unknown_labels[label] = self.unknown_labels.get(label, 0) + 1
 
     def finish(self, stats: DatasetStats) -> None:
-        """The end of the file: compare the columns' kinds with the contract's; refuse under ``fail``."""
+        """The end of the file: compare the columns' kinds and the labels with the contract's; refuse under ``fail``."""
         self.stats = stats
         if self.contract is not None:
             self.changes.extend(kind_changes(self.contract, stats))
+            self.changes.extend(lost_classes(self.contract, self.seen_labels if self.allowed is not None else None))
             self._decide()
 
     def _decide(self) -> None:
@@ -335,6 +345,17 @@ def column_changes(contract: dict[str, Any], layout: ColumnLayout) -> list[dict[
         for name in found
         if name not in contract["columns"]
     ]
+    order = contract.get("feature_order")
+    if not changes and isinstance(order, list) and [str(name) for name in order] != list(found):
+        changes.append(
+            {
+                "change": "column order",
+                "column": ", ".join(found),
+                "detail": f"the feature columns' order changes: the contract's is {', '.join(map(repr, order))}, the "
+                f"file's is {', '.join(map(repr, found))} (a consumer passing rows as lists depends on the model's "
+                "column order, which is the file's); put the columns back in the contract's order",
+            }
+        )
     if contract["label"]["column"] != layout.label_name:
         changes.append(
             {
@@ -345,6 +366,26 @@ def column_changes(contract: dict[str, Any], layout: ColumnLayout) -> list[dict[
             }
         )
     return changes
+
+
+def lost_classes(contract: dict[str, Any], seen: set[str] | None) -> list[dict[str, Any]]:
+    """The classes of the contract's label set that no row of the data has (``seen``: the labels found, as the
+    label set spells them; None for a regression, which has no label set)."""
+    label_set = contract["label"].get("set")
+    if seen is None or label_set is None:
+        return []
+    gone = [str(value) for value in label_set if str(value) not in seen]
+    if not gone:
+        return []
+    return [
+        {
+            "change": "lost class",
+            "column": contract["label"]["column"],
+            "values": gone[:CATEGORY_CAP],
+            "detail": f"no row has the class(es) {shown_names(gone)} of the contract's label set: a model trained on "
+            "this file would no longer predict them",
+        }
+    ]
 
 
 def kind_changes(contract: dict[str, Any], stats: DatasetStats) -> list[dict[str, Any]]:
@@ -461,7 +502,7 @@ def contract_document(manifest: dict[str, Any], card: dict[str, Any]) -> dict[st
         "set": None if regression else [str(c) for c in card.get("classes") or []],
         "range": [label_profile.get("min"), label_profile.get("max")] if regression else None,
     }
-    return {
+    contract: dict[str, Any] = {
         "contract_version": CONTRACT_VERSION,
         "champion": {
             "identity": manifest.get("identity"),
@@ -474,6 +515,11 @@ def contract_document(manifest: dict[str, Any], card: dict[str, Any]) -> dict[st
         "label": label,
         "columns": profile.get("columns") or {},
     }
+    order = (card.get("input") or {}).get("columns")
+    if isinstance(order, list):
+        # The model's column order (a JSON object with sorted keys, as ``columns`` is stored, loses it).
+        contract["feature_order"] = [str(name) for name in order]
+    return contract
 
 
 def contract_bytes(contract: dict[str, Any]) -> bytes:
@@ -516,9 +562,12 @@ def contract_for(
         return json.loads(data), f"the contract of the champion {champion.get('identity')}"
     card = _card(store.target(str(champion["model_uri"])))
     rebuilt = contract_document(champion, card) if card is not None else None
-    if rebuilt is not None and contract_sha256(rebuilt) == reference["sha256"]:
-        LOG.warning("%s is missing or not the champion's contract; using the one made from its card", target.uri)
-        return rebuilt, f"the contract of the champion {champion.get('identity')}, made again from its card"
+    # A contract written before ``feature_order`` was kept has none: made again, it must not have one either.
+    earlier = None if rebuilt is None else {key: value for key, value in rebuilt.items() if key != "feature_order"}
+    for candidate in (rebuilt, earlier):
+        if candidate is not None and contract_sha256(candidate) == reference["sha256"]:
+            LOG.warning("%s is missing or not the champion's contract; using the one made from its card", target.uri)
+            return candidate, f"the contract of the champion {champion.get('identity')}, made again from its card"
     raise IntegrityError(
         f"{target.uri} is not the contract the champion {champion.get('identity')} records (sha256 "
         f"{reference['sha256'][:12]}…), and its card does not give it either; restore the champion with "

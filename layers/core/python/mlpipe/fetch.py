@@ -404,6 +404,48 @@ def _fetch_once(
     version: Mapping[str, Any] | None,
     watch: RowWatch | None = None,
 ) -> DatasetStats:
+    with _http_body(session, url, policy, guard, version, clock) as (chunks, progress, check):
+        return store_stream(
+            chunks,
+            target,
+            shown=redact_url(url),
+            policy=policy,
+            description=description,
+            progress=progress,
+            check=check,
+            watch=watch,
+        )
+
+
+@contextlib.contextmanager
+def http_chunks(
+    url: str,
+    policy: FetchPolicy,
+    *,
+    version: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[tuple[Iterator[bytes], DownloadProgress, Callable[[], None]]]:
+    """The body of ``url`` as the download reads it, in one attempt and without writing it anywhere: every redirect
+    hop and connection checked (``_Guard``), the version compared, gzip decompressed. Yields the chunks, the
+    progress (bytes received) and the check to run after each chunk (the deadline)."""
+    with (
+        _Guard(policy, redact_url(url)) as guard,
+        _guarded_session(guard) as session,
+        _http_body(session, url, policy, guard, version, clock) as body,
+    ):
+        yield body
+
+
+@contextlib.contextmanager
+def _http_body(
+    session: requests.Session,
+    url: str,
+    policy: FetchPolicy,
+    guard: _Guard,
+    version: Mapping[str, Any] | None,
+    clock: Callable[[], float],
+) -> Iterator[tuple[Iterator[bytes], DownloadProgress, Callable[[], None]]]:
+    """The response's decoded chunks after the redirects, its progress, and the check (see ``http_chunks``)."""
     import requests
 
     shown = redact_url(url)
@@ -446,16 +488,7 @@ def _fetch_once(
             guard.received = progress.received
             guard.check_deadline()  # a fast source may keep a shut socket's reads fed; a cut-off body is never taken
 
-        return store_stream(
-            decoded(received(), shown),
-            target,
-            shown=shown,
-            policy=policy,
-            description=description,
-            progress=progress,
-            check=check,
-            watch=watch,
-        )
+        yield decoded(received(), shown), progress, check
 
 
 def store_stream(

@@ -11,6 +11,7 @@ Three questions, asked of every source the same way:
   make a new dataset and an unchanged source is "present";
 - read it (``read_source``, by the download): exactly that version, decompressed (``mlpipe.compression``),
   through the same validation and atomic write as every source (``mlpipe.fetch.store_stream``).
+  ``source_chunks`` reads it the same way without writing it (``pipeline contract diff``).
 
 A local file's version is its size and modification time (nanoseconds), not a hash of its bytes:
 the plan looks at it on every run, and hashing a large file there would read it twice per run; the
@@ -39,7 +40,15 @@ from mlpipe.exceptions import (
     StorageError,
     TargetChangedError,
 )
-from mlpipe.fetch import DownloadProgress, FetchPolicy, check_source_url, fetch_dataset, http_version, store_stream
+from mlpipe.fetch import (
+    DownloadProgress,
+    FetchPolicy,
+    check_source_url,
+    fetch_dataset,
+    http_chunks,
+    http_version,
+    store_stream,
+)
 from mlpipe.redaction import redact_url
 from mlpipe.storage import S3Target, Store, Target, parse_uri
 from mlpipe.storage.uris import LOCAL_SCHEME, S3_SCHEME, scheme_of
@@ -189,14 +198,7 @@ def read_source(
     found = source_kind(url)
     if found == HTTP:
         return fetch_dataset(url, target, policy, description=description, version=version, watch=watch, clock=clock)
-    shown = redact_url(url)
-    with _open(url, found, store, version) as (handle, total, unchanged):
-        progress = DownloadProgress(total, clock)
-        if kind(handle.peek(4)[:4]) == "zip":
-            name, member = zip_member(handle, shown)
-            shown, chunks = f"{shown}!{name}", read_chunks(member, f"{shown}!{name}")
-        else:
-            chunks = decoded(read_chunks(handle, shown), shown)
+    with _stored_body(url, found, store, version, clock) as (shown, chunks, progress, unchanged):
         try:
             return store_stream(
                 chunks,
@@ -210,6 +212,57 @@ def read_source(
             )
         except TargetChangedError as exc:
             raise _changed(url, str(exc)) from exc
+
+
+@contextlib.contextmanager
+def source_chunks(
+    url: str,
+    *,
+    store: Store,
+    policy: FetchPolicy,
+    version: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """``(the source's name for messages, its bytes)``, read as ``read_source`` reads them (redirects followed through
+    the address guard, gzip decompressed, the one file of a zip) but written nowhere; over HTTP in one attempt.
+    ``version`` (default: the current one) is the version to read, else SourceChangedError."""
+    found = source_kind(url)
+    if found == HTTP:
+        with http_chunks(url, policy, version=version, clock=clock) as (chunks, _, check):
+            yield redact_url(url), _checked(chunks, check)
+        return
+    with _stored_body(url, found, store, version, clock) as (shown, chunks, _, unchanged):
+        yield shown, _checked(_changed_is_source_changed(url, chunks), unchanged)
+
+
+def _checked(chunks: Iterator[bytes], check: Callable[[], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        check()
+        yield chunk
+    check()
+
+
+def _changed_is_source_changed(url: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except TargetChangedError as exc:
+        raise _changed(url, str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _stored_body(
+    url: str, found: str, store: Store, version: Mapping[str, Any] | None, clock: Callable[[], float]
+) -> Iterator[tuple[str, Iterator[bytes], DownloadProgress, Callable[[], None]]]:
+    """An S3 object's or a local file's name for messages, decompressed chunks, progress and unchanged-check."""
+    shown = redact_url(url)
+    with _open(url, found, store, version) as (handle, total, unchanged):
+        progress = DownloadProgress(total, clock)
+        if kind(handle.peek(4)[:4]) == "zip":
+            name, member = zip_member(handle, shown)
+            shown, chunks = f"{shown}!{name}", read_chunks(member, f"{shown}!{name}")
+        else:
+            chunks = decoded(read_chunks(handle, shown), shown)
+        yield shown, chunks, progress, unchanged
 
 
 @contextlib.contextmanager
