@@ -235,7 +235,7 @@ def promote(
             or score_rule(current, manifest)
         )
 
-    return _swap(publish_uri, manifest, decide, store=store)
+    return _swap(publish_uri, manifest, card, decide, store=store)
 
 
 def _schema_rule(current: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -305,7 +305,7 @@ def set_champion(
     def decide(current: dict[str, Any] | None) -> None:
         changes[:] = schema_changes(current, manifest)
 
-    result = _swap(publish_uri, manifest, decide, store=store)
+    result = _swap(publish_uri, manifest, card, decide, store=store)
     if result.promoted and changes:
         return Promotion(True, f"{result.reason}; for consumers of the champion: {'; '.join(changes)}", result.champion)
     return result
@@ -327,7 +327,7 @@ def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
         if not isinstance(previous, dict) or not isinstance(previous.get("model_uri"), str):
             raise IntegrityError(f"{target.uri}'s previous champion names no model; restore it from {HISTORY_DIR}/")
         record = Record(previous.get("sha256"), f"the previous champion in {target.uri}")
-        check_stored(store.target(previous["model_uri"]), consequence=NOT_PROMOTED, record=record)
+        card = check_stored(store.target(previous["model_uri"]), consequence=NOT_PROMOTED, record=record)
         manifest = dict(previous) | {
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             "promoted_by": promoted_by,
@@ -335,7 +335,7 @@ def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
             "previous": _without_previous(current),
         }
         try:
-            _write(target, publish_uri, manifest, version, store=store)
+            _write(target, publish_uri, manifest, card, version, store=store)
         except TargetChangedError:
             continue
         changes = schema_changes(current, manifest)
@@ -344,7 +344,7 @@ def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
     raise StorageError(f"cannot roll back {champion_uri(publish_uri)}: it kept changing ({CAS_ATTEMPTS} attempts)")
 
 
-def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Store) -> Promotion:
+def _swap(publish_uri: str, manifest: dict[str, Any], card: dict[str, Any], decide: Any, *, store: Store) -> Promotion:
     target = store.target(champion_uri(publish_uri))
     for _ in range(CAS_ATTEMPTS):
         data, version = target.read_versioned()
@@ -363,7 +363,7 @@ def _swap(publish_uri: str, manifest: dict[str, Any], decide: Any, *, store: Sto
             "previous": (current or {}).get("previous") if again else _without_previous(current) if current else None,
         }
         try:
-            _write(target, publish_uri, new, version, store=store)
+            _write(target, publish_uri, new, card, version, store=store)
         except TargetChangedError:
             continue  # someone else changed the champion since we read it: decide again on the new one
         return Promotion(True, _promoted_words(new, current, again=again), new)
@@ -381,9 +381,18 @@ def _promoted_words(new: dict[str, Any], current: dict[str, Any] | None, *, agai
     return f"promoted {new['identity']} to {what}"
 
 
-def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: str | None, *, store: Store) -> None:
-    """Swap the manifest in; then write the new champion's data contract, whose sha256 the manifest records."""
-    contract = _contract(manifest, store=store)
+def _write(
+    target: Target,
+    publish_uri: str,
+    manifest: dict[str, Any],
+    card: dict[str, Any],
+    version: str | None,
+    *,
+    store: Store,
+) -> None:
+    """Swap the manifest in; then write the new champion's data contract (made from its ``card``, checked against its
+    bytes by the caller), whose sha256 the manifest records."""
+    contract = contract_document(manifest, card)  # None when the card has no data profile
     manifest["contract"] = None if contract is None else contract_reference(publish_uri, contract)
     document = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     target.replace_if(document, version)
@@ -392,21 +401,6 @@ def _write(target: Target, publish_uri: str, manifest: dict[str, Any], version: 
         # records, and mlpipe.contract.contract_for makes the right one again from the champion's card.
         write_contract(publish_uri, contract, store=store)
     record_history(publish_uri, manifest, store=store)
-
-
-def _contract(manifest: dict[str, Any], *, store: Store) -> dict[str, Any] | None:
-    """The data contract of the champion ``manifest`` names, from its card (None when it has no data profile)."""
-    data, _ = store.target(str(manifest["model_uri"])).sibling("metrics.json").read_versioned()
-    card = _parse_card(data)
-    return contract_document(manifest, card) if card is not None else None
-
-
-def _parse_card(data: bytes | None) -> dict[str, Any] | None:
-    try:
-        card = json.loads(data) if data is not None else None
-    except ValueError:
-        return None
-    return card if isinstance(card, dict) else None
 
 
 def record_history(publish_uri: str, manifest: dict[str, Any], *, store: Store) -> None:

@@ -66,10 +66,11 @@ def score_words(name: str) -> str:
 
 def baseline_rule(card: dict[str, Any], min_lift: float | None) -> tuple[float, str] | None:
     """The baseline rule's floor and its words, or None when it is off or the card records no baseline."""
-    baseline = (card.get("score") or {}).get("baseline") if isinstance(card.get("score"), dict) else None
+    score = section(card, "score")
+    baseline = score.get("baseline")
     if min_lift is None or not isinstance(baseline, int | float) or isinstance(baseline, bool):
         return None
-    name = (card.get("score") or {}).get("baseline_name") or "the trivial predictor"
+    name = score.get("baseline_name") or "the trivial predictor"
     return float(baseline) + min_lift, (
         f"the baseline ({name}) {float(baseline):.4f} plus min_lift_over_baseline {min_lift:.4f}, to be beaten"
     )
@@ -90,7 +91,7 @@ def task_of(document: dict[str, Any]) -> str | None:
     task = document.get("task")
     if isinstance(task, str):
         return task
-    name = (document.get("score") or {}).get("name") if isinstance(document.get("score"), dict) else None
+    name = section(document, "score").get("name")
     metrics = section(document, "metrics")
     name = name or metrics.get("score_name") or ("cv_accuracy" if "cv_accuracy" in metrics else None)
     return {"cv_r2": "regression", "cv_accuracy": "classification"}.get(str(name)) if name else None
@@ -231,7 +232,7 @@ def evaluate(
         "min_cv_accuracy": min_cv_accuracy,
         "max_regression": max_regression,
         "min_lift_over_baseline": min_lift_over_baseline,
-        "baseline": (card.get("score") or {}).get("baseline") if isinstance(card.get("score"), dict) else None,
+        "baseline": section(card, "score").get("baseline"),
         "champion_identity": champion.get("identity") if champion else None,
         "champion_cv_accuracy": champion_value if champion and manifest_score(champion)[0] == "cv_accuracy" else None,
         "champion_score": champion_value,

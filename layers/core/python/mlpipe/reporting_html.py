@@ -35,6 +35,7 @@ from typing import Any
 from mlpipe.artifacts import Record, check_stored, read_metrics
 from mlpipe.champion import champion_uri, read_champion, read_history
 from mlpipe.exceptions import PipelineError
+from mlpipe.gate import manifest_score, score_words
 from mlpipe.status import collect_status
 from mlpipe.storage import Store
 
@@ -226,9 +227,8 @@ def _champion_summary(champion: dict[str, Any] | None) -> str:
 
 
 def _champion_score(metrics: dict[str, Any]) -> str:
-    if metrics.get("score_name") == "cv_r2":
-        return f"CV R² {_e(_num(metrics.get('score')))}"
-    return f"CV accuracy {_e(_num(metrics.get('cv_accuracy', metrics.get('score'))))}"
+    name, value = manifest_score({"metrics": metrics})
+    return f"{_e(score_words(name))} {_e(_num(value))}"
 
 
 def _regression_section(points: list[dict[str, Any]]) -> str:
