@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from mlpipe.champion import CHAMPION_FILE, HISTORY_DIR, read_champion
+from mlpipe.champion import read_champion
 from mlpipe.config import Settings
 from mlpipe.exceptions import (
     InvalidModelConfigError,
@@ -29,7 +29,7 @@ from mlpipe.exceptions import (
     UnknownModelError,
 )
 from mlpipe.modelconfig import config_uri, list_configs, validate_config
-from mlpipe.naming import check_model_name, model_location, models_under
+from mlpipe.naming import CHAMPION_FILE, HISTORY_DIR, check_model_name, model_location, models_under
 from mlpipe.redaction import redact_url
 from mlpipe.storage import Store
 from pipeline_local.cli.common import failed

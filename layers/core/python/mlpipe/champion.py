@@ -49,10 +49,9 @@ from mlpipe.exceptions import (
     TargetExistsError,
 )
 from mlpipe.gate import card_schema, card_score, manifest_score, schema_changes, score_words, section
+from mlpipe.naming import CHAMPION_FILE, HISTORY_DIR  # the champion's names, kept in naming (a lower layer)
 from mlpipe.storage import Store, Target, join_uri
 
-CHAMPION_FILE = "champion.json"
-HISTORY_DIR = "champion-history"
 CAS_ATTEMPTS = 20
 NOT_PROMOTED = "is not made the champion"
 METRICS = ("cv_accuracy", "balanced_accuracy", "macro_f1", "training_accuracy")
@@ -168,15 +167,16 @@ def manifest_for(
     metrics: dict[str, Any] = {name: _metric(card, name) for name in names}
     metrics["score_name"], metrics["score"] = card_score(card)
     inputs = section(section(card, "lineage"), "inputs")
+    schema = card_schema(card)
     return {
         "model": model,
         "model_uri": published.uri,
         "identity": publication.get("identity") or published.uri.rsplit("/", 2)[-2],
         "sha256": card["model_sha256"],
         "run_date": run_date,
-        "task": card_schema(card)["task"],
+        "task": schema["task"],
         "classes": card.get("classes"),
-        "features": card_schema(card)["features"],
+        "features": schema["features"],
         "dataset_identity": inputs.get("dataset"),
         "estimator": (card.get("estimator") or {}).get("name"),
         "metrics": metrics,
@@ -307,7 +307,7 @@ def set_champion(
 
     result = _swap(publish_uri, manifest, card, decide, store=store)
     if result.promoted and changes:
-        return Promotion(True, f"{result.reason}; for consumers of the champion: {'; '.join(changes)}", result.champion)
+        return Promotion(True, f"{result.reason}{_for_consumers(changes)}", result.champion)
     return result
 
 
@@ -339,8 +339,7 @@ def rollback(publish_uri: str, *, promoted_by: str, store: Store) -> Promotion:
         except TargetChangedError:
             continue
         changes = schema_changes(current, manifest)
-        told = f"; for consumers of the champion: {'; '.join(changes)}" if changes else ""
-        return Promotion(True, f"rolled back to {manifest['identity']}{told}", manifest)
+        return Promotion(True, f"rolled back to {manifest['identity']}{_for_consumers(changes)}", manifest)
     raise StorageError(f"cannot roll back {champion_uri(publish_uri)}: it kept changing ({CAS_ATTEMPTS} attempts)")
 
 
@@ -368,6 +367,11 @@ def _swap(publish_uri: str, manifest: dict[str, Any], card: dict[str, Any], deci
             continue  # someone else changed the champion since we read it: decide again on the new one
         return Promotion(True, _promoted_words(new, current, again=again), new)
     raise StorageError(f"cannot update {target.uri}: it kept changing ({CAS_ATTEMPTS} attempts)")
+
+
+def _for_consumers(changes: list[str]) -> str:
+    """What a change of champion by hand changes for its consumers, as the end of its reason ("" when nothing)."""
+    return f"; for consumers of the champion: {'; '.join(changes)}" if changes else ""
 
 
 def _promoted_words(new: dict[str, Any], current: dict[str, Any] | None, *, again: bool) -> str:
@@ -424,10 +428,8 @@ def _without_previous(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 def _metric(card: dict[str, Any], name: str) -> float | None:
     if name in ("cv_accuracy", "cv_r2"):
         return (card.get(name) or {}).get("mean")
-    if name == "training_r2":
-        return card.get("training_r2")
-    if name == "training_accuracy":
-        return card.get("training_accuracy")
+    if name in ("training_accuracy", "training_r2"):
+        return card.get(name)
     return (card.get("cv_metrics") or {}).get(name)
 
 

@@ -287,10 +287,9 @@ class DataWatch:
 
 def _number(text: str) -> float | None:
     try:
-        value = float(text)
+        return _finite(float(text))
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
 
 
 def _finite(value: float) -> float | None:

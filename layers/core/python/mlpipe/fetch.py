@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
@@ -46,6 +46,7 @@ from mlpipe.exceptions import (
     SourceTooLargeError,
     SourceUnavailableError,
 )
+from mlpipe.problem import AUTO, DEFAULT_TARGET_TRANSFORM
 from mlpipe.redaction import has_secrets, redact_text, redact_url
 from mlpipe.storage import Target
 
@@ -80,8 +81,8 @@ class FetchPolicy:
     min_class_rows: int = 1  # the run's cv_folds, so a dataset training would refuse is never stored
     time_budget: float | None = None
     # The run's task and target transform (mlpipe.problem): the label is checked as training will read it.
-    task: str = "auto"
-    target_transform: str = "none"
+    task: str = AUTO
+    target_transform: str = DEFAULT_TARGET_TRANSFORM
 
 
 def check_source_url(url: str, *, allow_loopback: bool = False, resolve: bool = False) -> None:
@@ -558,14 +559,7 @@ def http_version(url: str, policy: FetchPolicy) -> dict[str, str] | None:
     the HEAD fails in a way the GET may not (405, 5xx, a timeout): the run then keeps today's identity.
     A 404 is SourceNotReadyError; a refused URL InvalidRequestError, as for the GET.
     """
-    one_try = FetchPolicy(
-        max_bytes=policy.max_bytes,
-        connect_timeout=policy.connect_timeout,
-        read_timeout=policy.read_timeout,
-        attempts=1,
-        allow_loopback=policy.allow_loopback,
-        time_budget=policy.connect_timeout + policy.read_timeout,
-    )
+    one_try = replace(policy, attempts=1, time_budget=policy.connect_timeout + policy.read_timeout)
     try:
         with _Guard(one_try, redact_url(url)) as guard, _guarded_session(guard) as session:
             response, _ = _follow_redirects(session, url, one_try, guard, method="HEAD")

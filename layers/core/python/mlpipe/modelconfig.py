@@ -24,7 +24,7 @@ from typing import Any
 
 from mlpipe.config import INPUT_FIELDS, Settings, check_object, resolve_run
 from mlpipe.exceptions import InvalidModelConfigError, InvalidRequestError, UnknownModelError
-from mlpipe.naming import check_model_name
+from mlpipe.naming import check_model_name, is_model_name
 from mlpipe.storage import Store, join_uri
 
 CONFIG_SUFFIX = ".json"
@@ -129,12 +129,9 @@ def with_model_config(execution_input: Any, settings: Settings, *, store: Store)
 
 def list_configs(configs_uri: str, *, store: Store) -> list[str]:
     """The names of the models that have a document under ``configs_uri``, sorted."""
-    names = []
-    for item in store.list(configs_uri):
-        name = item.relative.removesuffix(CONFIG_SUFFIX)
-        if "/" not in item.relative and item.relative.endswith(CONFIG_SUFFIX):
-            try:
-                names.append(check_model_name(name))
-            except InvalidRequestError:
-                continue
-    return sorted(names)
+    names = (
+        item.relative.removesuffix(CONFIG_SUFFIX)
+        for item in store.list(configs_uri)
+        if item.relative.endswith(CONFIG_SUFFIX)
+    )
+    return sorted(name for name in names if "/" not in name and is_model_name(name))

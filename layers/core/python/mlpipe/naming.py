@@ -23,8 +23,20 @@ DEFAULT_MODEL = "iris"
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Names a publish root used before models had names (a run date, the champion's history): never a model's.
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-RESERVED = frozenset({"champion-history"})
-LEGACY_CHAMPION = "champion.json"
+# The champion's manifest and history beside a model's published runs (mlpipe.champion).
+CHAMPION_FILE = "champion.json"
+HISTORY_DIR = "champion-history"
+RESERVED = frozenset({HISTORY_DIR})
+
+
+def is_model_name(value: Any) -> bool:
+    """Whether ``value`` is a model name (what ``check_model_name`` accepts)."""
+    return (
+        isinstance(value, str)
+        and bool(MODEL_NAME_RE.match(value))
+        and not _DATE_RE.match(value)
+        and (value not in RESERVED)
+    )
 
 
 def check_model_name(value: Any, where: str = "model") -> str:
@@ -53,8 +65,7 @@ def models_under(publish_root: str, *, store: Store) -> list[str]:
     for item in store.list(publish_root):
         first, _, rest = item.relative.partition("/")
         second = rest.split("/", 1)[0]
-        named = MODEL_NAME_RE.match(first) and not _DATE_RE.match(first) and first not in RESERVED
-        if named and (second in {LEGACY_CHAMPION, "champion-history"} or _DATE_RE.match(second)):
+        if is_model_name(first) and (second in {CHAMPION_FILE, HISTORY_DIR} or _DATE_RE.match(second)):
             found.add(first)
     return sorted(found)
 
@@ -85,4 +96,4 @@ def choose_model(publish_root: str, model: str | None, *, default: str = DEFAULT
 def legacy_champion_uri(location: str) -> str:
     """Where a publish root kept its one champion before models had names: ``champion.json`` beside the model's
     location (``<publish root>/champion.json`` for ``<publish root>/<model>``)."""
-    return join_uri(location.rstrip("/").rsplit("/", 1)[0], LEGACY_CHAMPION)
+    return join_uri(location.rstrip("/").rsplit("/", 1)[0], CHAMPION_FILE)

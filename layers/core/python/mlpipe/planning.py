@@ -11,11 +11,11 @@ import datetime as dt
 from typing import Any
 
 from mlpipe.artifacts import model_complete, read_metrics
-from mlpipe.champion import HISTORY_DIR, champion_uri, history_name, read_champion
+from mlpipe.champion import champion_uri, history_name, read_champion
 from mlpipe.config import Run
 from mlpipe.exceptions import LegacyPublishLayoutError
 from mlpipe.gate import drift_rule, evaluate
-from mlpipe.naming import legacy_champion_uri
+from mlpipe.naming import HISTORY_DIR, legacy_champion_uri
 from mlpipe.steps import OUTPUTS, TASKS
 from mlpipe.storage import Store, Target
 

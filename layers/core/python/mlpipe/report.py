@@ -51,12 +51,11 @@ def build_report(state: dict[str, Any], settings: Settings | None = None) -> dic
     gate = (planned.get("train") or {}).get("gate") if isinstance(planned.get("train"), dict) else None
     champion = state.get("champion") if isinstance(state.get("champion"), dict) else None
     error = None
-    if failed_task == GATE:  # the gate's Choice rejected the model: no Lambda error, the reason is the gate's
-        error = {"task": GATE, "type": "ModelRejectedError", "message": str((gate or {}).get("reason"))}
+    if failed_task == GATE:  # the gate's Choice rejected the model: no Lambda error, the reason (and type) the gate's
+        kind = (gate or {}).get("error") or "ModelRejectedError"  # SchemaChangedError when the schema rule refused
+        error = {"task": GATE, "type": str(kind), "message": str((gate or {}).get("reason"))}
     elif failed_task or state.get("error"):
         error = {"task": failed_task or "plan", **describe_error(state.get("error") or {})}
-    if failed_task == GATE and isinstance(gate, dict) and gate.get("error"):
-        error = {"task": GATE, "type": str(gate["error"]), "message": str(gate.get("reason"))}
     summary = {
         "status": "FAILED" if error else "SUCCEEDED",
         "model": run.get("model"),

@@ -90,6 +90,7 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
             card = check_stored(store.target(str(champion["model_uri"])), consequence=NOT_SHOWN, record=record)
         except PipelineError as exc:
             card_error = f"{type(exc).__name__}: {exc}"
+    points = model_points(status, champion)
     return {
         "artifact_root": artifact_root,
         "publish_uri": publish_uri,
@@ -98,9 +99,9 @@ def collect_report(artifact_root: str, publish_uri: str, *, store: Store) -> dic
         "history": history,
         "card": card,
         "card_error": card_error,
-        "points": model_points(status, champion),
+        "points": points,
         "skipped": status.get("skipped", []) + history_skipped,
-        "drift": newest_drift(model_points(status, champion), store=store),
+        "drift": newest_drift(points, store=store),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 

@@ -25,13 +25,13 @@ from collections import defaultdict
 from typing import Any
 
 from mlpipe.artifacts import CARD_FILE
-from mlpipe.champion import CHAMPION_FILE, HISTORY_DIR
 from mlpipe.config import parse_run_date
 from mlpipe.contract import CONTRACT_FILE, PROFILE_FILE
 from mlpipe.exceptions import InvalidRequestError, StorageError
-from mlpipe.gate import card_score
+from mlpipe.gate import card_score, section
 from mlpipe.identity import DIGITS
 from mlpipe.lineage import LINEAGE_FILE
+from mlpipe.naming import CHAMPION_FILE, HISTORY_DIR
 from mlpipe.redaction import redact_url
 from mlpipe.steps import OUTPUTS
 from mlpipe.storage import Store, StoredObject
@@ -191,41 +191,35 @@ def _entry(family: str, folder: str, files: dict[str, StoredObject], *, store: S
     if family == "dataset":
         lineage = _read_json(files.get(LINEAGE_FILE), store=store)
         entry["made"] = _text(lineage.get("created_at")) or entry["made"]
-        source = _text(_section(lineage, "inputs").get("source"))
+        source = _text(section(lineage, "inputs").get("source"))
         entry["source"] = redact_url(source) if source is not None else None  # records made before redaction
         return entry
     card = _read_json(files.get(CARD_FILE), store=store)
     if state == "present" and main is not None and not _records(card, main, store=store):
         entry["state"] = "incomplete"
-    section = _section(card, "publication" if family == "published" else "lineage")
-    entry["made"] = _text(section.get("created_at")) or entry["made"]
-    accuracy = _section(card, "cv_accuracy").get("mean")
+    record = section(card, "publication" if family == "published" else "lineage")
+    entry["made"] = _text(record.get("created_at")) or entry["made"]
+    accuracy = section(card, "cv_accuracy").get("mean")
     entry["cv_accuracy"] = accuracy if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
     entry["task"] = _text(card.get("task")) or "classification"
     entry["score_name"], entry["score"] = card_score(card) if card else ("cv_accuracy", None)
     if entry["score_name"] == "cv_accuracy" and entry["cv_accuracy"] is None:
         entry["score"] = None  # no card (or no score in it): nothing to show
     if entry["task"] == "regression":
-        entry["rmse"] = _section(card, "cv_metrics").get("rmse")
-    estimator = _section(card, "estimator")
+        entry["rmse"] = section(card, "cv_metrics").get("rmse")
+    estimator = section(card, "estimator")
     entry["estimator"] = _text(estimator.get("name"))
-    entry["hyperparameters"] = _section(estimator, "non_default_hyperparameters") or None
+    entry["hyperparameters"] = section(estimator, "non_default_hyperparameters") or None
     if family == "model":
-        entry["dataset"] = _text(_section(_section(card, "lineage"), "inputs").get("dataset"))
+        entry["dataset"] = _text(section(section(card, "lineage"), "inputs").get("dataset"))
     else:
-        entry["model"] = _text(_section(section, "inputs").get("model"))
+        entry["model"] = _text(section(record, "inputs").get("model"))
     return entry
 
 
 def _text(value: Any) -> str | None:
     """``value`` when it is a string (what a card or a lineage record should hold there), else None."""
     return value if isinstance(value, str) else None
-
-
-def _section(document: dict[str, Any], key: str) -> dict[str, Any]:
-    """``document[key]`` when it is an object, else an empty one (a card edited by hand, or from elsewhere)."""
-    value = document.get(key)
-    return value if isinstance(value, dict) else {}
 
 
 def _records(card: dict[str, Any], model: StoredObject, *, store: Store) -> bool:

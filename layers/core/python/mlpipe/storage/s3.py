@@ -51,6 +51,7 @@ PIPE_CHUNKS = 8
 # A streamed read resumes (a ranged GET from where it broke) this many times before it fails.
 READ_ATTEMPTS = 3
 _S3_MISSING = {"404", "NoSuchKey", "NotFound"}
+_S3_DENIED = {"403", "AccessDenied", "Forbidden"}
 _S3_EXISTS = {"412", "PreconditionFailed"}
 _S3_IN_FLIGHT = {"409", "ConditionalRequestConflict"}
 CONFLICT_ATTEMPTS = 4
@@ -247,7 +248,7 @@ class S3Target(Target):
             response = self.client.head_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
             code = _error_code(exc)
-            if code in _S3_MISSING or (denied_is_missing and code in {"403", "AccessDenied", "Forbidden"}):
+            if code in _S3_MISSING or (denied_is_missing and code in _S3_DENIED):
                 return None
             raise storage_error(exc, f"cannot read {self.uri}") from exc
         version = response.get("VersionId")
@@ -261,7 +262,7 @@ class S3Target(Target):
         except Exception as exc:
             if _error_code(exc) in {"404", "NoSuchBucket", "NotFound"}:
                 return True
-            if _error_code(exc) in {"403", "AccessDenied", "Forbidden"}:
+            if _error_code(exc) in _S3_DENIED:
                 return False
             raise storage_error(exc, f"cannot read s3://{self.bucket}") from exc
         return False
