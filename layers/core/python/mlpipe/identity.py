@@ -35,6 +35,8 @@ from mlpipe.estimators import (
     spec_of,
 )
 from mlpipe.exceptions import InvalidHyperparametersError
+from mlpipe.problem import AUTO as AUTO_TASK
+from mlpipe.problem import DEFAULT_TARGET_TRANSFORM
 from mlpipe.scaling import AUTO
 from mlpipe.steps import FAMILIES, TASKS
 
@@ -74,7 +76,7 @@ def identity(family: str, inputs: dict[str, Any]) -> Identity:
 
 def _lookup_task(estimator: str, params: dict[str, Any], task: str) -> str:
     """The task whose estimator the hyperparameters are read for: ``task``, or under ``auto`` the one they fit."""
-    if task != "auto":
+    if task != AUTO_TASK:
         return task
     if estimator not in ESTIMATORS:
         return "regression"
@@ -109,9 +111,9 @@ def preprocessing(estimator: str, description: dict[str, Any], task: str = "clas
 def problem_inputs(task: str, target_transform: str) -> dict[str, Any]:
     """The model identity's task and target transform, when not the defaults (whose models keep their identity)."""
     inputs: dict[str, Any] = {}
-    if task != "auto":
+    if task != AUTO_TASK:
         inputs["task"] = task
-    if target_transform != "none":
+    if target_transform != DEFAULT_TARGET_TRANSFORM:
         inputs["target_transform"] = target_transform
     return inputs
 
@@ -127,8 +129,8 @@ def run_identities(
     force: str | None = None,
     nonce: str | None = None,
     source_version: dict[str, Any] | None = None,
-    task: str = "auto",
-    target_transform: str = "none",
+    task: str = AUTO_TASK,
+    target_transform: str = DEFAULT_TARGET_TRANSFORM,
 ) -> dict[str, Identity]:
     """The identities of the run's three targets, keyed by task (download, train, upload).
 

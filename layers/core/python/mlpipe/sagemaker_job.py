@@ -27,6 +27,8 @@ from mlpipe.contract import card_sections, read_profile
 from mlpipe.description import DatasetDescription
 from mlpipe.exceptions import InvalidRequestError, PipelineError
 from mlpipe.lineage import known_stats, lineage_record
+from mlpipe.problem import AUTO as AUTO_TASK
+from mlpipe.problem import DEFAULT_TARGET_TRANSFORM
 from mlpipe.sagemaker import CHANNEL, ENTRY_POINT, SETUP_ALLOWANCE_SECONDS
 from mlpipe.storage import LocalTarget, Store, Target
 from mlpipe.training import train_model
@@ -81,8 +83,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--identity", type=_decode_object, default=None, help="the model's identity, from the plan")
     parser.add_argument("--execution_id", default=None)
     parser.add_argument("--max_runtime_seconds", type=float, default=None)
-    parser.add_argument("--task", default="auto", help="auto, classification or regression (mlpipe.problem)")
-    parser.add_argument("--target_transform", default="none")
+    parser.add_argument("--task", default=AUTO_TASK, help="auto, classification or regression (mlpipe.problem)")
+    parser.add_argument("--target_transform", default=DEFAULT_TARGET_TRANSFORM)
     return parser.parse_args(list(argv))
 
 
